@@ -1,0 +1,201 @@
+//! Where a comment becomes a label: input record → model scores → output record (JSON).
+//!
+//! `moderato classify`, `moderato serve` and the HTTP API all speak these records.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::InputError;
+use crate::model::explain::{explain, Contribution};
+use crate::model::{HeadKind, HeadOutcome, Model, Scratch};
+
+/// An input comment: `{"id", "text", "target"?, ...}`; other fields are kept as they are.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Comment {
+    /// Caller's id (string or number).
+    #[serde(default)]
+    pub id: Value,
+    /// The comment.
+    pub text: String,
+    /// Target of the stance head (e.g. "Hillary Clinton").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Everything else, passed through untouched.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Comment {
+    /// Parses one JSON payload, with a precise reason when it is not a usable comment.
+    pub fn parse(payload: &[u8]) -> Result<Self, InputError> {
+        let text = std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
+        let Value::Object(mut obj) = value else {
+            return Err(InputError::NotJson("expected an object".into()));
+        };
+        let text = match obj.remove("text") {
+            Some(Value::String(s)) => s,
+            _ => return Err(InputError::NoText),
+        };
+        if text.trim().is_empty() {
+            return Err(InputError::EmptyText);
+        }
+        let id = obj.remove("id").unwrap_or(Value::Null);
+        if !(id.is_string() || id.is_number() || id.is_null()) {
+            return Err(InputError::NotJson("`id` must be a string or a number".into()));
+        }
+        let target = match obj.remove("target") {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        };
+        Ok(Self {
+            id,
+            text,
+            target,
+            extra: obj,
+        })
+    }
+}
+
+/// A head's result in an output record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum HeadResult {
+    /// Binary head.
+    Binary {
+        /// Whether the score reaches the head's threshold.
+        flag: bool,
+        /// Calibrated probability.
+        score: f32,
+    },
+    /// Multiclass head.
+    Multiclass {
+        /// Chosen class.
+        label: String,
+        /// Probability per class.
+        scores: BTreeMap<String, f32>,
+        /// The target it was conditioned on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+}
+
+/// Which model produced a record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRef {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// SHA-256 of the model file.
+    pub sha256: String,
+}
+
+impl ModelRef {
+    /// The reference of a loaded model.
+    pub fn of(model: &Model) -> Self {
+        Self {
+            name: model.info.name.clone(),
+            version: model.info.version.clone(),
+            sha256: model.sha256.clone(),
+        }
+    }
+}
+
+/// An output record: labels, per-head results and the model that made them.
+#[derive(Clone, Debug, Serialize)]
+pub struct Labelled {
+    /// The input's id.
+    pub id: Value,
+    /// Names of the flagged binary heads.
+    pub labels: Vec<String>,
+    /// Per-head results.
+    pub heads: BTreeMap<String, HeadResult>,
+    /// Conditioned heads left out, with the reason.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, String>,
+    /// Top n-gram contributions of every flagged head (with `--explain N`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explain: Option<BTreeMap<String, Vec<Contribution>>>,
+    /// The model.
+    pub model: ModelRef,
+}
+
+/// Classifies one comment; `explain_top > 0` adds that many contributions per flagged head.
+pub fn label(model: &Model, model_ref: &ModelRef, comment: &Comment, scratch: &mut Scratch, explain_top: usize) -> Labelled {
+    let outcomes = model.score(&comment.text, comment.target.as_deref(), scratch);
+    let mut out = Labelled {
+        id: comment.id.clone(),
+        labels: Vec::new(),
+        heads: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+        explain: None,
+        model: model_ref.clone(),
+    };
+    let mut explanations = BTreeMap::new();
+    for (hi, (head, outcome)) in model.heads().iter().zip(outcomes).enumerate() {
+        let (class, target) = match outcome {
+            HeadOutcome::Binary { score, flag } => {
+                if flag {
+                    out.labels.push(head.name.clone());
+                }
+                out.heads.insert(head.name.clone(), HeadResult::Binary { flag, score });
+                if !flag {
+                    continue;
+                }
+                (0, None)
+            }
+            HeadOutcome::Multiclass { label, probs, target } => {
+                let scores = head.classes.iter().cloned().zip(probs).collect();
+                out.heads.insert(
+                    head.name.clone(),
+                    HeadResult::Multiclass {
+                        label: head.classes[label].clone(),
+                        scores,
+                        target: target.map(|t| head.targets[t].clone()),
+                    },
+                );
+                (label, target)
+            }
+            HeadOutcome::Skipped { reason } => {
+                out.skipped.insert(head.name.clone(), reason);
+                continue;
+            }
+        };
+        if explain_top > 0 {
+            debug_assert!(head.kind == HeadKind::Binary || class < head.classes.len());
+            explanations.insert(head.name.clone(), explain(model, &comment.text, hi, class, target, explain_top));
+        }
+    }
+    if explain_top > 0 {
+        out.explain = Some(explanations);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_reports_each_kind_of_bad_input() {
+        assert_eq!(Comment::parse(b"\xff\xfe").unwrap_err(), InputError::NotUtf8(0));
+        assert!(matches!(Comment::parse(b"{nope").unwrap_err(), InputError::NotJson(_)));
+        assert!(matches!(Comment::parse(b"[1]").unwrap_err(), InputError::NotJson(_)));
+        assert_eq!(Comment::parse(br#"{"id": 1}"#).unwrap_err(), InputError::NoText);
+        assert_eq!(Comment::parse(br#"{"id": 1, "text": 5}"#).unwrap_err(), InputError::NoText);
+        assert_eq!(Comment::parse(br#"{"id": 1, "text": "  "}"#).unwrap_err(), InputError::EmptyText);
+    }
+
+    #[test]
+    fn parse_keeps_unknown_fields() {
+        let c = Comment::parse(r#"{"id": "a", "text": "hi", "target": "Atheism", "meta": {"k": 1}, "lang": "en"}"#.as_bytes())
+            .expect("valid");
+        assert_eq!(c.id, Value::from("a"));
+        assert_eq!(c.target.as_deref(), Some("Atheism"));
+        assert_eq!(c.extra["meta"]["k"], Value::from(1));
+        assert_eq!(c.extra["lang"], Value::from("en"));
+    }
+}

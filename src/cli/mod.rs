@@ -1,0 +1,92 @@
+//! Command-line parsing and dispatch; each subcommand lives in its own file.
+
+mod classify;
+mod eval;
+mod train;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Streaming stance and toxicity classifier for reader comments.
+#[derive(Parser, Debug)]
+#[command(name = "moderato", version, about)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "human", env = "MODERATO_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model: one head from a CSV (--data ... --label ...) or the heads of a config.
+    Train(train::TrainArgs),
+    /// Label JSON lines: one comment object in, one labelled object out, same order.
+    Classify(classify::ClassifyArgs),
+    /// Evaluate a model head on a labelled CSV.
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Classify(a) => classify::run(a),
+        Command::Eval(a) => eval::run(a),
+    }
+}
+
+/// Installs the `tracing` subscriber (level from `RUST_LOG`, default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Where the shipped default model is looked for when `--model` is not given.
+pub fn default_model_candidates() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(p) = std::env::var("MODERATO_MODEL") {
+        v.push(PathBuf::from(p));
+    }
+    v.push(PathBuf::from("models/default.model"));
+    if let Ok(exe) = std::env::current_exe() {
+        // target/release/moderato → repository root.
+        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
+            v.push(root.join("models/default.model"));
+        }
+    }
+    v.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model"));
+    v
+}
+
+/// Loads `--model`, or the default model from the first candidate that exists.
+pub fn load_model(path: Option<&Path>) -> anyhow::Result<moderato::Model> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => default_model_candidates()
+            .into_iter()
+            .find(|p| p.exists())
+            .context("no --model given and no models/default.model found; train one with `moderato train --config training/default.toml`")?,
+    };
+    let model = moderato::model::file::load(&path)?;
+    tracing::info!(path = %path.display(), name = %model.info.name, version = %model.info.version, "model loaded");
+    Ok(model)
+}

@@ -1,0 +1,152 @@
+//! `moderato train`: one head from a CSV, or every head of a config.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use moderato::model::{file, HeadKind};
+use moderato::train::config::{DatasetSpec, HeadSpec, LabelSpec, SolverConfig, TrainConfig};
+use moderato::train::data::Table;
+use moderato::train::{self, DevScore};
+
+/// Arguments of `moderato train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training config (TOML) describing heads and data sets.
+    #[arg(long, conflicts_with_all = ["data", "label"])]
+    config: Option<PathBuf>,
+    /// Training CSV (one-head mode).
+    #[arg(long, requires = "label")]
+    data: Option<PathBuf>,
+    /// Dev CSV, used to choose C and calibrate (one-head mode).
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Label column; the head gets its name and its values as classes.
+    #[arg(long)]
+    label: Option<String>,
+    /// Target column: condition the head on it (stance).
+    #[arg(long)]
+    target: Option<String>,
+    /// Text column.
+    #[arg(long, default_value = "text")]
+    text_col: String,
+    /// Inverse regularization strengths to try on dev (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    c: Vec<f64>,
+    /// Override the data root of a config (default: the config's, `../shared/data`).
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Where to write the model.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Runs `moderato train`.
+pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
+    let (mut config, out) = match (&a.config, &a.data) {
+        (Some(path), _) => {
+            let config = TrainConfig::from_file(path)?;
+            let out = a
+                .out
+                .clone()
+                .or_else(|| config.out.clone())
+                .unwrap_or_else(|| PathBuf::from(format!("models/{}.model", config.name)));
+            (config, out)
+        }
+        (None, Some(data)) => {
+            let out = a.out.clone().context("--out is required with --data")?;
+            (one_head_config(&a, data)?, out)
+        }
+        (None, None) => bail!("give --config FILE, or --data TRAIN.csv --label COLUMN --out MODEL"),
+    };
+    if let Some(root) = &a.data_root {
+        config.data_root = root.clone();
+    }
+    if !a.c.is_empty() {
+        config.solver.c = a.c.clone();
+    }
+    let started = std::time::Instant::now();
+    let trained = train::train(&config, !a.quiet)?;
+    let mut model = trained.model;
+    file::save(&mut model, &out)?;
+    let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    eprintln!(
+        "trained {} in {:.1}s → {} ({:.1} MB, sha256 {})",
+        config.name,
+        started.elapsed().as_secs_f64(),
+        out.display(),
+        size as f64 / 1e6,
+        &model.sha256[..12.min(model.sha256.len())]
+    );
+    print!("{}", summary(&trained.dev));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the config of a single multiclass head named after the label column.
+fn one_head_config(a: &TrainArgs, data: &PathBuf) -> anyhow::Result<TrainConfig> {
+    let label = a.label.clone().context("--label is required with --data")?;
+    let table = Table::read(data)?;
+    let classes = table.values(table.column(&label)?);
+    if classes.len() < 2 {
+        bail!("column `{label}` of {} has {} distinct value(s); a head needs two or more", data.display(), classes.len());
+    }
+    let name = data
+        .parent()
+        .and_then(|p| p.file_name())
+        .map_or_else(|| label.clone(), |n| n.to_string_lossy().into_owned());
+    Ok(TrainConfig {
+        name,
+        version: None,
+        data_root: PathBuf::from("."),
+        out: None,
+        featurizer: Default::default(),
+        solver: SolverConfig::default(),
+        heads: vec![HeadSpec {
+            name: label.clone(),
+            kind: HeadKind::Multiclass,
+            classes,
+            conditioned: a.target.is_some(),
+            c: None,
+        }],
+        datasets: vec![DatasetSpec {
+            name: label.clone(),
+            train: Some(data.clone()),
+            dev: Some(a.dev.clone().unwrap_or_else(|| PathBuf::from("none"))),
+            text: a.text_col.clone(),
+            target: a.target.clone(),
+            labels: BTreeMap::from([(
+                label.clone(),
+                LabelSpec {
+                    column: label,
+                    positive: vec![],
+                    negative: vec![],
+                    classes: BTreeMap::new(),
+                },
+            )]),
+            recover: None,
+        }],
+    })
+}
+
+/// The dev summary table: one line per data set and head.
+fn summary(dev: &[DevScore]) -> String {
+    let mut s = format!("{:<24} {:<22} {:>6} {:>9} {:>7} {:>8}\n", "dataset", "head", "n", "macro-F1", "F_avg", "ROC-AUC");
+    for d in dev {
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+        s += &format!(
+            "{:<24} {:<22} {:>6} {:>9.4} {:>7} {:>8}\n",
+            d.dataset,
+            d.head,
+            d.n,
+            d.macro_f1,
+            opt(d.f_avg),
+            opt(d.roc_auc)
+        );
+    }
+    s
+}

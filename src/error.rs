@@ -1,0 +1,134 @@
+//! Error types of the library, one enum per concern; the binary wraps them with `anyhow`.
+
+use std::path::PathBuf;
+
+/// A configuration (training TOML, featurizer or service settings) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A field holds a value outside its allowed range.
+    #[error("invalid config field `{field}`: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `featurizer.hash_bits`.
+        field: String,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+    /// The config file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config file is not valid TOML for this schema.
+    #[error("cannot parse config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, naming the line and field.
+        message: String,
+    },
+}
+
+/// A model file that cannot be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The file could not be read or written.
+    #[error("model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not start with the moderato magic bytes.
+    #[error("{0} is not a moderato model file (bad magic bytes); train one with `moderato train`")]
+    BadMagic(PathBuf),
+    /// The file was written by an incompatible format version.
+    #[error("model file {path} has format version {found}, this build reads version {supported}; retrain it with this version of moderato")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version this build reads.
+        supported: u32,
+    },
+    /// The file is shorter or longer than its header says.
+    #[error("model file {path} is truncated or has trailing bytes: expected {expected} bytes, found {actual}; copy it again")]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Size the header promises.
+        expected: u64,
+        /// Size on disk.
+        actual: u64,
+    },
+    /// The SHA-256 checksum does not match the content.
+    #[error("model file {path} is corrupt: SHA-256 of the content is {actual}, the file records {expected}; copy it again or retrain")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// Recorded checksum.
+        expected: String,
+        /// Computed checksum.
+        actual: String,
+    },
+    /// The header parses but is inconsistent with the weights or with itself.
+    #[error("model file {path} is invalid: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is inconsistent.
+        reason: String,
+    },
+}
+
+/// Labelled data that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The CSV file could not be opened or parsed.
+    #[error("data file {path}: {message}")]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The reader's message (with the record number).
+        message: String,
+    },
+    /// A required column is missing.
+    #[error("data file {path} has no column `{column}` (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column asked for.
+        column: String,
+        /// The columns the header has.
+        available: String,
+    },
+    /// Nothing usable was left after filtering.
+    #[error("data file {path}: {reason}")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// Why nothing is left.
+        reason: String,
+    },
+}
+
+/// One bad input line or message of `classify` / `serve`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The payload is not valid UTF-8.
+    #[error("payload is not valid UTF-8 (first bad byte at offset {0})")]
+    NotUtf8(usize),
+    /// The payload is not a JSON object.
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    /// The object has no string `text` field.
+    #[error("missing `text` field (a string)")]
+    NoText,
+    /// The `text` field is empty.
+    #[error("`text` is empty")]
+    EmptyText,
+}

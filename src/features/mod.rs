@@ -1,0 +1,429 @@
+//! Featurization stage: normalized text → hashed character and word n-gram counts.
+//!
+//! Character n-grams are cut inside word boundaries like scikit-learn's `char_wb` analyzer: every
+//! whitespace-separated word is padded with one space on each side and every run of `min..=max`
+//! *characters* (never bytes) inside it is one n-gram. Word n-grams are runs of 1..=`word_max`
+//! tokens of two or more letters or digits. Every n-gram is hashed (see [`hash`]) into one of
+//! `2^hash_bits` buckets; the scoring path counts buckets in a reusable [`Scratch`] and allocates
+//! nothing per n-gram. TF-IDF weighting and L2 normalization live in [`weigh`], with the IDF
+//! table owned by the model.
+
+pub mod hash;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::normalize::{NormalizeConfig, Normalizer};
+
+/// Hash namespace of character n-grams.
+const NS_CHAR: u64 = 1;
+/// Hash namespace of word n-grams (plus the n-gram order).
+const NS_WORD: u64 = 16;
+/// Hash namespace of target crossings.
+const NS_TARGET: u64 = 64;
+
+/// Featurizer settings; stored inside model files so scoring featurizes exactly as training did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturizerConfig {
+    /// Text normalization applied before n-gram extraction.
+    pub normalize: NormalizeConfig,
+    /// Number of hash buckets is `2^hash_bits` (8..=24).
+    pub hash_bits: u8,
+    /// Seed mixed into every hash.
+    pub seed: u64,
+    /// Shortest character n-gram (in characters).
+    pub char_min: u8,
+    /// Longest character n-gram (in characters); 0 disables character n-grams.
+    pub char_max: u8,
+    /// Longest word n-gram (in tokens); 0 disables word n-grams.
+    pub word_max: u8,
+    /// Term frequency `1 + ln(count)` instead of the raw count.
+    pub sublinear_tf: bool,
+}
+
+impl Default for FeaturizerConfig {
+    fn default() -> Self {
+        Self {
+            normalize: NormalizeConfig::default(),
+            hash_bits: 20,
+            seed: 0,
+            char_min: 1,
+            char_max: 5,
+            word_max: 2,
+            sublinear_tf: true,
+        }
+    }
+}
+
+impl FeaturizerConfig {
+    /// Checks the ranges; the error names the field to fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, why: String| {
+            Err(ConfigError::Invalid {
+                field: format!("featurizer.{field}"),
+                reason: why,
+            })
+        };
+        if !(8..=24).contains(&self.hash_bits) {
+            return bad("hash_bits", format!("{} is outside 8..=24", self.hash_bits));
+        }
+        if self.char_max > 0 && (self.char_min == 0 || self.char_min > self.char_max) {
+            return bad(
+                "char_min",
+                format!("must be in 1..=char_max ({}), got {}", self.char_max, self.char_min),
+            );
+        }
+        if self.char_max > 8 {
+            return bad("char_max", format!("{} is above 8", self.char_max));
+        }
+        if self.word_max > 3 {
+            return bad("word_max", format!("{} is above 3", self.word_max));
+        }
+        if self.char_max == 0 && self.word_max == 0 {
+            return bad("char_max", "character and word n-grams are both off".into());
+        }
+        Ok(())
+    }
+
+    /// Number of hash buckets.
+    pub fn buckets(&self) -> usize {
+        1usize << self.hash_bits
+    }
+}
+
+/// One hashed feature of a comment: its bucket and how often it occurred.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Count {
+    /// Bucket in `0..2^hash_bits`.
+    pub bucket: u32,
+    /// Occurrences in the comment (saturating at 255).
+    pub count: u8,
+}
+
+/// Reusable buffers of the scoring path: one per thread, so no n-gram allocates.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    /// The normalized text of the last comment.
+    pub text: String,
+    chars: Vec<char>,
+    tokens: Vec<(u32, u32)>,
+    counts: Vec<u8>,
+    /// Bucket counts of the last comment, in order of first occurrence.
+    pub features: Vec<Count>,
+}
+
+/// Receives every n-gram the featurizer emits.
+pub trait Sink {
+    /// A character n-gram and its bucket.
+    fn char_gram(&mut self, bucket: u32, gram: &[char]);
+    /// A word n-gram (`tokens` are char ranges into `chars`) and its bucket.
+    fn word_gram(&mut self, bucket: u32, chars: &[char], tokens: &[(u32, u32)]);
+}
+
+/// Turns text into hashed n-gram counts.
+#[derive(Clone, Debug)]
+pub struct Featurizer {
+    config: FeaturizerConfig,
+    normalizer: Normalizer,
+}
+
+impl Featurizer {
+    /// Builds a featurizer after validating its config.
+    pub fn new(config: FeaturizerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let normalizer = Normalizer::new(config.normalize.clone());
+        Ok(Self { config, normalizer })
+    }
+
+    /// The settings this featurizer was built from.
+    pub fn config(&self) -> &FeaturizerConfig {
+        &self.config
+    }
+
+    /// Normalizes `text` and counts its hashed n-grams into `scratch.features`.
+    pub fn count(&self, text: &str, scratch: &mut Scratch) {
+        let buckets = self.config.buckets();
+        if scratch.counts.len() != buckets {
+            scratch.counts = vec![0; buckets];
+        }
+        let mut text_buf = std::mem::take(&mut scratch.text);
+        self.normalizer.normalize_into(text, &mut text_buf);
+        let mut counter = Counter {
+            counts: std::mem::take(&mut scratch.counts),
+            features: std::mem::take(&mut scratch.features),
+        };
+        counter.features.clear();
+        self.emit(&text_buf, &mut scratch.chars, &mut scratch.tokens, &mut counter);
+        for f in &mut counter.features {
+            let slot = &mut counter.counts[f.bucket as usize];
+            f.count = *slot;
+            *slot = 0;
+        }
+        scratch.counts = counter.counts;
+        scratch.features = counter.features;
+        scratch.text = text_buf;
+    }
+
+    /// Lists every n-gram of `text` with its bucket (for explanations; allocates).
+    pub fn grams(&self, text: &str) -> Vec<(u32, String)> {
+        struct Collect(Vec<(u32, String)>);
+        impl Sink for Collect {
+            fn char_gram(&mut self, bucket: u32, gram: &[char]) {
+                self.0.push((bucket, gram.iter().collect()));
+            }
+            fn word_gram(&mut self, bucket: u32, chars: &[char], tokens: &[(u32, u32)]) {
+                let words: Vec<String> = tokens
+                    .iter()
+                    .map(|&(s, e)| chars[s as usize..e as usize].iter().collect())
+                    .collect();
+                self.0.push((bucket, format!("[{}]", words.join(" "))));
+            }
+        }
+        let normalized = self.normalizer.normalize(text);
+        let mut sink = Collect(Vec::new());
+        self.emit(&normalized, &mut Vec::new(), &mut Vec::new(), &mut sink);
+        sink.0
+    }
+
+    /// Emits all n-grams of already-normalized text to `sink`.
+    pub fn emit<S: Sink>(
+        &self,
+        normalized: &str,
+        chars: &mut Vec<char>,
+        tokens: &mut Vec<(u32, u32)>,
+        sink: &mut S,
+    ) {
+        let cfg = &self.config;
+        let bits = cfg.hash_bits;
+        // Padded words, one after the other: " w1  w2 " so each word slice carries its spaces.
+        chars.clear();
+        tokens.clear();
+        if cfg.char_max > 0 {
+            for word in normalized.split_whitespace() {
+                let start = chars.len();
+                chars.push(' ');
+                chars.extend(word.chars());
+                chars.push(' ');
+                self.char_grams_of_word(&chars[start..], sink);
+            }
+        }
+        if cfg.word_max == 0 {
+            return;
+        }
+        // Word tokens: runs of two or more letters, digits or underscores.
+        chars.clear();
+        chars.extend(normalized.chars());
+        let mut i = 0;
+        while i < chars.len() {
+            if is_word_char(chars[i]) {
+                let s = i;
+                while i < chars.len() && is_word_char(chars[i]) {
+                    i += 1;
+                }
+                if i - s >= 2 {
+                    tokens.push((s as u32, i as u32));
+                }
+            } else {
+                i += 1;
+            }
+        }
+        for n in 1..=cfg.word_max as usize {
+            for w in tokens.windows(n) {
+                let mut h = hash::start(NS_WORD + n as u64, cfg.seed);
+                for (k, &(s, e)) in w.iter().enumerate() {
+                    if k > 0 {
+                        h = hash::push(h, ' ');
+                    }
+                    h = chars[s as usize..e as usize].iter().fold(h, |h, &c| hash::push(h, c));
+                }
+                sink.word_gram(hash::bucket(h, bits), chars, w);
+            }
+        }
+    }
+
+    /// Emits the character n-grams of one padded word (`char_wb` semantics).
+    fn char_grams_of_word<S: Sink>(&self, word: &[char], sink: &mut S) {
+        let (min, max) = (self.config.char_min as usize, self.config.char_max as usize);
+        let len = word.len();
+        if len < min {
+            // scikit-learn counts a word shorter than the shortest n-gram once, whole.
+            let h = word.iter().fold(hash::start(NS_CHAR, self.config.seed), |h, &c| hash::push(h, c));
+            sink.char_gram(hash::bucket(h, self.config.hash_bits), word);
+            return;
+        }
+        for start in 0..len {
+            let mut h = hash::start(NS_CHAR, self.config.seed);
+            let longest = max.min(len - start);
+            for n in 1..=longest {
+                h = hash::push(h, word[start + n - 1]);
+                if n >= min {
+                    sink.char_gram(hash::bucket(h, self.config.hash_bits), &word[start..start + n]);
+                }
+            }
+        }
+    }
+
+    /// Maps a bucket to its copy in a target's subspace (target-conditioned heads).
+    #[inline]
+    pub fn cross(&self, bucket: u32, target: u64) -> u32 {
+        hash::bucket(hash::fmix64(bucket as u64 ^ target), self.config.hash_bits)
+    }
+
+    /// The hash of a target name, as [`Featurizer::cross`] takes it.
+    pub fn target_key(&self, target: &str) -> u64 {
+        hash::hash_str(target, NS_TARGET, self.config.seed)
+    }
+}
+
+fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Counts buckets in a dense array, remembering first occurrences.
+struct Counter {
+    counts: Vec<u8>,
+    features: Vec<Count>,
+}
+
+impl Counter {
+    #[inline]
+    fn add(&mut self, bucket: u32) {
+        let slot = &mut self.counts[bucket as usize];
+        if *slot == 0 {
+            self.features.push(Count { bucket, count: 0 });
+        }
+        *slot = slot.saturating_add(1);
+    }
+}
+
+impl Sink for Counter {
+    #[inline]
+    fn char_gram(&mut self, bucket: u32, _gram: &[char]) {
+        self.add(bucket);
+    }
+    #[inline]
+    fn word_gram(&mut self, bucket: u32, _chars: &[char], _tokens: &[(u32, u32)]) {
+        self.add(bucket);
+    }
+}
+
+/// Term frequency of a count: `1 + ln(count)` when sublinear, else the count.
+#[inline]
+pub fn tf(count: u8, sublinear: bool) -> f32 {
+    if sublinear {
+        1.0 + (count as f32).ln()
+    } else {
+        count as f32
+    }
+}
+
+/// TF-IDF weighs counts with `idf` and L2-normalizes them into `out` as (bucket, value).
+pub fn weigh(counts: &[Count], idf: impl Fn(u32) -> f32, sublinear: bool, out: &mut Vec<(u32, f32)>) {
+    out.clear();
+    let mut norm = 0.0f32;
+    for c in counts {
+        let v = tf(c.count, sublinear) * idf(c.bucket);
+        norm += v * v;
+        out.push((c.bucket, v));
+    }
+    if norm > 0.0 {
+        let inv = norm.sqrt().recip();
+        for (_, v) in out.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn featurizer(char_min: u8, char_max: u8, word_max: u8) -> Featurizer {
+        Featurizer::new(FeaturizerConfig {
+            char_min,
+            char_max,
+            word_max,
+            ..FeaturizerConfig::default()
+        })
+        .expect("valid config")
+    }
+
+    fn strings(f: &Featurizer, text: &str) -> Vec<String> {
+        f.grams(text).into_iter().map(|(_, s)| s).collect()
+    }
+
+    #[test]
+    fn char_ngrams_follow_char_wb_on_ascii() {
+        // scikit-learn: CountVectorizer(analyzer="char_wb", ngram_range=(2, 3)) on "ab c".
+        let got = strings(&featurizer(2, 3, 0), "ab c");
+        let mut want = vec![" a", " ab", "ab", "ab ", "b ", " c", " c ", "c "];
+        let mut got_sorted = got.clone();
+        got_sorted.sort();
+        want.sort();
+        assert_eq!(got_sorted, want);
+    }
+
+    #[test]
+    fn char_ngrams_never_split_multibyte_characters() {
+        let f = featurizer(1, 3, 0);
+        for gram in strings(&f, "مرحبا 😂👊 naïve") {
+            // Every gram is whole chars: it round-trips through chars and is 1..=3 long.
+            let n = gram.chars().count();
+            assert!((1..=3).contains(&n), "{gram:?}");
+        }
+        let grams = strings(&f, "سلام");
+        assert!(grams.contains(&" سل".to_string()));
+        assert!(grams.contains(&"لام".to_string()));
+        assert!(grams.contains(&"م ".to_string()));
+    }
+
+    #[test]
+    fn word_ngrams_are_unigrams_and_bigrams_of_two_letter_tokens() {
+        let got = strings(&featurizer(1, 0, 2).tap_char_off(), "go home, a drunk");
+        assert_eq!(got, vec!["[go]", "[home]", "[drunk]", "[go home]", "[home drunk]"]);
+    }
+
+    impl Featurizer {
+        fn tap_char_off(self) -> Self {
+            let mut cfg = self.config.clone();
+            cfg.char_max = 0;
+            Featurizer::new(cfg).expect("valid")
+        }
+    }
+
+    #[test]
+    fn counts_match_grams_and_scratch_is_reusable() {
+        let f = featurizer(1, 5, 2);
+        let mut scratch = Scratch::default();
+        let text = "the cat sat on the mat, the end";
+        f.count("something much longer to dirty the scratch buffers first", &mut scratch);
+        f.count(text, &mut scratch);
+        let total: usize = scratch.features.iter().map(|c| c.count as usize).sum();
+        assert_eq!(total, f.grams(text).len());
+        let mut buckets: Vec<u32> = scratch.features.iter().map(|c| c.bucket).collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        assert_eq!(buckets.len(), scratch.features.len(), "buckets are unique");
+    }
+
+    #[test]
+    fn weigh_is_l2_normalized() {
+        let counts = [Count { bucket: 1, count: 1 }, Count { bucket: 2, count: 3 }];
+        let mut out = Vec::new();
+        weigh(&counts, |b| b as f32, true, &mut out);
+        let norm: f32 = out.iter().map(|(_, v)| v * v).sum();
+        assert!((norm - 1.0).abs() < 1e-6);
+        assert!(out[1].1 > out[0].1);
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let err = Featurizer::new(FeaturizerConfig {
+            hash_bits: 30,
+            ..FeaturizerConfig::default()
+        })
+        .expect_err("30 bits refused");
+        assert!(err.to_string().contains("featurizer.hash_bits"), "{err}");
+    }
+}

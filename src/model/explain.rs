@@ -1,0 +1,73 @@
+//! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
+//! n-grams behind the largest terms are precisely why a comment was flagged.
+
+use serde::Serialize;
+
+use super::{HeadKind, Model};
+use crate::features;
+
+/// One feature's share of a head's raw score.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Contribution {
+    /// The n-grams that hash to this feature (character n-grams as is, word n-grams in brackets).
+    pub ngrams: Vec<String>,
+    /// TF-IDF value times weight: its exact addition to the head's raw score for the class.
+    pub contribution: f32,
+}
+
+/// The `top` features that push head `head` hardest towards class `class` (0 for a binary head),
+/// with `target` the index of the target of a conditioned head.
+pub fn explain(
+    model: &Model,
+    text: &str,
+    head: usize,
+    class: usize,
+    target: Option<usize>,
+    top: usize,
+) -> Vec<Contribution> {
+    let featurizer = model.featurizer();
+    let h = &model.heads()[head];
+    let col = h.column
+        + match h.kind {
+            HeadKind::Binary => 0,
+            HeadKind::Multiclass => class,
+        };
+    let stride = model.stride();
+    let table = model.table();
+    let mut scratch = features::Scratch::default();
+    featurizer.count(text, &mut scratch);
+    let sublinear = featurizer.config().sublinear_tf;
+    let mut values = Vec::new();
+    features::weigh(&scratch.features, |b| model.idf(b), sublinear, &mut values);
+    let key = target.map(|t| model.target_key(head, t));
+    let scale = if key.is_some() { std::f32::consts::FRAC_1_SQRT_2 } else { 1.0 };
+    let mut terms: Vec<(u32, f32)> = values
+        .iter()
+        .map(|&(b, v)| {
+            let mut w = table[b as usize * stride + col];
+            if let Some(k) = key {
+                w += table[featurizer.cross(b, k) as usize * stride + col];
+            }
+            (b, v * w * scale)
+        })
+        .collect();
+    // For a binary head a positive raw score means "flag" only through Platt's negative slope;
+    // rank by the direction that raises the calibrated probability.
+    let sign = if h.kind == HeadKind::Binary && h.platt.0 > 0.0 { -1.0 } else { 1.0 };
+    terms.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
+    terms.truncate(top);
+    let grams = featurizer.grams(text);
+    terms
+        .into_iter()
+        .map(|(bucket, contribution)| {
+            let mut ngrams: Vec<String> = grams
+                .iter()
+                .filter(|(b, _)| *b == bucket)
+                .map(|(_, s)| s.clone())
+                .collect();
+            ngrams.sort();
+            ngrams.dedup();
+            Contribution { ngrams, contribution }
+        })
+        .collect()
+}

@@ -1,0 +1,82 @@
+//! Calibration on dev: Platt scaling for binary heads (linfa's Newton solver), temperature
+//! scaling for multiclass heads, and the F1-optimal decision threshold.
+
+use linfa::composing::platt_scaling::{platt_newton_method, PlattParams};
+use linfa::ParamGuard;
+use ndarray::Array1;
+
+/// Fits Platt's `p = 1 / (1 + exp(a·f + b))` to raw scores and labels with linfa.
+/// Falls back to the identity sigmoid `(-1, 0)` when dev has a single class.
+pub fn platt(raw: &[f32], truth: &[bool]) -> (f32, f32) {
+    let has_both = truth.iter().any(|&t| t) && truth.iter().any(|&t| !t);
+    if !has_both {
+        return (-1.0, 0.0);
+    }
+    let Ok(params) = PlattParams::<f32, ()>::default().check() else {
+        return (-1.0, 0.0);
+    };
+    let reg = Array1::from(raw.to_vec());
+    let labels = Array1::from(truth.to_vec());
+    match platt_newton_method(reg.view(), labels.view(), &params) {
+        Ok((a, b)) if a.is_finite() && b.is_finite() && a < 0.0 => (a, b),
+        // A non-negative slope would invert the ranking: keep the raw sigmoid instead.
+        _ => (-1.0, 0.0),
+    }
+}
+
+/// Finds the softmax temperature that minimizes the dev log loss (golden-section search on
+/// log T in [-3, 3]); `raw` holds `classes` scores per row.
+pub fn temperature(raw: &[f32], classes: usize, truth: &[usize]) -> f32 {
+    if truth.is_empty() {
+        return 1.0;
+    }
+    let nll = |log_t: f64| -> f64 {
+        let t = log_t.exp();
+        raw.chunks_exact(classes)
+            .zip(truth)
+            .map(|(z, &y)| {
+                let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 / t));
+                let sum: f64 = z.iter().map(|&v| (v as f64 / t - max).exp()).sum();
+                sum.ln() + max - z[y] as f64 / t
+            })
+            .sum()
+    };
+    let (mut lo, mut hi) = (-3.0f64, 3.0f64);
+    let phi = (5f64.sqrt() - 1.0) / 2.0;
+    for _ in 0..60 {
+        let a = hi - phi * (hi - lo);
+        let b = lo + phi * (hi - lo);
+        if nll(a) < nll(b) {
+            hi = b;
+        } else {
+            lo = a;
+        }
+    }
+    ((lo + hi) / 2.0).exp() as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platt_is_monotone_increasing() {
+        let raw = [-2.0, -1.0, -0.5, 0.2, 0.5, 1.5, 2.0, -0.1];
+        let truth = [false, false, true, false, true, true, true, false];
+        let (a, b) = platt(&raw, &truth);
+        assert!(a < 0.0, "{a} {b}");
+        assert!(crate::model::platt(2.0, (a, b)) > crate::model::platt(-2.0, (a, b)));
+    }
+
+    #[test]
+    fn temperature_grows_for_overconfident_scores() {
+        // Scores are huge but only 60 % right: the best temperature softens them.
+        let mut raw = Vec::new();
+        let mut truth = Vec::new();
+        for i in 0..100 {
+            raw.extend_from_slice(&[10.0, -10.0]);
+            truth.push(if i % 5 < 3 { 0 } else { 1 });
+        }
+        assert!(temperature(&raw, 2, &truth) > 5.0);
+    }
+}

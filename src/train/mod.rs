@@ -1,0 +1,612 @@
+//! Training stage: labelled CSV files → featurized rows → one L2-regularized logistic regression
+//! per head (C chosen on dev) → calibration on dev → a [`Model`], evaluated on dev through the
+//! very scoring path that serves it.
+
+pub mod calibrate;
+pub mod config;
+pub mod data;
+pub mod solver;
+
+use std::collections::BTreeMap;
+
+use half::f16;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{ConfigError, DataError};
+use crate::eval::metrics::{self, Report};
+use crate::features::{self, Count, Featurizer};
+use crate::model::{Head, HeadKind, HeadOutcome, Model, ModelInfo, Scratch};
+use config::TrainConfig;
+use data::Example;
+use solver::{Lbfgs, Problem, Rows};
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A config problem.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A data problem.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// A head has no labelled training rows.
+    #[error("head `{0}` has no labelled training rows: map a data set's column onto it")]
+    NoRows(String),
+    /// The trained parts do not assemble into a model (a bug).
+    #[error("assembling the model failed: {0}")]
+    Assemble(String),
+}
+
+/// One line of the dev summary.
+#[derive(Clone, Debug, Serialize)]
+pub struct DevScore {
+    /// Data set.
+    pub dataset: String,
+    /// Head, or `column:NAME` for a label column recovered from the heads.
+    pub head: String,
+    /// Dev rows scored.
+    pub n: usize,
+    /// Macro-F1 (binary: over no/yes).
+    pub macro_f1: f64,
+    /// SemEval F_avg for stance heads.
+    pub f_avg: Option<f64>,
+    /// ROC AUC for binary heads.
+    pub roc_auc: Option<f64>,
+}
+
+impl DevScore {
+    /// F_avg for stance, macro-F1 otherwise.
+    pub fn primary(&self) -> f64 {
+        self.f_avg.unwrap_or(self.macro_f1)
+    }
+}
+
+/// A trained model with its dev summary.
+pub struct Trained {
+    /// The model (weights already rounded to the file's half precision).
+    pub model: Model,
+    /// Dev scores per data set and head.
+    pub dev: Vec<DevScore>,
+}
+
+/// Featurized training data shared by all heads.
+struct Corpus {
+    examples: Vec<Example>,
+    counts: Vec<Vec<Count>>,
+}
+
+/// Trains every head of `config`; `progress` draws a progress bar on stderr.
+pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError> {
+    config.validate()?;
+    let featurizer = Featurizer::new(config.featurizer.clone())?;
+    let (mut train_ex, mut dev_ex) = (Vec::new(), Vec::new());
+    for (d, ds) in config.datasets.iter().enumerate() {
+        train_ex.extend(data::load_split(config, d, &config.train_path(ds))?);
+        if let Some(dev) = config.dev_path(ds) {
+            dev_ex.extend(data::load_split(config, d, &dev)?);
+        }
+    }
+    tracing::info!(train = train_ex.len(), dev = dev_ex.len(), "loaded data");
+    let train = featurize(&featurizer, train_ex);
+    let dev = featurize(&featurizer, dev_ex);
+    let idf = idf(&train.counts, featurizer.config().buckets());
+
+    let stride = 1 + config
+        .heads
+        .iter()
+        .map(|h| match h.kind {
+            HeadKind::Binary => 1,
+            HeadKind::Multiclass => h.classes.len(),
+        })
+        .sum::<usize>();
+    let buckets = featurizer.config().buckets();
+    let mut table = vec![0.0f32; buckets * stride];
+    for (b, v) in idf.iter().enumerate() {
+        table[b * stride] = *v;
+    }
+    let steps: usize = config.heads.iter().map(|h| h.c.as_ref().unwrap_or(&config.solver.c).len()).sum();
+    let bar = if progress { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut heads = Vec::new();
+    let mut training = BTreeMap::new();
+    let mut column = 1;
+    for (hi, spec) in config.heads.iter().enumerate() {
+        let fitted = fit_head(config, &featurizer, &idf, &train, &dev, hi, &bar)?;
+        let outputs = fitted.head_outputs();
+        for (j, &b) in fitted.columns.iter().enumerate() {
+            let row = &mut table[b as usize * stride + column..][..outputs];
+            row.copy_from_slice(&fitted.weights[j * outputs..][..outputs]);
+        }
+        training.insert(spec.name.clone(), fitted.record.clone());
+        heads.push(Head {
+            name: spec.name.clone(),
+            kind: spec.kind,
+            classes: match spec.kind {
+                HeadKind::Binary => vec!["no".into(), "yes".into()],
+                HeadKind::Multiclass => spec.classes.clone(),
+            },
+            column,
+            targets: fitted.targets,
+            bias: fitted.bias,
+            platt: fitted.platt,
+            temperature: fitted.temperature,
+            threshold: fitted.threshold,
+        });
+        column += outputs;
+    }
+    bar.finish_and_clear();
+    // Round to half precision now, so the dev scores below are those of the saved file.
+    for v in table.iter_mut() {
+        *v = f16::from_f32(*v).to_f32();
+    }
+    let info = ModelInfo {
+        name: config.name.clone(),
+        version: config.version.clone().unwrap_or_else(today),
+        created: now_rfc3339(),
+        datasets: config.datasets.iter().map(|d| d.name.clone()).collect(),
+        dev_metrics: serde_json::Value::Null,
+        training: serde_json::to_value(&training).unwrap_or_default(),
+    };
+    let mut model = Model::new(info, featurizer.config().clone(), heads, table).map_err(TrainError::Assemble)?;
+    let dev_scores = evaluate_dev(config, &model, &dev.examples);
+    model.info.dev_metrics = serde_json::to_value(&dev_scores).unwrap_or_default();
+    Ok(Trained {
+        model,
+        dev: dev_scores,
+    })
+}
+
+fn featurize(featurizer: &Featurizer, examples: Vec<Example>) -> Corpus {
+    let counts = examples
+        .par_iter()
+        .map_init(features::Scratch::default, |s, ex| {
+            featurizer.count(&ex.text, s);
+            s.features.clone()
+        })
+        .collect();
+    Corpus { examples, counts }
+}
+
+/// Smoothed IDF as scikit-learn computes it, `ln((1+n)/(1+df)) + 1`; 0 for unseen buckets, so
+/// n-grams never seen in training do not dilute a comment's norm (like an out-of-vocabulary term).
+fn idf(counts: &[Vec<Count>], buckets: usize) -> Vec<f32> {
+    let mut df = vec![0u32; buckets];
+    for doc in counts {
+        for c in doc {
+            df[c.bucket as usize] += 1;
+        }
+    }
+    let n = counts.len() as f64;
+    df.iter()
+        .map(|&d| {
+            if d == 0 {
+                0.0
+            } else {
+                let v = ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0;
+                f16::from_f64(v).to_f32()
+            }
+        })
+        .collect()
+}
+
+/// What one head's training produced.
+struct Fitted {
+    /// Bucket of every compact feature column.
+    columns: Vec<u32>,
+    /// Weights, `columns.len() × outputs`.
+    weights: Vec<f32>,
+    outputs: usize,
+    targets: Vec<String>,
+    bias: Vec<f32>,
+    platt: (f32, f32),
+    temperature: f32,
+    threshold: f32,
+    record: serde_json::Value,
+}
+
+impl Fitted {
+    fn head_outputs(&self) -> usize {
+        self.outputs
+    }
+}
+
+/// Sparse rows of one head, over compact columns.
+struct Design {
+    rows: Rows,
+    labels: Vec<u32>,
+    datasets: Vec<usize>,
+}
+
+/// Maps buckets (and per-target bias columns) to compact solver columns.
+struct Columns {
+    index: Vec<u32>,
+    buckets: Vec<u32>,
+}
+
+const UNSET: u32 = u32::MAX;
+
+impl Columns {
+    /// The compact column of a bucket; `grow` adds unseen ones (training), else they are dropped.
+    fn of(&mut self, bucket: u32, grow: bool) -> Option<u32> {
+        let slot = &mut self.index[bucket as usize];
+        if *slot == UNSET && grow {
+            *slot = self.buckets.len() as u32;
+            self.buckets.push(bucket);
+        }
+        (*slot != UNSET).then_some(*slot)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn design(
+    corpus: &Corpus,
+    head: usize,
+    idf: &[f32],
+    featurizer: &Featurizer,
+    targets: &[String],
+    columns: &mut Columns,
+    grow: bool,
+    target_cols: &[u32],
+) -> Design {
+    let sublinear = featurizer.config().sublinear_tf;
+    let mut d = Design {
+        rows: Rows::new(),
+        labels: Vec::new(),
+        datasets: Vec::new(),
+    };
+    let mut values = Vec::new();
+    let mut row: Vec<(u32, f32)> = Vec::new();
+    for (ex, counts) in corpus.examples.iter().zip(&corpus.counts) {
+        let Some(&(_, class)) = ex.labels.iter().find(|(h, _)| *h == head) else {
+            continue;
+        };
+        let target = if targets.is_empty() {
+            None
+        } else {
+            match ex.target.as_deref().and_then(|t| targets.iter().position(|x| x == t)) {
+                Some(t) => Some(t),
+                None => continue,
+            }
+        };
+        features::weigh(counts, |b| idf[b as usize], sublinear, &mut values);
+        row.clear();
+        match target {
+            None => row.extend(values.iter().filter_map(|&(b, v)| columns.of(b, grow).map(|c| (c, v)))),
+            Some(t) => {
+                let key = featurizer.target_key(&targets[t]);
+                let s = std::f32::consts::FRAC_1_SQRT_2;
+                for &(b, v) in &values {
+                    if let Some(c) = columns.of(b, grow) {
+                        row.push((c, v * s));
+                    }
+                    if let Some(c) = columns.of(featurizer.cross(b, key), grow) {
+                        row.push((c, v * s));
+                    }
+                }
+                row.push((target_cols[t], 1.0));
+            }
+        }
+        d.rows.push(row.iter().copied());
+        d.labels.push(class as u32);
+        d.datasets.push(ex.dataset);
+    }
+    d
+}
+
+fn fit_head(
+    config: &TrainConfig,
+    featurizer: &Featurizer,
+    idf: &[f32],
+    train: &Corpus,
+    dev: &Corpus,
+    hi: usize,
+    bar: &ProgressBar,
+) -> Result<Fitted, TrainError> {
+    let spec = &config.heads[hi];
+    let outputs = match spec.kind {
+        HeadKind::Binary => 1,
+        HeadKind::Multiclass => spec.classes.len(),
+    };
+    let classes = outputs.max(2);
+    let targets: Vec<String> = if spec.conditioned {
+        let mut t: Vec<String> = train
+            .examples
+            .iter()
+            .filter(|e| e.labels.iter().any(|(h, _)| *h == hi))
+            .filter_map(|e| e.target.clone())
+            .filter(|t| !t.is_empty())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    } else {
+        Vec::new()
+    };
+    // Target bias columns live above the bucket range, so they never collide with a feature.
+    let buckets = featurizer.config().buckets();
+    let mut columns = Columns {
+        index: vec![UNSET; buckets + targets.len()],
+        buckets: Vec::new(),
+    };
+    let target_cols: Vec<u32> = (0..targets.len())
+        .filter_map(|t| columns.of((buckets + t) as u32, true))
+        .collect();
+    let tr = design(train, hi, idf, featurizer, &targets, &mut columns, true, &target_cols);
+    if tr.rows.is_empty() {
+        return Err(TrainError::NoRows(spec.name.clone()));
+    }
+    let dv = design(dev, hi, idf, featurizer, &targets, &mut columns, false, &target_cols);
+    let weights = row_weights(&tr, classes, config);
+    let problem = Problem {
+        rows: &tr.rows,
+        labels: &tr.labels,
+        weights: &weights,
+        outputs,
+        dim: columns.buckets.len(),
+    };
+    let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
+    let lbfgs = Lbfgs {
+        max_iter: config.solver.max_iter,
+        tol: config.solver.tol,
+        ..Lbfgs::default()
+    };
+    let dev_problem = Problem {
+        rows: &dv.rows,
+        labels: &dv.labels,
+        weights: &[],
+        outputs,
+        dim: columns.buckets.len(),
+    };
+    let mut best: Option<(f64, f64, Vec<f64>, solver::SolveReport)> = None;
+    let mut warm = None;
+    let mut tried = Vec::new();
+    for &c in &grid {
+        bar.set_message(format!("{} C={c}", spec.name));
+        let (w, report) = problem.solve(c, warm.take(), &lbfgs);
+        let score = if dv.rows.is_empty() {
+            0.0
+        } else {
+            let raw = margins(&dev_problem, &w);
+            selection_score(&raw, &dv.labels, outputs, spec.kind, &spec.classes)
+        };
+        tracing::info!(head = %spec.name, c, iterations = report.iterations, converged = report.converged, dev = score, "solved");
+        tried.push(serde_json::json!({"c": c, "dev": score, "iterations": report.iterations, "converged": report.converged}));
+        if best.as_ref().is_none_or(|b| score > b.0) {
+            best = Some((score, c, w.clone(), report));
+        }
+        warm = Some(w);
+        bar.inc(1);
+    }
+    let Some((_, c, w, report)) = best else {
+        return Err(TrainError::NoRows(spec.name.clone()));
+    };
+    let dim = columns.buckets.len();
+    let (mut platt, mut temperature, mut threshold) = ((-1.0, 0.0), 1.0, 0.5);
+    if !dv.rows.is_empty() {
+        let raw = margins(&dev_problem, &w);
+        match spec.kind {
+            HeadKind::Binary => {
+                let truth: Vec<bool> = dv.labels.iter().map(|&y| y == 1).collect();
+                platt = calibrate::platt(&raw, &truth);
+                let probs: Vec<f32> = raw.iter().map(|&f| crate::model::platt(f, platt)).collect();
+                threshold = metrics::best_f1_threshold(&probs, &truth).0;
+            }
+            HeadKind::Multiclass => {
+                let truth: Vec<usize> = dv.labels.iter().map(|&y| y as usize).collect();
+                temperature = calibrate::temperature(&raw, outputs, &truth);
+            }
+        }
+    }
+    let global_bias = &w[dim * outputs..];
+    let w = &w;
+    let bias = if targets.is_empty() {
+        global_bias.iter().map(|&b| b as f32).collect()
+    } else {
+        target_cols
+            .iter()
+            .flat_map(|&tc| (0..outputs).map(move |k| (global_bias[k] + w[tc as usize * outputs + k]) as f32))
+            .collect()
+    };
+    // Drop the target-bias columns from the feature weights: they are folded into `bias`.
+    let feature_cols: Vec<(usize, u32)> = columns
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| (b as usize) < buckets)
+        .map(|(j, &b)| (j, b))
+        .collect();
+    let mut weights_out = Vec::with_capacity(feature_cols.len() * outputs);
+    for &(j, _) in &feature_cols {
+        weights_out.extend(w[j * outputs..][..outputs].iter().map(|&x| x as f32));
+    }
+    Ok(Fitted {
+        columns: feature_cols.iter().map(|&(_, b)| b).collect(),
+        weights: weights_out,
+        outputs,
+        targets,
+        bias,
+        platt,
+        temperature,
+        threshold,
+        record: serde_json::json!({
+            "c": c, "grid": tried, "train_rows": tr.rows.len(), "dev_rows": dv.rows.len(),
+            "features": dim, "iterations": report.iterations, "converged": report.converged,
+        }),
+    })
+}
+
+/// Sample weights: inverse class frequency ("balanced") and, optionally, equal data set mass.
+fn row_weights(d: &Design, classes: usize, config: &TrainConfig) -> Vec<f32> {
+    let n = d.labels.len() as f64;
+    let mut per_class = vec![0usize; classes];
+    for &y in &d.labels {
+        per_class[y as usize] += 1;
+    }
+    let mut per_set: BTreeMap<usize, usize> = BTreeMap::new();
+    for &s in &d.datasets {
+        *per_set.entry(s).or_default() += 1;
+    }
+    d.labels
+        .iter()
+        .zip(&d.datasets)
+        .map(|(&y, s)| {
+            let mut w = 1.0;
+            if config.solver.balanced {
+                w *= n / (classes as f64 * per_class[y as usize].max(1) as f64);
+            }
+            if config.solver.balance_datasets {
+                w *= n / (per_set.len() as f64 * per_set[s] as f64);
+            }
+            w as f32
+        })
+        .collect()
+}
+
+/// Raw scores of every row (`outputs` per row).
+fn margins(p: &Problem, w: &[f64]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(p.rows.len() * p.outputs);
+    let mut z = vec![0.0; p.outputs];
+    for i in 0..p.rows.len() {
+        p.margins(w, i, &mut z);
+        out.extend(z.iter().map(|&v| v as f32));
+    }
+    out
+}
+
+/// The dev score that picks C: best-threshold F1 for binary, F_avg or macro-F1 for multiclass.
+fn selection_score(raw: &[f32], labels: &[u32], outputs: usize, kind: HeadKind, classes: &[String]) -> f64 {
+    match kind {
+        HeadKind::Binary => {
+            let truth: Vec<bool> = labels.iter().map(|&y| y == 1).collect();
+            let (t, _) = metrics::best_f1_threshold(raw, &truth);
+            let pred: Vec<usize> = raw.iter().map(|&f| usize::from(f >= t)).collect();
+            let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
+            metrics::classification(&truth, &pred, &["no".into(), "yes".into()]).macro_f1
+        }
+        HeadKind::Multiclass => {
+            let pred: Vec<usize> = raw.chunks_exact(outputs).map(crate::model::argmax).collect();
+            let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
+            metrics::classification(&truth, &pred, classes).primary()
+        }
+    }
+}
+
+/// Scores dev through the model itself: per data set and head, plus recovered label columns.
+pub fn evaluate_dev(config: &TrainConfig, model: &Model, dev: &[Example]) -> Vec<DevScore> {
+    let outcomes: Vec<Vec<HeadOutcome>> = dev
+        .par_iter()
+        .map_init(Scratch::default, |s, ex| model.score(&ex.text, ex.target.as_deref(), s))
+        .collect();
+    let mut out = Vec::new();
+    for (d, ds) in config.datasets.iter().enumerate() {
+        let rows: Vec<usize> = (0..dev.len()).filter(|&i| dev[i].dataset == d).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        for (hi, head) in model.heads().iter().enumerate() {
+            let mut truth = Vec::new();
+            let mut pred = Vec::new();
+            let mut scores = Vec::new();
+            for &i in &rows {
+                let Some(&(_, y)) = dev[i].labels.iter().find(|(h, _)| *h == hi) else {
+                    continue;
+                };
+                match &outcomes[i][hi] {
+                    HeadOutcome::Binary { score, flag } => {
+                        truth.push(y);
+                        pred.push(usize::from(*flag));
+                        scores.push(*score);
+                    }
+                    HeadOutcome::Multiclass { label, .. } => {
+                        truth.push(y);
+                        pred.push(*label);
+                    }
+                    HeadOutcome::Skipped { .. } => {}
+                }
+            }
+            if truth.is_empty() {
+                continue;
+            }
+            let report: Report = metrics::classification(&truth, &pred, &head.classes);
+            let roc_auc = (head.kind == HeadKind::Binary)
+                .then(|| {
+                    let t: Vec<bool> = truth.iter().map(|&y| y == 1).collect();
+                    metrics::roc(&scores, &t).map(|(a, _)| a)
+                })
+                .flatten();
+            out.push(DevScore {
+                dataset: ds.name.clone(),
+                head: head.name.clone(),
+                n: truth.len(),
+                macro_f1: report.macro_f1,
+                f_avg: report.f_avg,
+                roc_auc,
+            });
+        }
+        if let Some(rec) = &ds.recover {
+            let flagged = |i: usize, name: &str| {
+                model.heads().iter().position(|h| h.name == name).is_some_and(|h| {
+                    matches!(outcomes[i][h], HeadOutcome::Binary { flag: true, .. })
+                })
+            };
+            let mut classes: Vec<String> = rec.rules.iter().map(|(_, v)| v.clone()).collect();
+            classes.push(rec.otherwise.clone());
+            classes.dedup();
+            let (mut truth, mut pred) = (Vec::new(), Vec::new());
+            for &i in &rows {
+                let Some(raw) = dev[i].raw.as_deref() else { continue };
+                let Some(t) = classes.iter().position(|c| c == raw) else { continue };
+                let value = rec
+                    .rules
+                    .iter()
+                    .find(|(h, _)| flagged(i, h))
+                    .map_or(&rec.otherwise, |(_, v)| v);
+                truth.push(t);
+                pred.push(classes.iter().position(|c| c == value).unwrap_or(0));
+            }
+            let report = metrics::classification(&truth, &pred, &classes);
+            out.push(DevScore {
+                dataset: ds.name.clone(),
+                head: format!("column:{}", rec.column),
+                n: truth.len(),
+                macro_f1: report.macro_f1,
+                f_avg: None,
+                roc_auc: None,
+            });
+        }
+    }
+    out
+}
+
+fn today() -> String {
+    now_rfc3339()[..10].replace('-', ".")
+}
+
+/// Current UTC time as RFC 3339 (civil-from-days, no time-zone database needed).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
