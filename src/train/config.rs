@@ -55,16 +55,22 @@ pub struct SolverConfig {
     pub balanced: bool,
     /// Weight each data set of a pooled head equally (rather than by its row count).
     pub balance_datasets: bool,
+    /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
+    pub min_df: u32,
+    /// Stop walking up the C grid after this many C values in a row fail to improve dev.
+    pub patience: usize,
 }
 
 impl Default for SolverConfig {
     fn default() -> Self {
         Self {
-            c: vec![1.0, 3.0, 10.0, 30.0],
+            c: vec![0.3, 1.0, 3.0, 10.0, 30.0],
             max_iter: 300,
             tol: 1e-4,
             balanced: true,
             balance_datasets: false,
+            min_df: 2,
+            patience: 1,
         }
     }
 }

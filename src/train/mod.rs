@@ -91,7 +91,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
     tracing::info!(train = train_ex.len(), dev = dev_ex.len(), "loaded data");
     let train = featurize(&featurizer, train_ex);
     let dev = featurize(&featurizer, dev_ex);
-    let idf = idf(&train.counts, featurizer.config().buckets());
+    let idf = idf(&train.counts, featurizer.config().buckets(), config.solver.min_df);
 
     let stride = 1 + config
         .heads
@@ -172,9 +172,10 @@ fn featurize(featurizer: &Featurizer, examples: Vec<Example>) -> Corpus {
     Corpus { examples, counts }
 }
 
-/// Smoothed IDF as scikit-learn computes it, `ln((1+n)/(1+df)) + 1`; 0 for unseen buckets, so
-/// n-grams never seen in training do not dilute a comment's norm (like an out-of-vocabulary term).
-fn idf(counts: &[Vec<Count>], buckets: usize) -> Vec<f32> {
+/// Smoothed IDF as scikit-learn computes it, `ln((1+n)/(1+df)) + 1`; 0 for buckets seen in
+/// fewer than `min_df` comments, so rare or unseen n-grams neither get a weight nor dilute a
+/// comment's norm (like a term outside scikit-learn's vocabulary).
+fn idf(counts: &[Vec<Count>], buckets: usize, min_df: u32) -> Vec<f32> {
     let mut df = vec![0u32; buckets];
     for doc in counts {
         for c in doc {
@@ -184,7 +185,7 @@ fn idf(counts: &[Vec<Count>], buckets: usize) -> Vec<f32> {
     let n = counts.len() as f64;
     df.iter()
         .map(|&d| {
-            if d == 0 {
+            if d == 0 || d < min_df {
                 0.0
             } else {
                 let v = ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0;
@@ -274,6 +275,7 @@ fn design(
             }
         };
         features::weigh(counts, |b| idf[b as usize], sublinear, &mut values);
+        values.retain(|&(_, v)| v != 0.0);
         row.clear();
         match target {
             None => row.extend(values.iter().filter_map(|&(b, v)| columns.of(b, grow).map(|c| (c, v)))),
@@ -365,6 +367,7 @@ fn fit_head(
     let mut best: Option<(f64, f64, Vec<f64>, solver::SolveReport)> = None;
     let mut warm = None;
     let mut tried = Vec::new();
+    let mut worse = 0;
     for &c in &grid {
         bar.set_message(format!("{} C={c}", spec.name));
         let (w, report) = problem.solve(c, warm.take(), &lbfgs);
@@ -378,9 +381,16 @@ fn fit_head(
         tried.push(serde_json::json!({"c": c, "dev": score, "iterations": report.iterations, "converged": report.converged}));
         if best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, c, w.clone(), report));
+            worse = 0;
+        } else {
+            worse += 1;
         }
         warm = Some(w);
         bar.inc(1);
+        if worse > config.solver.patience || dv.rows.is_empty() {
+            bar.inc((grid.len() - tried.len()) as u64);
+            break;
+        }
     }
     let Some((_, c, w, report)) = best else {
         return Err(TrainError::NoRows(spec.name.clone()));
