@@ -1,1 +1,272 @@
-fn main() {}
+//! Scoring throughput of the shipped default model: one ~200-character comment through
+//! normalize + featurize + score (English and Arabic), the same over 1,000 different comments
+//! (so the 16 MB weight table is not all in cache), and the normalizer and the featurizer alone.
+//!
+//! `cargo bench --bench score` (about a minute). Like tantivy's analyzer benches, the setup
+//! asserts that the featurizer really produces the features it should, so a bench cannot
+//! silently measure an empty pipeline.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use moderato::features::Scratch as FeatureScratch;
+use moderato::model::{file, HeadOutcome, Model, Scratch};
+use moderato::normalize::Normalizer;
+
+/// A typical English reader comment (about 200 characters).
+const ENGLISH: &str = "Honestly this article misses the point. The council approved the new bus lanes last spring, \
+and traffic on Main Street has only gotten worse since then. Maybe ask the people who actually live here next time?";
+
+/// A typical Arabic reader comment (about 200 characters).
+const ARABIC: &str = "مقال ممتاز، لكن الكاتب نسي أن أسعار الخبز ارتفعت مرتين هذا العام بينما الرواتب لم تتغير منذ \
+سنوات. نتمنى من المسؤولين أن يستمعوا لصوت المواطن البسيط قبل اتخاذ أي قرار جديد يخص الدعم والضرائب. شكرا";
+
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model");
+        file::load(&path).unwrap_or_else(|e| panic!("bench needs the default model: {e}"))
+    })
+}
+
+/// Checks that `text` yields a non-trivial, stable feature set and returns its size.
+///
+/// The bucket counts must add up to the number of n-grams the (allocating, independent)
+/// `Featurizer::grams` path lists, and counting twice with a reused scratch must agree.
+fn expected_features(model: &Model, text: &str) -> usize {
+    let featurizer = model.featurizer();
+    let mut scratch = FeatureScratch::default();
+    featurizer.count(text, &mut scratch);
+    let distinct = scratch.features.len();
+    let total: usize = scratch.features.iter().map(|c| usize::from(c.count)).sum();
+    let grams = featurizer.grams(text).len();
+    assert!(distinct > 0, "no features for {text:?}");
+    assert_eq!(
+        total, grams,
+        "bucket counts add up to the n-grams of {text:?}"
+    );
+    assert!(
+        grams >= text.chars().count(),
+        "{grams} n-grams for {} characters: the featurizer emits too little",
+        text.chars().count()
+    );
+    featurizer.count(
+        "something else entirely, to dirty the scratch",
+        &mut scratch,
+    );
+    featurizer.count(text, &mut scratch);
+    assert_eq!(
+        scratch.features.len(),
+        distinct,
+        "feature count is stable for {text:?}"
+    );
+    distinct
+}
+
+/// 1,000 different comments, half English, half Arabic, built deterministically.
+fn corpus() -> Vec<String> {
+    const EN_OPEN: [&str; 7] = [
+        "Honestly,",
+        "To be fair,",
+        "As a local resident,",
+        "With respect,",
+        "Frankly,",
+        "I have to say",
+        "After reading this twice,",
+    ];
+    const EN_TOPIC: [&str; 11] = [
+        "the new bus lanes",
+        "the school budget",
+        "the stadium project",
+        "the rise in water prices",
+        "the election results",
+        "the hospital waiting times",
+        "the plan for the old harbour",
+        "the tax on small shops",
+        "the road works on Main Street",
+        "the new recycling rules",
+        "the library opening hours",
+    ];
+    const EN_CLAIM: [&str; 5] = [
+        "will cost far more than the council admits",
+        "were decided without asking a single resident",
+        "are the best news this town has had in years",
+        "deserve a much closer look from the reporters",
+        "only help people who already have plenty",
+    ];
+    const EN_END: [&str; 4] = [
+        "Who is going to pay for it in the end?",
+        "Thanks for covering this story so carefully.",
+        "I will remember this at the next election.",
+        "Please follow up on it next month.",
+    ];
+    const AR_OPEN: [&str; 7] = [
+        "بصراحة،",
+        "مع احترامي،",
+        "كمواطن من المدينة،",
+        "للأسف،",
+        "في رأيي،",
+        "بعد قراءة المقال،",
+        "الحقيقة أن",
+    ];
+    const AR_TOPIC: [&str; 11] = [
+        "مشروع الطريق الجديد",
+        "ميزانية المدارس",
+        "ارتفاع أسعار الخبز",
+        "نتائج الانتخابات",
+        "طوابير المستشفى",
+        "ضريبة المحلات الصغيرة",
+        "مشروع الميناء القديم",
+        "قرار رفع الدعم",
+        "انقطاع الكهرباء المتكرر",
+        "أزمة السكن عند الشباب",
+        "مواعيد المكتبة العامة",
+    ];
+    const AR_CLAIM: [&str; 5] = [
+        "سيكلف أكثر بكثير مما يقوله المسؤولون",
+        "تقرر دون أن يسأل أحد رأي السكان",
+        "أفضل خبر سمعناه منذ سنوات طويلة",
+        "يحتاج إلى تحقيق أعمق من الصحفيين",
+        "لا يفيد إلا من يملكون المال أصلا",
+    ];
+    const AR_END: [&str; 4] = [
+        "من سيدفع الثمن في النهاية؟",
+        "شكرا على تغطية الموضوع بهذه الدقة.",
+        "سنتذكر هذا في الانتخابات القادمة.",
+        "نرجو متابعة القضية الشهر المقبل.",
+    ];
+    let comments: Vec<String> = (0..1000usize)
+        .map(|i| {
+            let (open, topic, claim, end) = (i / 2 % 7, i / 14 % 11, i / 154 % 5, i % 4);
+            if i % 2 == 0 {
+                format!(
+                    "{} {} {}. Comment number {i}: {}",
+                    EN_OPEN[open], EN_TOPIC[topic], EN_CLAIM[claim], EN_END[end]
+                )
+            } else {
+                format!(
+                    "{} {} {}. التعليق رقم {i}: {}",
+                    AR_OPEN[open], AR_TOPIC[topic], AR_CLAIM[claim], AR_END[end]
+                )
+            }
+        })
+        .collect();
+    let distinct: HashSet<&String> = comments.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        comments.len(),
+        "the batch comments are all different"
+    );
+    comments
+}
+
+fn score_one(c: &mut Criterion) {
+    let model = model();
+    let mut group = c.benchmark_group("score");
+    group.throughput(Throughput::Elements(1));
+    for (name, text) in [("english", ENGLISH), ("arabic", ARABIC)] {
+        let chars = text.chars().count();
+        assert!(
+            (180..=230).contains(&chars),
+            "{name} comment has {chars} characters, not about 200"
+        );
+        expected_features(model, text);
+        let mut scratch = Scratch::default();
+        let outcomes = model.score(text, None, &mut scratch);
+        assert_eq!(outcomes.len(), model.heads().len(), "one outcome per head");
+        assert!(
+            outcomes
+                .iter()
+                .any(|o| matches!(o, HeadOutcome::Binary { .. })),
+            "binary heads are scored"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| model.score(black_box(text), None, &mut scratch));
+        });
+    }
+    group.finish();
+}
+
+fn score_batch(c: &mut Criterion) {
+    let model = model();
+    let comments = corpus();
+    let features: Vec<usize> = comments
+        .iter()
+        .map(|t| expected_features(model, t))
+        .collect();
+    let total: usize = features.iter().sum();
+    assert!(
+        total > 100 * comments.len(),
+        "{total} features over the batch is too few"
+    );
+    let mut group = c.benchmark_group("score_batch");
+    group.throughput(Throughput::Elements(comments.len() as u64));
+    group.sampling_mode(SamplingMode::Flat);
+    let mut scratch = Scratch::default();
+    group.bench_function("mixed_1000", |b| {
+        b.iter(|| {
+            for text in &comments {
+                black_box(model.score(black_box(text), None, &mut scratch));
+            }
+        });
+    });
+    group.finish();
+}
+
+fn normalize_only(c: &mut Criterion) {
+    let normalizer = Normalizer::new(model().featurizer().config().normalize.clone());
+    let mut group = c.benchmark_group("normalize_into");
+    group.throughput(Throughput::Elements(1));
+    for (name, text) in [("english", ENGLISH), ("arabic", ARABIC)] {
+        let mut out = String::new();
+        normalizer.normalize_into(text, &mut out);
+        let expected = out.clone();
+        assert!(
+            expected.chars().count() * 10 >= text.chars().count() * 9,
+            "normalization keeps the text: {expected:?}"
+        );
+        normalizer.normalize_into(text, &mut out);
+        assert_eq!(out, expected, "normalization is stable");
+        group.bench_function(name, |b| {
+            b.iter(|| normalizer.normalize_into(black_box(text), &mut out));
+        });
+    }
+    group.finish();
+}
+
+fn count_only(c: &mut Criterion) {
+    let featurizer = model().featurizer();
+    let mut group = c.benchmark_group("featurizer_count");
+    group.throughput(Throughput::Elements(1));
+    for (name, text) in [("english", ENGLISH), ("arabic", ARABIC)] {
+        let expected = expected_features(model(), text);
+        let mut scratch = FeatureScratch::default();
+        group.bench_function(name, |b| {
+            b.iter(|| featurizer.count(black_box(text), &mut scratch));
+        });
+        // Empty when a filter skipped this bench; otherwise the last timed run's features.
+        assert!(
+            scratch.features.is_empty() || scratch.features.len() == expected,
+            "the benchmarked runs produced the expected features"
+        );
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = score_one, score_batch, normalize_only, count_only
+}
+criterion_main!(benches);

@@ -22,6 +22,9 @@ pub struct Comment {
     /// Target of the stance head (e.g. "Hillary Clinton").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Site or data set the comment comes from; selects a head's domain calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// Everything else, passed through untouched.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -30,8 +33,10 @@ pub struct Comment {
 impl Comment {
     /// Parses one JSON payload, with a precise reason when it is not a usable comment.
     pub fn parse(payload: &[u8]) -> Result<Self, InputError> {
-        let text = std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
-        let value: Value = serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
+        let text =
+            std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
         let Value::Object(mut obj) = value else {
             return Err(InputError::NotJson("expected an object".into()));
         };
@@ -44,16 +49,25 @@ impl Comment {
         }
         let id = obj.remove("id").unwrap_or(Value::Null);
         if !(id.is_string() || id.is_number() || id.is_null()) {
-            return Err(InputError::NotJson("`id` must be a string or a number".into()));
+            return Err(InputError::NotJson(
+                "`id` must be a string or a number".into(),
+            ));
         }
-        let target = match obj.remove("target") {
+        let mut string_field = |name: &str| match obj.remove(name) {
             Some(Value::String(s)) => Some(s),
-            _ => None,
+            Some(other) => {
+                obj.insert(name.to_string(), other);
+                None
+            }
+            None => None,
         };
+        let target = string_field("target");
+        let domain = string_field("domain");
         Ok(Self {
             id,
             text,
             target,
+            domain,
             extra: obj,
         })
     }
@@ -124,8 +138,19 @@ pub struct Labelled {
 }
 
 /// Classifies one comment; `explain_top > 0` adds that many contributions per flagged head.
-pub fn label(model: &Model, model_ref: &ModelRef, comment: &Comment, scratch: &mut Scratch, explain_top: usize) -> Labelled {
-    let outcomes = model.score(&comment.text, comment.target.as_deref(), scratch);
+pub fn label(
+    model: &Model,
+    model_ref: &ModelRef,
+    comment: &Comment,
+    scratch: &mut Scratch,
+    explain_top: usize,
+) -> Labelled {
+    let outcomes = model.score_in(
+        &comment.text,
+        comment.target.as_deref(),
+        comment.domain.as_deref(),
+        scratch,
+    );
     let mut out = Labelled {
         id: comment.id.clone(),
         labels: Vec::new(),
@@ -141,13 +166,18 @@ pub fn label(model: &Model, model_ref: &ModelRef, comment: &Comment, scratch: &m
                 if flag {
                     out.labels.push(head.name.clone());
                 }
-                out.heads.insert(head.name.clone(), HeadResult::Binary { flag, score });
+                out.heads
+                    .insert(head.name.clone(), HeadResult::Binary { flag, score });
                 if !flag {
                     continue;
                 }
                 (0, None)
             }
-            HeadOutcome::Multiclass { label, probs, target } => {
+            HeadOutcome::Multiclass {
+                label,
+                probs,
+                target,
+            } => {
                 let scores = head.classes.iter().cloned().zip(probs).collect();
                 out.heads.insert(
                     head.name.clone(),
@@ -166,7 +196,10 @@ pub fn label(model: &Model, model_ref: &ModelRef, comment: &Comment, scratch: &m
         };
         if explain_top > 0 {
             debug_assert!(head.kind == HeadKind::Binary || class < head.classes.len());
-            explanations.insert(head.name.clone(), explain(model, &comment.text, hi, class, target, explain_top));
+            explanations.insert(
+                head.name.clone(),
+                explain(model, &comment.text, hi, class, target, explain_top),
+            );
         }
     }
     if explain_top > 0 {
@@ -181,18 +214,39 @@ mod tests {
 
     #[test]
     fn parse_reports_each_kind_of_bad_input() {
-        assert_eq!(Comment::parse(b"\xff\xfe").unwrap_err(), InputError::NotUtf8(0));
-        assert!(matches!(Comment::parse(b"{nope").unwrap_err(), InputError::NotJson(_)));
-        assert!(matches!(Comment::parse(b"[1]").unwrap_err(), InputError::NotJson(_)));
-        assert_eq!(Comment::parse(br#"{"id": 1}"#).unwrap_err(), InputError::NoText);
-        assert_eq!(Comment::parse(br#"{"id": 1, "text": 5}"#).unwrap_err(), InputError::NoText);
-        assert_eq!(Comment::parse(br#"{"id": 1, "text": "  "}"#).unwrap_err(), InputError::EmptyText);
+        assert_eq!(
+            Comment::parse(b"\xff\xfe").unwrap_err(),
+            InputError::NotUtf8(0)
+        );
+        assert!(matches!(
+            Comment::parse(b"{nope").unwrap_err(),
+            InputError::NotJson(_)
+        ));
+        assert!(matches!(
+            Comment::parse(b"[1]").unwrap_err(),
+            InputError::NotJson(_)
+        ));
+        assert_eq!(
+            Comment::parse(br#"{"id": 1}"#).unwrap_err(),
+            InputError::NoText
+        );
+        assert_eq!(
+            Comment::parse(br#"{"id": 1, "text": 5}"#).unwrap_err(),
+            InputError::NoText
+        );
+        assert_eq!(
+            Comment::parse(br#"{"id": 1, "text": "  "}"#).unwrap_err(),
+            InputError::EmptyText
+        );
     }
 
     #[test]
     fn parse_keeps_unknown_fields() {
-        let c = Comment::parse(r#"{"id": "a", "text": "hi", "target": "Atheism", "meta": {"k": 1}, "lang": "en"}"#.as_bytes())
-            .expect("valid");
+        let c = Comment::parse(
+            r#"{"id": "a", "text": "hi", "target": "Atheism", "meta": {"k": 1}, "lang": "en"}"#
+                .as_bytes(),
+        )
+        .expect("valid");
         assert_eq!(c.id, Value::from("a"));
         assert_eq!(c.target.as_deref(), Some("Atheism"));
         assert_eq!(c.extra["meta"]["k"], Value::from(1));

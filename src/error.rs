@@ -14,7 +14,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// The config file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error("cannot read config {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -35,7 +35,7 @@ pub enum ConfigError {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The file could not be read or written.
-    #[error("model file {path}: {source}")]
+    #[error("model file {path}")]
     Io {
         /// The file.
         path: PathBuf,

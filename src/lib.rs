@@ -10,6 +10,7 @@ pub mod classify;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod lang;
 pub mod model;
 pub mod normalize;
 pub mod plot;

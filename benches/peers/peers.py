@@ -230,8 +230,10 @@ def run_sklearn(task: Task, train: Split, dev: Split, classes: list[str], solver
 
     def make_lr(C: float, n_classes: int):
         if solver == "saga":
-            return LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="saga")
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear")
+            return LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="saga",
+                                      random_state=0)
+        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, solver="liblinear",
+                                random_state=0)
         # liblinear is binary-only in scikit-learn >= 1.8: multi-class = explicit one-vs-rest.
         return OneVsRestClassifier(lr) if n_classes > 2 else lr
 

@@ -38,12 +38,17 @@ pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let input: Box<dyn BufRead> = if a.input == "-" {
         Box::new(BufReader::new(io::stdin().lock()))
     } else {
-        Box::new(BufReader::new(File::open(&a.input).with_context(|| format!("cannot open --input {}", a.input))?))
+        Box::new(BufReader::new(
+            File::open(&a.input).with_context(|| format!("cannot open --input {}", a.input))?,
+        ))
     };
     let output: Box<dyn Write> = if a.output == "-" {
         Box::new(io::stdout().lock())
     } else {
-        Box::new(File::create(&a.output).with_context(|| format!("cannot create --output {}", a.output))?)
+        Box::new(
+            File::create(&a.output)
+                .with_context(|| format!("cannot create --output {}", a.output))?,
+        )
     };
     let mut output = BufWriter::with_capacity(1 << 20, output);
     let mut lines = input.split(b'\n');
@@ -58,9 +63,6 @@ pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
                     if line.last() == Some(&b'\r') {
                         line.pop();
                     }
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
-                    }
                     batch.push((line_no, line));
                 }
                 None => {
@@ -71,16 +73,19 @@ pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
         }
         let rendered: Vec<(bool, Vec<u8>)> = batch
             .par_iter()
-            .map_init(Scratch::default, |scratch, (n, line)| match Comment::parse(line) {
-                Ok(comment) => {
-                    let out = label(&model, &model_ref, &comment, scratch, a.explain);
-                    (true, serde_json::to_vec(&out).unwrap_or_default())
-                }
-                Err(e) => {
-                    let err = serde_json::json!({"line": n, "error": e.to_string()});
-                    (false, err.to_string().into_bytes())
-                }
-            })
+            .map_init(
+                Scratch::default,
+                |scratch, (n, line)| match Comment::parse(line) {
+                    Ok(comment) => {
+                        let out = label(&model, &model_ref, &comment, scratch, a.explain);
+                        (true, serde_json::to_vec(&out).unwrap_or_default())
+                    }
+                    Err(e) => {
+                        let err = serde_json::json!({"line": n, "error": e.to_string()});
+                        (false, err.to_string().into_bytes())
+                    }
+                },
+            )
             .collect();
         for (ok, bytes) in rendered {
             bad += usize::from(!ok);

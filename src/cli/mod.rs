@@ -15,7 +15,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "moderato", version, about)]
 pub struct Cli {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "human", env = "MODERATO_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "human",
+        env = "MODERATO_LOG_FORMAT"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -53,7 +59,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

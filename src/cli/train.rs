@@ -1,7 +1,7 @@
 //! `moderato train`: one head from a CSV, or every head of a config.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
@@ -32,9 +32,12 @@ pub struct TrainArgs {
     /// Text column.
     #[arg(long, default_value = "text")]
     text_col: String,
-    /// Inverse regularization strengths to try on dev (comma-separated).
+    /// Inverse regularization strengths to try on dev (comma-separated; replaces every head's).
     #[arg(long, value_delimiter = ',')]
     c: Vec<f64>,
+    /// Number of hash buckets as a power of two (one-head mode; default 20).
+    #[arg(long)]
+    hash_bits: Option<u8>,
     /// Override the data root of a config (default: the config's, `../shared/data`).
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -67,8 +70,12 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(root) = &a.data_root {
         config.data_root = root.clone();
     }
+    if let Some(bits) = a.hash_bits {
+        config.featurizer.hash_bits = bits;
+    }
     if !a.c.is_empty() {
         config.solver.c = a.c.clone();
+        config.heads.iter_mut().for_each(|h| h.c = None);
     }
     let started = std::time::Instant::now();
     let trained = train::train(&config, !a.quiet)?;
@@ -88,12 +95,16 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Builds the config of a single multiclass head named after the label column.
-fn one_head_config(a: &TrainArgs, data: &PathBuf) -> anyhow::Result<TrainConfig> {
+fn one_head_config(a: &TrainArgs, data: &Path) -> anyhow::Result<TrainConfig> {
     let label = a.label.clone().context("--label is required with --data")?;
     let table = Table::read(data)?;
     let classes = table.values(table.column(&label)?);
     if classes.len() < 2 {
-        bail!("column `{label}` of {} has {} distinct value(s); a head needs two or more", data.display(), classes.len());
+        bail!(
+            "column `{label}` of {} has {} distinct value(s); a head needs two or more",
+            data.display(),
+            classes.len()
+        );
     }
     let name = data
         .parent()
@@ -115,7 +126,7 @@ fn one_head_config(a: &TrainArgs, data: &PathBuf) -> anyhow::Result<TrainConfig>
         }],
         datasets: vec![DatasetSpec {
             name: label.clone(),
-            train: Some(data.clone()),
+            train: Some(data.to_path_buf()),
             dev: Some(a.dev.clone().unwrap_or_else(|| PathBuf::from("none"))),
             text: a.text_col.clone(),
             target: a.target.clone(),
@@ -135,7 +146,10 @@ fn one_head_config(a: &TrainArgs, data: &PathBuf) -> anyhow::Result<TrainConfig>
 
 /// The dev summary table: one line per data set and head.
 fn summary(dev: &[DevScore]) -> String {
-    let mut s = format!("{:<24} {:<22} {:>6} {:>9} {:>7} {:>8}\n", "dataset", "head", "n", "macro-F1", "F_avg", "ROC-AUC");
+    let mut s = format!(
+        "{:<24} {:<22} {:>6} {:>9} {:>7} {:>8}\n",
+        "dataset", "head", "n", "macro-F1", "F_avg", "ROC-AUC"
+    );
     for d in dev {
         let opt = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
         s += &format!(

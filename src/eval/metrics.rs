@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn macro_f1_and_f_avg() {
-        let classes: Vec<String> = ["AGAINST", "FAVOR", "NONE"].iter().map(|s| s.to_string()).collect();
+        let classes: Vec<String> = ["AGAINST", "FAVOR", "NONE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let truth = [0, 0, 1, 1, 2, 2];
         let pred = [0, 1, 1, 1, 2, 0];
         let r = classification(&truth, &pred, &classes);

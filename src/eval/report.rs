@@ -99,7 +99,12 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
         .position(|h| h.name == wanted)
         .ok_or_else(|| EvalError::NoHead {
             wanted: wanted.clone(),
-            heads: model.heads().iter().map(|h| h.name.as_str()).collect::<Vec<_>>().join(", "),
+            heads: model
+                .heads()
+                .iter()
+                .map(|h| h.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
     let head = &model.heads()[hi];
     if head.kind == HeadKind::Binary && spec.positive.is_empty() {
@@ -108,15 +113,19 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
     let table = Table::read(&spec.data)?;
     let text_col = table.column(&spec.text)?;
     let label_col = table.column(&spec.label)?;
-    let target_col = spec.target.as_deref().map(|t| table.column(t)).transpose()?;
+    let target_col = spec
+        .target
+        .as_deref()
+        .map(|t| table.column(t))
+        .transpose()?;
     let class_of = |value: &str| -> Option<usize> {
         match head.kind {
             HeadKind::Binary => Some(usize::from(spec.positive.iter().any(|p| p == value))),
-            HeadKind::Multiclass => head
-                .classes
-                .iter()
-                .position(|c| c == value)
-                .or_else(|| head.classes.iter().position(|c| c.eq_ignore_ascii_case(value))),
+            HeadKind::Multiclass => head.classes.iter().position(|c| c == value).or_else(|| {
+                head.classes
+                    .iter()
+                    .position(|c| c.eq_ignore_ascii_case(value))
+            }),
         }
     };
     let rows: Vec<(usize, &str, Option<&str>)> = table
@@ -129,7 +138,9 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
         .collect();
     let outcomes: Vec<HeadOutcome> = rows
         .par_iter()
-        .map_init(Scratch::default, |s, (_, text, target)| model.score(text, *target, s).swap_remove(hi))
+        .map_init(Scratch::default, |s, (_, text, target)| {
+            model.score(text, *target, s).swap_remove(hi)
+        })
         .collect();
     let (mut truth, mut pred, mut probs) = (Vec::new(), Vec::new(), Vec::new());
     for ((y, _, _), outcome) in rows.iter().zip(outcomes) {
@@ -138,7 +149,9 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
                 pred.push(usize::from(flag));
                 probs.push(vec![1.0 - score, score]);
             }
-            HeadOutcome::Multiclass { label, probs: p, .. } => {
+            HeadOutcome::Multiclass {
+                label, probs: p, ..
+            } => {
                 pred.push(label);
                 probs.push(p);
             }
@@ -158,7 +171,10 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
         }
         let scores: Vec<f32> = probs.iter().map(|p| p[c]).collect();
         let t: Vec<bool> = truth.iter().map(|&y| y == c).collect();
-        if let (Some((auc, roc)), Some((ap, pr))) = (metrics::roc(&scores, &t), metrics::precision_recall(&scores, &t)) {
+        if let (Some((auc, roc)), Some((ap, pr))) = (
+            metrics::roc(&scores, &t),
+            metrics::precision_recall(&scores, &t),
+        ) {
             roc_auc.insert(name.clone(), auc);
             curves.insert(
                 name.clone(),
@@ -187,16 +203,31 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
 pub fn render(e: &Evaluation) -> String {
     let mut s = format!(
         "head {}  column {}  rows {}  (skipped {})\n{:<16} {:>9} {:>9} {:>9} {:>8} {:>8}\n",
-        e.head, e.label, e.report.n, e.skipped_rows, "class", "precision", "recall", "f1", "support", "roc_auc"
+        e.head,
+        e.label,
+        e.report.n,
+        e.skipped_rows,
+        "class",
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "roc_auc"
     );
     for (name, m) in &e.report.per_class {
-        let auc = e.roc_auc.get(name).map_or("-".to_string(), |a| format!("{a:.4}"));
+        let auc = e
+            .roc_auc
+            .get(name)
+            .map_or("-".to_string(), |a| format!("{a:.4}"));
         s += &format!(
             "{:<16} {:>9.4} {:>9.4} {:>9.4} {:>8} {:>8}\n",
             name, m.precision, m.recall, m.f1, m.support, auc
         );
     }
-    s += &format!("accuracy {:.4}  macro-F1 {:.4}", e.report.accuracy, e.report.macro_f1);
+    s += &format!(
+        "accuracy {:.4}  macro-F1 {:.4}",
+        e.report.accuracy, e.report.macro_f1
+    );
     if let Some(f) = e.report.f_avg {
         s += &format!("  F_avg {f:.4}");
     }
@@ -209,11 +240,15 @@ pub fn write(e: &Evaluation, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let json = serde_json::to_string_pretty(e).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("metrics.json"), json)?;
-    let curve = |pick: fn(&Curves) -> (&Vec<(f64, f64)>, f64), what: &str| -> Vec<Curve> {
+    let curve = |roc: bool| -> Vec<Curve> {
         e.curves
             .iter()
             .map(|(name, c)| {
-                let (points, area) = pick(c);
+                let (points, area, what) = if roc {
+                    (&c.roc, c.roc_auc, "AUC")
+                } else {
+                    (&c.pr, c.average_precision, "AP")
+                };
                 Curve {
                     name: format!("{name} ({what} {area:.3})"),
                     points: points.clone(),
@@ -222,15 +257,27 @@ pub fn write(e: &Evaluation, dir: &Path) -> std::io::Result<()> {
             .collect()
     };
     let title = format!("{} on {}", e.head, e.data.display());
-    let roc = curve(|c| (&c.roc, c.roc_auc), "AUC");
+    let roc = curve(true);
     std::fs::write(
         dir.join("roc.svg"),
-        line_chart_svg(&format!("ROC: {title}"), "false positive rate", "true positive rate", &roc, true),
+        line_chart_svg(
+            &format!("ROC: {title}"),
+            "false positive rate",
+            "true positive rate",
+            &roc,
+            true,
+        ),
     )?;
-    let pr = curve(|c| (&c.pr, c.average_precision), "AP");
+    let pr = curve(false);
     std::fs::write(
         dir.join("pr.svg"),
-        line_chart_svg(&format!("Precision-recall: {title}"), "recall", "precision", &pr, false),
+        line_chart_svg(
+            &format!("Precision-recall: {title}"),
+            "recall",
+            "precision",
+            &pr,
+            false,
+        ),
     )?;
     Ok(())
 }

@@ -71,7 +71,10 @@ impl FeaturizerConfig {
         if self.char_max > 0 && (self.char_min == 0 || self.char_min > self.char_max) {
             return bad(
                 "char_min",
-                format!("must be in 1..=char_max ({}), got {}", self.char_max, self.char_min),
+                format!(
+                    "must be in 1..=char_max ({}), got {}",
+                    self.char_max, self.char_min
+                ),
             );
         }
         if self.char_max > 8 {
@@ -154,7 +157,12 @@ impl Featurizer {
             features: std::mem::take(&mut scratch.features),
         };
         counter.features.clear();
-        self.emit(&text_buf, &mut scratch.chars, &mut scratch.tokens, &mut counter);
+        self.emit(
+            &text_buf,
+            &mut scratch.chars,
+            &mut scratch.tokens,
+            &mut counter,
+        );
         for f in &mut counter.features {
             let slot = &mut counter.counts[f.bucket as usize];
             f.count = *slot;
@@ -235,7 +243,9 @@ impl Featurizer {
                     if k > 0 {
                         h = hash::push(h, ' ');
                     }
-                    h = chars[s as usize..e as usize].iter().fold(h, |h, &c| hash::push(h, c));
+                    h = chars[s as usize..e as usize]
+                        .iter()
+                        .fold(h, |h, &c| hash::push(h, c));
                 }
                 sink.word_gram(hash::bucket(h, bits), chars, w);
             }
@@ -248,7 +258,11 @@ impl Featurizer {
         let len = word.len();
         if len < min {
             // scikit-learn counts a word shorter than the shortest n-gram once, whole.
-            let h = word.iter().fold(hash::start(NS_CHAR, self.config.seed), |h, &c| hash::push(h, c));
+            let h = word
+                .iter()
+                .fold(hash::start(NS_CHAR, self.config.seed), |h, &c| {
+                    hash::push(h, c)
+                });
             sink.char_gram(hash::bucket(h, self.config.hash_bits), word);
             return;
         }
@@ -258,7 +272,10 @@ impl Featurizer {
             for n in 1..=longest {
                 h = hash::push(h, word[start + n - 1]);
                 if n >= min {
-                    sink.char_gram(hash::bucket(h, self.config.hash_bits), &word[start..start + n]);
+                    sink.char_gram(
+                        hash::bucket(h, self.config.hash_bits),
+                        &word[start..start + n],
+                    );
                 }
             }
         }
@@ -319,7 +336,12 @@ pub fn tf(count: u8, sublinear: bool) -> f32 {
 }
 
 /// TF-IDF weighs counts with `idf` and L2-normalizes them into `out` as (bucket, value).
-pub fn weigh(counts: &[Count], idf: impl Fn(u32) -> f32, sublinear: bool, out: &mut Vec<(u32, f32)>) {
+pub fn weigh(
+    counts: &[Count],
+    idf: impl Fn(u32) -> f32,
+    sublinear: bool,
+    out: &mut Vec<(u32, f32)>,
+) {
     out.clear();
     let mut norm = 0.0f32;
     for c in counts {
@@ -381,7 +403,10 @@ mod tests {
     #[test]
     fn word_ngrams_are_unigrams_and_bigrams_of_two_letter_tokens() {
         let got = strings(&featurizer(1, 0, 2).tap_char_off(), "go home, a drunk");
-        assert_eq!(got, vec!["[go]", "[home]", "[drunk]", "[go home]", "[home drunk]"]);
+        assert_eq!(
+            got,
+            vec!["[go]", "[home]", "[drunk]", "[go home]", "[home drunk]"]
+        );
     }
 
     impl Featurizer {
@@ -397,7 +422,10 @@ mod tests {
         let f = featurizer(1, 5, 2);
         let mut scratch = Scratch::default();
         let text = "the cat sat on the mat, the end";
-        f.count("something much longer to dirty the scratch buffers first", &mut scratch);
+        f.count(
+            "something much longer to dirty the scratch buffers first",
+            &mut scratch,
+        );
         f.count(text, &mut scratch);
         let total: usize = scratch.features.iter().map(|c| c.count as usize).sum();
         assert_eq!(total, f.grams(text).len());
@@ -409,7 +437,16 @@ mod tests {
 
     #[test]
     fn weigh_is_l2_normalized() {
-        let counts = [Count { bucket: 1, count: 1 }, Count { bucket: 2, count: 3 }];
+        let counts = [
+            Count {
+                bucket: 1,
+                count: 1,
+            },
+            Count {
+                bucket: 2,
+                count: 3,
+            },
+        ];
         let mut out = Vec::new();
         weigh(&counts, |b| b as f32, true, &mut out);
         let norm: f32 = out.iter().map(|(_, v)| v * v).sum();

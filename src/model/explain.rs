@@ -40,7 +40,11 @@ pub fn explain(
     let mut values = Vec::new();
     features::weigh(&scratch.features, |b| model.idf(b), sublinear, &mut values);
     let key = target.map(|t| model.target_key(head, t));
-    let scale = if key.is_some() { std::f32::consts::FRAC_1_SQRT_2 } else { 1.0 };
+    let scale = if key.is_some() {
+        std::f32::consts::FRAC_1_SQRT_2
+    } else {
+        1.0
+    };
     let mut terms: Vec<(u32, f32)> = values
         .iter()
         .map(|&(b, v)| {
@@ -53,7 +57,11 @@ pub fn explain(
         .collect();
     // For a binary head a positive raw score means "flag" only through Platt's negative slope;
     // rank by the direction that raises the calibrated probability.
-    let sign = if h.kind == HeadKind::Binary && h.platt.0 > 0.0 { -1.0 } else { 1.0 };
+    let sign = if h.kind == HeadKind::Binary && h.platt.0 > 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
     terms.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
     terms.truncate(top);
     let grams = featurizer.grams(text);
@@ -67,7 +75,10 @@ pub fn explain(
                 .collect();
             ngrams.sort();
             ngrams.dedup();
-            Contribution { ngrams, contribution }
+            Contribution {
+                ngrams,
+                contribution,
+            }
         })
         .collect()
 }

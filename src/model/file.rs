@@ -43,7 +43,8 @@ struct Header {
     stride: u64,
 }
 
-/// Serializes a model to bytes (and returns the SHA-256 hex of the file).
+/// Serializes a model to bytes (and returns the SHA-256 hex of the whole file, as `sha256sum`
+/// prints it).
 pub fn to_bytes(model: &Model) -> (Vec<u8>, String) {
     let header = Header {
         info: model.info.clone(),
@@ -66,7 +67,8 @@ pub fn to_bytes(model: &Model) -> (Vec<u8>, String) {
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
-    (out, hex(&digest))
+    let file_sha = hex(&Sha256::digest(&out));
+    (out, file_sha)
 }
 
 /// Writes a model file atomically (temp file + rename) and records its checksum in the model.
@@ -120,7 +122,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     let header_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
     let weights = u64::from_le_bytes(bytes[24..32].try_into().unwrap_or_default());
     let expected = header_len
-        .checked_add(weights.checked_mul(2).unwrap_or(u64::MAX))
+        .checked_add(weights.saturating_mul(2))
         .and_then(|n| n.checked_add((PREFIX + DIGEST) as u64))
         .unwrap_or(u64::MAX);
     if expected != bytes.len() as u64 {
@@ -153,8 +155,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         .chunks_exact(2)
         .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
         .collect();
-    let mut model = Model::new(header.info, header.featurizer, header.heads, table).map_err(invalid)?;
-    model.sha256 = actual;
+    let mut model =
+        Model::new(header.info, header.featurizer, header.heads, table).map_err(invalid)?;
+    model.sha256 = hex(&Sha256::digest(bytes));
     Ok(model)
 }
 

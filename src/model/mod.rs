@@ -45,6 +45,23 @@ pub struct Head {
     pub temperature: f32,
     /// Decision threshold on the calibrated probability of a binary head (F1-optimal on dev).
     pub threshold: f32,
+    /// Binary heads: calibrations for a named domain (a data set, e.g. `mpold`) or a script
+    /// (`lang:ar`, `lang:latin`), used instead of `platt` / `threshold` when they apply.
+    #[serde(default)]
+    pub calibrations: Vec<Calibration>,
+}
+
+/// A binary head's calibration for one domain or script, fit on that slice of dev.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// `mpold`, `olid`, … or `lang:ar`, `lang:latin`.
+    pub name: String,
+    /// Added to the raw score first (the domain's learned bias; 0 for a script).
+    pub bias: f32,
+    /// Platt parameters.
+    pub platt: (f32, f32),
+    /// Decision threshold on the calibrated probability.
+    pub threshold: f32,
 }
 
 impl Head {
@@ -63,13 +80,31 @@ impl Head {
 
     /// Index of a target name (exact match first, then case-insensitive).
     pub fn target_index(&self, target: &str) -> Option<usize> {
-        self.targets
-            .iter()
-            .position(|t| t == target)
-            .or_else(|| self.targets.iter().position(|t| t.eq_ignore_ascii_case(target.trim())))
+        self.targets.iter().position(|t| t == target).or_else(|| {
+            self.targets
+                .iter()
+                .position(|t| t.eq_ignore_ascii_case(target.trim()))
+        })
     }
 
-    /// Turns raw column scores (already including bias) into calibrated probabilities.
+    /// The calibration of a binary head for a comment: the domain's if the head has one, else
+    /// its script's, else the pooled one.
+    pub fn calibration(
+        &self,
+        domain: Option<&str>,
+        script: crate::lang::Script,
+    ) -> (f32, (f32, f32), f32) {
+        let by_name = |name: &str| self.calibrations.iter().find(|c| c.name == name);
+        domain
+            .and_then(by_name)
+            .or_else(|| by_name(&script.calibration_name()))
+            .map_or((0.0, self.platt, self.threshold), |c| {
+                (c.bias, c.platt, c.threshold)
+            })
+    }
+
+    /// Turns raw column scores (already including bias) into probabilities (Platt for binary
+    /// heads with the pooled calibration, temperature softmax for multiclass heads).
     pub fn probabilities(&self, raw: &[f32], out: &mut Vec<f32>) {
         out.clear();
         match self.kind {
@@ -185,12 +220,19 @@ impl Model {
         let mut column = 1;
         for h in &heads {
             if h.column != column {
-                return Err(format!("head `{}` starts at column {}, expected {column}", h.name, h.column));
+                return Err(format!(
+                    "head `{}` starts at column {}, expected {column}",
+                    h.name, h.column
+                ));
             }
             column += h.outputs();
             let want_bias = h.outputs() * h.targets.len().max(1);
             if h.bias.len() != want_bias {
-                return Err(format!("head `{}` has {} biases, expected {want_bias}", h.name, h.bias.len()));
+                return Err(format!(
+                    "head `{}` has {} biases, expected {want_bias}",
+                    h.name,
+                    h.bias.len()
+                ));
             }
             let classes_ok = match h.kind {
                 HeadKind::Binary => h.classes.len() == 2,
@@ -199,8 +241,17 @@ impl Model {
             if !classes_ok {
                 return Err(format!("head `{}` has {} classes", h.name, h.classes.len()));
             }
-            if !(h.threshold.is_finite() && h.temperature.is_finite() && h.platt.0.is_finite() && h.platt.1.is_finite()) {
-                return Err(format!("head `{}` has a non-finite calibration value", h.name));
+            let finite =
+                |(b, (p, q), t): (f32, (f32, f32), f32)| [b, p, q, t].iter().all(|v| v.is_finite());
+            if !(finite((h.temperature, h.platt, h.threshold))
+                && h.calibrations
+                    .iter()
+                    .all(|c| finite((c.bias, c.platt, c.threshold))))
+            {
+                return Err(format!(
+                    "head `{}` has a non-finite calibration value",
+                    h.name
+                ));
             }
         }
         if let Some(bad) = table.iter().position(|v| !v.is_finite()) {
@@ -253,8 +304,26 @@ impl Model {
     }
 
     /// Scores one comment with every head. `target` feeds conditioned heads.
-    pub fn score(&self, text: &str, target: Option<&str>, scratch: &mut Scratch) -> Vec<HeadOutcome> {
+    pub fn score(
+        &self,
+        text: &str,
+        target: Option<&str>,
+        scratch: &mut Scratch,
+    ) -> Vec<HeadOutcome> {
+        self.score_in(text, target, None, scratch)
+    }
+
+    /// Like [`Model::score`], with the comment's domain (the site or data set it comes from),
+    /// which selects that domain's calibration where a head has one.
+    pub fn score_in(
+        &self,
+        text: &str,
+        target: Option<&str>,
+        domain: Option<&str>,
+        scratch: &mut Scratch,
+    ) -> Vec<HeadOutcome> {
         self.featurizer.count(text, &mut scratch.features);
+        let script = crate::lang::script(text);
         let sublinear = self.featurizer.config().sublinear_tf;
         let stride = self.stride;
         let feats = &scratch.features.features;
@@ -285,7 +354,9 @@ impl Model {
                 let Some(t) = target.and_then(|t| head.target_index(t)) else {
                     let reason = match target {
                         None => "no target given".to_string(),
-                        Some(t) => format!("unknown target {t:?} (known: {})", head.targets.join(", ")),
+                        Some(t) => {
+                            format!("unknown target {t:?} (known: {})", head.targets.join(", "))
+                        }
                     };
                     out.push(HeadOutcome::Skipped { reason });
                     continue;
@@ -295,8 +366,11 @@ impl Model {
                 scratch.cross.clear();
                 scratch.cross.resize(raw.len(), 0.0);
                 for f in feats {
-                    let v = features::tf(f.count, sublinear) * self.table[f.bucket as usize * stride] * inv_norm;
-                    let row = &self.table[self.featurizer.cross(f.bucket, key) as usize * stride..][cols.clone()];
+                    let v = features::tf(f.count, sublinear)
+                        * self.table[f.bucket as usize * stride]
+                        * inv_norm;
+                    let row = &self.table[self.featurizer.cross(f.bucket, key) as usize * stride..]
+                        [cols.clone()];
                     for (acc, w) in scratch.cross.iter_mut().zip(row) {
                         *acc += v * w;
                     }
@@ -309,17 +383,23 @@ impl Model {
             for (r, b) in raw.iter_mut().zip(&head.bias[bias_at..]) {
                 *r += b;
             }
-            head.probabilities(&raw, &mut scratch.probs);
             out.push(match head.kind {
-                HeadKind::Binary => HeadOutcome::Binary {
-                    score: scratch.probs[0],
-                    flag: scratch.probs[0] >= head.threshold,
-                },
-                HeadKind::Multiclass => HeadOutcome::Multiclass {
-                    label: argmax(&scratch.probs),
-                    probs: scratch.probs.clone(),
-                    target: target_index,
-                },
+                HeadKind::Binary => {
+                    let (bias, calibration, threshold) = head.calibration(domain, script);
+                    let score = platt(raw[0] + bias, calibration);
+                    HeadOutcome::Binary {
+                        score,
+                        flag: score >= threshold,
+                    }
+                }
+                HeadKind::Multiclass => {
+                    head.probabilities(&raw, &mut scratch.probs);
+                    HeadOutcome::Multiclass {
+                        label: argmax(&scratch.probs),
+                        probs: scratch.probs.clone(),
+                        target: target_index,
+                    }
+                }
             });
         }
         out

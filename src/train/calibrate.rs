@@ -5,6 +5,8 @@ use linfa::composing::platt_scaling::{platt_newton_method, PlattParams};
 use linfa::ParamGuard;
 use ndarray::Array1;
 
+use crate::model::Calibration;
+
 /// Fits Platt's `p = 1 / (1 + exp(a·f + b))` to raw scores and labels with linfa.
 /// Falls back to the identity sigmoid `(-1, 0)` when dev has a single class.
 pub fn platt(raw: &[f32], truth: &[bool]) -> (f32, f32) {
@@ -12,16 +14,57 @@ pub fn platt(raw: &[f32], truth: &[bool]) -> (f32, f32) {
     if !has_both {
         return (-1.0, 0.0);
     }
-    let Ok(params) = PlattParams::<f32, ()>::default().check() else {
+    // f64: in f32 the line search of a few thousand rows loses the objective's precision.
+    let Ok(params) = PlattParams::<f64, ()>::default().maxiter(500).check() else {
         return (-1.0, 0.0);
     };
-    let reg = Array1::from(raw.to_vec());
+    let reg: Array1<f64> = raw.iter().map(|&f| f as f64).collect();
     let labels = Array1::from(truth.to_vec());
     match platt_newton_method(reg.view(), labels.view(), &params) {
-        Ok((a, b)) if a.is_finite() && b.is_finite() && a < 0.0 => (a, b),
+        Ok((a, b)) if a.is_finite() && b.is_finite() && a < 0.0 => (a as f32, b as f32),
         // A non-negative slope would invert the ranking: keep the raw sigmoid instead.
-        _ => (-1.0, 0.0),
+        other => {
+            tracing::warn!(result = ?other.map_err(|e| e.to_string()), "Platt scaling failed; using the raw sigmoid");
+            (-1.0, 0.0)
+        }
     }
+}
+
+/// Platt parameters and the F1-optimal threshold of a binary head on raw scores (+ `bias`).
+pub fn binary(raw: &[f32], truth: &[bool], bias: f32) -> ((f32, f32), f32) {
+    let shifted: Vec<f32> = raw.iter().map(|&f| f + bias).collect();
+    let p = platt(&shifted, truth);
+    let probs: Vec<f32> = shifted.iter().map(|&f| crate::model::platt(f, p)).collect();
+    (p, crate::eval::metrics::best_f1_threshold(&probs, truth).0)
+}
+
+/// Fewest dev rows (and positives, and negatives) a domain or script calibration is fit on.
+pub const MIN_SLICE_ROWS: usize = 30;
+/// Fewest rows of each class in a calibration slice.
+pub const MIN_SLICE_CLASS: usize = 5;
+
+/// The calibration of one slice of dev (`rows` index `raw` and `truth`), or `None` when the
+/// slice is too small to fit one.
+pub fn slice(
+    name: &str,
+    rows: &[usize],
+    raw: &[f32],
+    truth: &[bool],
+    bias: f32,
+) -> Option<Calibration> {
+    let pos = rows.iter().filter(|&&i| truth[i]).count();
+    if rows.len() < MIN_SLICE_ROWS || pos < MIN_SLICE_CLASS || rows.len() - pos < MIN_SLICE_CLASS {
+        return None;
+    }
+    let r: Vec<f32> = rows.iter().map(|&i| raw[i]).collect();
+    let t: Vec<bool> = rows.iter().map(|&i| truth[i]).collect();
+    let (platt, threshold) = binary(&r, &t, bias);
+    Some(Calibration {
+        name: name.to_string(),
+        bias,
+        platt,
+        threshold,
+    })
 }
 
 /// Finds the softmax temperature that minimizes the dev log loss (golden-section search on
@@ -35,7 +78,9 @@ pub fn temperature(raw: &[f32], classes: usize, truth: &[usize]) -> f32 {
         raw.chunks_exact(classes)
             .zip(truth)
             .map(|(z, &y)| {
-                let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 / t));
+                let max = z
+                    .iter()
+                    .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64 / t));
                 let sum: f64 = z.iter().map(|&v| (v as f64 / t - max).exp()).sum();
                 sum.ln() + max - z[y] as f64 / t
             })

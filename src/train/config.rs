@@ -55,6 +55,9 @@ pub struct SolverConfig {
     pub balanced: bool,
     /// Weight each data set of a pooled head equally (rather than by its row count).
     pub balance_datasets: bool,
+    /// Set-aware binary heads: a learned bias per data set during training, and a calibration
+    /// (Platt + threshold) per data set and per script on dev, picked by a comment's `domain`.
+    pub domains: bool,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
     /// Stop walking up the C grid after this many C values in a row fail to improve dev.
@@ -69,6 +72,7 @@ impl Default for SolverConfig {
             tol: 1e-4,
             balanced: true,
             balance_datasets: false,
+            domains: false,
             min_df: 2,
             patience: 1,
         }
@@ -174,7 +178,12 @@ impl TrainConfig {
         if self.heads.is_empty() {
             return bad("heads".into(), "at least one head is needed".into());
         }
-        for c in self.solver.c.iter().chain(self.heads.iter().flat_map(|h| h.c.iter().flatten())) {
+        for c in self
+            .solver
+            .c
+            .iter()
+            .chain(self.heads.iter().flat_map(|h| h.c.iter().flatten()))
+        {
             if !(c.is_finite() && *c > 0.0) {
                 return bad("solver.c".into(), format!("{c} is not a positive number"));
             }
@@ -184,10 +193,16 @@ impl TrainConfig {
         }
         for (i, h) in self.heads.iter().enumerate() {
             if h.kind == HeadKind::Multiclass && h.classes.len() < 2 {
-                return bad(format!("heads[{i}].classes"), "a multiclass head needs two or more classes".into());
+                return bad(
+                    format!("heads[{i}].classes"),
+                    "a multiclass head needs two or more classes".into(),
+                );
             }
             if self.heads.iter().filter(|o| o.name == h.name).count() > 1 {
-                return bad(format!("heads[{i}].name"), format!("`{}` is used twice", h.name));
+                return bad(
+                    format!("heads[{i}].name"),
+                    format!("`{}` is used twice", h.name),
+                );
             }
         }
         for (d, ds) in self.datasets.iter().enumerate() {
@@ -202,18 +217,31 @@ impl TrainConfig {
                     }
                     HeadKind::Multiclass => {
                         if let Some(c) = spec.classes.values().find(|c| !h.classes.contains(c)) {
-                            return bad(field, format!("class `{c}` is not a class of head `{head}`"));
+                            return bad(
+                                field,
+                                format!("class `{c}` is not a class of head `{head}`"),
+                            );
                         }
                     }
                     _ => {}
                 }
                 if h.conditioned && ds.target.is_none() {
-                    return bad(format!("datasets[{d}].target"), format!("head `{head}` is conditioned: name the target column"));
+                    return bad(
+                        format!("datasets[{d}].target"),
+                        format!("head `{head}` is conditioned: name the target column"),
+                    );
                 }
             }
             if let Some(r) = &ds.recover {
-                if let Some((head, _)) = r.rules.iter().find(|(h, _)| !self.heads.iter().any(|x| &x.name == h)) {
-                    return bad(format!("datasets[{d}].recover.rules"), format!("no head named `{head}`"));
+                if let Some((head, _)) = r
+                    .rules
+                    .iter()
+                    .find(|(h, _)| !self.heads.iter().any(|x| &x.name == h))
+                {
+                    return bad(
+                        format!("datasets[{d}].recover.rules"),
+                        format!("no head named `{head}`"),
+                    );
                 }
             }
         }
@@ -222,7 +250,9 @@ impl TrainConfig {
 
     /// Training CSV of a data set.
     pub fn train_path(&self, ds: &DatasetSpec) -> PathBuf {
-        ds.train.clone().unwrap_or_else(|| self.data_root.join(&ds.name).join("train.csv"))
+        ds.train
+            .clone()
+            .unwrap_or_else(|| self.data_root.join(&ds.name).join("train.csv"))
     }
 
     /// Dev CSV of a data set, if any.

@@ -97,7 +97,11 @@ pub fn load_split(
     let table = Table::read(path)?;
     let text_col = table.column(&ds.text)?;
     let target_col = ds.target.as_deref().map(|t| table.column(t)).transpose()?;
-    let raw_col = ds.recover.as_ref().map(|r| table.column(&r.column)).transpose()?;
+    let raw_col = ds
+        .recover
+        .as_ref()
+        .map(|r| table.column(&r.column))
+        .transpose()?;
     let mut mappings = Vec::new();
     for (head_name, spec) in &ds.labels {
         let Some(head) = config.heads.iter().position(|h| &h.name == head_name) else {
@@ -123,9 +127,13 @@ pub fn load_split(
         }
         out.push(Example {
             text,
-            target: target_col.and_then(|c| row.get(c)).map(|t| t.trim().to_string()),
+            target: target_col
+                .and_then(|c| row.get(c))
+                .map(|t| t.trim().to_string()),
             labels,
-            raw: raw_col.and_then(|c| row.get(c)).map(|v| v.trim().to_string()),
+            raw: raw_col
+                .and_then(|c| row.get(c))
+                .map(|v| v.trim().to_string()),
             dataset,
         });
     }

@@ -91,7 +91,11 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
     tracing::info!(train = train_ex.len(), dev = dev_ex.len(), "loaded data");
     let train = featurize(&featurizer, train_ex);
     let dev = featurize(&featurizer, dev_ex);
-    let idf = idf(&train.counts, featurizer.config().buckets(), config.solver.min_df);
+    let idf = idf(
+        &train.counts,
+        featurizer.config().buckets(),
+        config.solver.min_df,
+    );
 
     let stride = 1 + config
         .heads
@@ -106,8 +110,16 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
     for (b, v) in idf.iter().enumerate() {
         table[b * stride] = *v;
     }
-    let steps: usize = config.heads.iter().map(|h| h.c.as_ref().unwrap_or(&config.solver.c).len()).sum();
-    let bar = if progress { ProgressBar::new(steps as u64) } else { ProgressBar::hidden() };
+    let steps: usize = config
+        .heads
+        .iter()
+        .map(|h| h.c.as_ref().unwrap_or(&config.solver.c).len())
+        .sum();
+    let bar = if progress {
+        ProgressBar::new(steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -136,6 +148,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             platt: fitted.platt,
             temperature: fitted.temperature,
             threshold: fitted.threshold,
+            calibrations: fitted.calibrations,
         });
         column += outputs;
     }
@@ -152,7 +165,8 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
         dev_metrics: serde_json::Value::Null,
         training: serde_json::to_value(&training).unwrap_or_default(),
     };
-    let mut model = Model::new(info, featurizer.config().clone(), heads, table).map_err(TrainError::Assemble)?;
+    let mut model = Model::new(info, featurizer.config().clone(), heads, table)
+        .map_err(TrainError::Assemble)?;
     let dev_scores = evaluate_dev(config, &model, &dev.examples);
     model.info.dev_metrics = serde_json::to_value(&dev_scores).unwrap_or_default();
     Ok(Trained {
@@ -207,6 +221,7 @@ struct Fitted {
     platt: (f32, f32),
     temperature: f32,
     threshold: f32,
+    calibrations: Vec<crate::model::Calibration>,
     record: serde_json::Value,
 }
 
@@ -221,6 +236,7 @@ struct Design {
     rows: Rows,
     labels: Vec<u32>,
     datasets: Vec<usize>,
+    scripts: Vec<crate::lang::Script>,
 }
 
 /// Maps buckets (and per-target bias columns) to compact solver columns.
@@ -253,12 +269,14 @@ fn design(
     columns: &mut Columns,
     grow: bool,
     target_cols: &[u32],
+    domain_cols: &[Option<u32>],
 ) -> Design {
     let sublinear = featurizer.config().sublinear_tf;
     let mut d = Design {
         rows: Rows::new(),
         labels: Vec::new(),
         datasets: Vec::new(),
+        scripts: Vec::new(),
     };
     let mut values = Vec::new();
     let mut row: Vec<(u32, f32)> = Vec::new();
@@ -269,7 +287,11 @@ fn design(
         let target = if targets.is_empty() {
             None
         } else {
-            match ex.target.as_deref().and_then(|t| targets.iter().position(|x| x == t)) {
+            match ex
+                .target
+                .as_deref()
+                .and_then(|t| targets.iter().position(|x| x == t))
+            {
                 Some(t) => Some(t),
                 None => continue,
             }
@@ -278,7 +300,11 @@ fn design(
         values.retain(|&(_, v)| v != 0.0);
         row.clear();
         match target {
-            None => row.extend(values.iter().filter_map(|&(b, v)| columns.of(b, grow).map(|c| (c, v)))),
+            None => row.extend(
+                values
+                    .iter()
+                    .filter_map(|&(b, v)| columns.of(b, grow).map(|c| (c, v))),
+            ),
             Some(t) => {
                 let key = featurizer.target_key(&targets[t]);
                 let s = std::f32::consts::FRAC_1_SQRT_2;
@@ -293,9 +319,13 @@ fn design(
                 row.push((target_cols[t], 1.0));
             }
         }
+        if let Some(Some(c)) = domain_cols.get(ex.dataset) {
+            row.push((*c, 1.0));
+        }
         d.rows.push(row.iter().copied());
         d.labels.push(class as u32);
         d.datasets.push(ex.dataset);
+        d.scripts.push(crate::lang::script(&ex.text));
     }
     d
 }
@@ -329,20 +359,56 @@ fn fit_head(
     } else {
         Vec::new()
     };
-    // Target bias columns live above the bucket range, so they never collide with a feature.
     let buckets = featurizer.config().buckets();
+    // Extra columns above the bucket range (never colliding with a feature): one bias per
+    // target of a conditioned head, and one per data set of a set-aware binary head.
+    let set_aware = config.solver.domains && spec.kind == HeadKind::Binary;
+    let domain_count = if set_aware { config.datasets.len() } else { 0 };
     let mut columns = Columns {
-        index: vec![UNSET; buckets + targets.len()],
+        index: vec![UNSET; buckets + targets.len() + domain_count],
         buckets: Vec::new(),
     };
     let target_cols: Vec<u32> = (0..targets.len())
         .filter_map(|t| columns.of((buckets + t) as u32, true))
         .collect();
-    let tr = design(train, hi, idf, featurizer, &targets, &mut columns, true, &target_cols);
+    let labelled = |d: usize| {
+        train
+            .examples
+            .iter()
+            .any(|e| e.dataset == d && e.labels.iter().any(|(h, _)| *h == hi))
+    };
+    let domain_cols: Vec<Option<u32>> = (0..domain_count)
+        .map(|d| {
+            labelled(d)
+                .then(|| columns.of((buckets + targets.len() + d) as u32, true))
+                .flatten()
+        })
+        .collect();
+    let tr = design(
+        train,
+        hi,
+        idf,
+        featurizer,
+        &targets,
+        &mut columns,
+        true,
+        &target_cols,
+        &domain_cols,
+    );
     if tr.rows.is_empty() {
         return Err(TrainError::NoRows(spec.name.clone()));
     }
-    let dv = design(dev, hi, idf, featurizer, &targets, &mut columns, false, &target_cols);
+    let dv = design(
+        dev,
+        hi,
+        idf,
+        featurizer,
+        &targets,
+        &mut columns,
+        false,
+        &target_cols,
+        &[],
+    );
     let weights = row_weights(&tr, classes, config);
     let problem = Problem {
         rows: &tr.rows,
@@ -397,14 +463,35 @@ fn fit_head(
     };
     let dim = columns.buckets.len();
     let (mut platt, mut temperature, mut threshold) = ((-1.0, 0.0), 1.0, 0.5);
+    let mut calibrations = Vec::new();
     if !dv.rows.is_empty() {
         let raw = margins(&dev_problem, &w);
         match spec.kind {
             HeadKind::Binary => {
                 let truth: Vec<bool> = dv.labels.iter().map(|&y| y == 1).collect();
-                platt = calibrate::platt(&raw, &truth);
-                let probs: Vec<f32> = raw.iter().map(|&f| crate::model::platt(f, platt)).collect();
-                threshold = metrics::best_f1_threshold(&probs, &truth).0;
+                (platt, threshold) = calibrate::binary(&raw, &truth, 0.0);
+                for (d, col) in domain_cols.iter().enumerate() {
+                    let Some(col) = col else { continue };
+                    let rows: Vec<usize> = (0..dv.labels.len())
+                        .filter(|&i| dv.datasets[i] == d)
+                        .collect();
+                    let bias = w[*col as usize] as f32;
+                    if let Some(c) =
+                        calibrate::slice(&config.datasets[d].name, &rows, &raw, &truth, bias)
+                    {
+                        calibrations.push(c);
+                    }
+                }
+                for script in [crate::lang::Script::Arabic, crate::lang::Script::Latin] {
+                    let rows: Vec<usize> = (0..dv.labels.len())
+                        .filter(|&i| dv.scripts[i] == script)
+                        .collect();
+                    if let Some(c) =
+                        calibrate::slice(&script.calibration_name(), &rows, &raw, &truth, 0.0)
+                    {
+                        calibrations.push(c);
+                    }
+                }
             }
             HeadKind::Multiclass => {
                 let truth: Vec<usize> = dv.labels.iter().map(|&y| y as usize).collect();
@@ -419,10 +506,13 @@ fn fit_head(
     } else {
         target_cols
             .iter()
-            .flat_map(|&tc| (0..outputs).map(move |k| (global_bias[k] + w[tc as usize * outputs + k]) as f32))
+            .flat_map(|&tc| {
+                (0..outputs).map(move |k| (global_bias[k] + w[tc as usize * outputs + k]) as f32)
+            })
             .collect()
     };
-    // Drop the target-bias columns from the feature weights: they are folded into `bias`.
+    // Drop the target and domain bias columns from the feature weights: they are folded into
+    // `bias` and the calibrations.
     let feature_cols: Vec<(usize, u32)> = columns
         .buckets
         .iter()
@@ -443,6 +533,7 @@ fn fit_head(
         platt,
         temperature,
         threshold,
+        calibrations,
         record: serde_json::json!({
             "c": c, "grid": tried, "train_rows": tr.rows.len(), "dev_rows": dv.rows.len(),
             "features": dim, "iterations": report.iterations, "converged": report.converged,
@@ -489,7 +580,13 @@ fn margins(p: &Problem, w: &[f64]) -> Vec<f32> {
 }
 
 /// The dev score that picks C: best-threshold F1 for binary, F_avg or macro-F1 for multiclass.
-fn selection_score(raw: &[f32], labels: &[u32], outputs: usize, kind: HeadKind, classes: &[String]) -> f64 {
+fn selection_score(
+    raw: &[f32],
+    labels: &[u32],
+    outputs: usize,
+    kind: HeadKind,
+    classes: &[String],
+) -> f64 {
     match kind {
         HeadKind::Binary => {
             let truth: Vec<bool> = labels.iter().map(|&y| y == 1).collect();
@@ -499,7 +596,10 @@ fn selection_score(raw: &[f32], labels: &[u32], outputs: usize, kind: HeadKind, 
             metrics::classification(&truth, &pred, &["no".into(), "yes".into()]).macro_f1
         }
         HeadKind::Multiclass => {
-            let pred: Vec<usize> = raw.chunks_exact(outputs).map(crate::model::argmax).collect();
+            let pred: Vec<usize> = raw
+                .chunks_exact(outputs)
+                .map(crate::model::argmax)
+                .collect();
             let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
             metrics::classification(&truth, &pred, classes).primary()
         }
@@ -510,7 +610,10 @@ fn selection_score(raw: &[f32], labels: &[u32], outputs: usize, kind: HeadKind, 
 pub fn evaluate_dev(config: &TrainConfig, model: &Model, dev: &[Example]) -> Vec<DevScore> {
     let outcomes: Vec<Vec<HeadOutcome>> = dev
         .par_iter()
-        .map_init(Scratch::default, |s, ex| model.score(&ex.text, ex.target.as_deref(), s))
+        .map_init(Scratch::default, |s, ex| {
+            let domain = config.datasets[ex.dataset].name.as_str();
+            model.score_in(&ex.text, ex.target.as_deref(), Some(domain), s)
+        })
         .collect();
     let mut out = Vec::new();
     for (d, ds) in config.datasets.iter().enumerate() {
@@ -560,17 +663,25 @@ pub fn evaluate_dev(config: &TrainConfig, model: &Model, dev: &[Example]) -> Vec
         }
         if let Some(rec) = &ds.recover {
             let flagged = |i: usize, name: &str| {
-                model.heads().iter().position(|h| h.name == name).is_some_and(|h| {
-                    matches!(outcomes[i][h], HeadOutcome::Binary { flag: true, .. })
-                })
+                model
+                    .heads()
+                    .iter()
+                    .position(|h| h.name == name)
+                    .is_some_and(|h| {
+                        matches!(outcomes[i][h], HeadOutcome::Binary { flag: true, .. })
+                    })
             };
             let mut classes: Vec<String> = rec.rules.iter().map(|(_, v)| v.clone()).collect();
             classes.push(rec.otherwise.clone());
             classes.dedup();
             let (mut truth, mut pred) = (Vec::new(), Vec::new());
             for &i in &rows {
-                let Some(raw) = dev[i].raw.as_deref() else { continue };
-                let Some(t) = classes.iter().position(|c| c == raw) else { continue };
+                let Some(raw) = dev[i].raw.as_deref() else {
+                    continue;
+                };
+                let Some(t) = classes.iter().position(|c| c == raw) else {
+                    continue;
+                };
                 let value = rec
                     .rules
                     .iter()

@@ -11,6 +11,8 @@
 
 use std::collections::VecDeque;
 
+use rayon::prelude::*;
+
 /// Sparse rows in compressed (CSR) form, with column ids already compacted.
 #[derive(Clone, Debug, Default)]
 pub struct Rows {
@@ -144,25 +146,38 @@ impl Problem<'_> {
                     scope.spawn(move || self.partial(w, range, buf))
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(f64::NAN)).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(f64::NAN))
+                .collect()
         });
         let mut loss = 0.0;
         for l in &losses {
             loss += l;
         }
         let reg_len = self.dim * self.outputs;
-        let mut reg = 0.0;
-        for (i, gi) in g.iter_mut().enumerate() {
-            let mut s = 0.0;
-            for b in buffers.iter() {
-                s += b[i];
-            }
-            *gi = c * s;
-            if i < reg_len {
-                *gi += w[i];
-                reg += w[i] * w[i];
-            }
-        }
+        let regs: Vec<f64> = g
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .map(|(chunk, gc)| {
+                let base = chunk * CHUNK;
+                let mut reg = 0.0;
+                for (o, gi) in gc.iter_mut().enumerate() {
+                    let i = base + o;
+                    let mut s = 0.0;
+                    for b in buffers.iter() {
+                        s += b[i];
+                    }
+                    *gi = c * s;
+                    if i < reg_len {
+                        *gi += w[i];
+                        reg += w[i] * w[i];
+                    }
+                }
+                reg
+            })
+            .collect();
+        let reg: f64 = regs.iter().sum();
         0.5 * reg + c * loss
     }
 
@@ -210,7 +225,9 @@ impl Problem<'_> {
     /// Minimizes the objective for regularization `c`, starting from `init` (warm start) or zero.
     pub fn solve(&self, c: f64, init: Option<Vec<f64>>, opts: &Lbfgs) -> (Vec<f64>, SolveReport) {
         let m = self.params();
-        let mut x = init.filter(|v| v.len() == m).unwrap_or_else(|| vec![0.0; m]);
+        let mut x = init
+            .filter(|v| v.len() == m)
+            .unwrap_or_else(|| vec![0.0; m]);
         let mut buffers = vec![vec![0.0; m]; opts.threads.max(1)];
         let mut g = vec![0.0; m];
         let mut f = self.evaluate(&x, c, &mut g, &mut buffers);
@@ -239,13 +256,16 @@ impl Problem<'_> {
                 d.iter_mut().zip(&g).for_each(|(di, gi)| *di = -gi);
                 slope = dot(&g, &d);
             }
-            let mut step = if history.is_empty() { 1.0 / norm(&g).max(1.0) } else { 1.0 };
+            let mut step = if history.is_empty() {
+                1.0 / norm(&g).max(1.0)
+            } else {
+                1.0
+            };
             let mut f_new;
             let mut tries = 0;
             loop {
-                for ((xn, xi), di) in x_new.iter_mut().zip(&x).zip(&d) {
-                    *xn = xi + step * di;
-                }
+                x_new.copy_from_slice(&x);
+                axpy(step, &d, &mut x_new);
                 f_new = self.evaluate(&x_new, c, &mut g_new, &mut buffers);
                 if f_new <= f + 1e-4 * step * slope || tries >= 40 {
                     break;
@@ -258,13 +278,20 @@ impl Problem<'_> {
             if !(f_new < f || f_new <= f + 1e-12 * f.abs()) {
                 break; // no progress possible at this precision
             }
-            let s: Vec<f64> = x_new.iter().zip(&x).map(|(a, b)| a - b).collect();
-            let y: Vec<f64> = g_new.iter().zip(&g).map(|(a, b)| a - b).collect();
+            // Reuse the oldest pair's buffers once the memory is full.
+            let (mut s, mut y) = match history.len() == opts.memory {
+                true => history
+                    .pop_front()
+                    .map(|(s, y, _)| (s, y))
+                    .unwrap_or_default(),
+                false => (vec![0.0; m], vec![0.0; m]),
+            };
+            s.resize(m, 0.0);
+            y.resize(m, 0.0);
+            diff(&x_new, &x, &mut s);
+            diff(&g_new, &g, &mut y);
             let sy = dot(&s, &y);
             if sy > 1e-12 {
-                if history.len() == opts.memory {
-                    history.pop_front();
-                }
                 history.push_back((s, y, sy));
             }
             std::mem::swap(&mut x, &mut x_new);
@@ -285,7 +312,7 @@ impl Problem<'_> {
 
 /// The L-BFGS two-loop recursion: `d = -H·g`.
 fn direction(g: &[f64], history: &VecDeque<(Vec<f64>, Vec<f64>, f64)>, d: &mut [f64]) {
-    d.iter_mut().zip(g).for_each(|(di, gi)| *di = -gi);
+    d.par_iter_mut().zip(g).for_each(|(di, gi)| *di = -gi);
     let mut alphas = Vec::with_capacity(history.len());
     for (s, y, sy) in history.iter().rev() {
         let a = dot(s, d) / sy;
@@ -294,7 +321,7 @@ fn direction(g: &[f64], history: &VecDeque<(Vec<f64>, Vec<f64>, f64)>, d: &mut [
     }
     if let Some((_, y, sy)) = history.back() {
         let gamma = sy / dot(y, y);
-        d.iter_mut().for_each(|v| *v *= gamma);
+        d.par_iter_mut().for_each(|v| *v *= gamma);
     }
     for ((s, y, sy), a) in history.iter().zip(alphas.iter().rev()) {
         let b = dot(y, d) / sy;
@@ -302,12 +329,34 @@ fn direction(g: &[f64], history: &VecDeque<(Vec<f64>, Vec<f64>, f64)>, d: &mut [
     }
 }
 
+/// Vector operations run on all cores in fixed chunks; partial sums are added in chunk order,
+/// so results do not depend on thread scheduling.
+const CHUNK: usize = 1 << 15;
+
 fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    let parts: Vec<f64> = a
+        .par_chunks(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p * q).sum())
+        .collect();
+    parts.iter().sum()
 }
 
 fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
-    y.iter_mut().zip(x).for_each(|(yi, xi)| *yi += a * xi);
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(yc, xc)| yc.iter_mut().zip(xc).for_each(|(yi, xi)| *yi += a * xi));
+}
+
+/// `out = a - b`, in parallel.
+fn diff(a: &[f64], b: &[f64], out: &mut [f64]) {
+    out.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+        .for_each(|(o, (x, y))| {
+            o.iter_mut()
+                .zip(x.iter().zip(y))
+                .for_each(|(oi, (p, q))| *oi = p - q)
+        });
 }
 
 fn norm(a: &[f64]) -> f64 {
@@ -356,7 +405,13 @@ mod tests {
         let (rows, labels) = toy();
         let weights = vec![1.0; labels.len()];
         for outputs in [1, 2] {
-            let p = Problem { rows: &rows, labels: &labels, weights: &weights, outputs, dim: 3 };
+            let p = Problem {
+                rows: &rows,
+                labels: &labels,
+                weights: &weights,
+                outputs,
+                dim: 3,
+            };
             let m = p.params();
             let w: Vec<f64> = (0..m).map(|i| (i as f64 * 0.37).sin()).collect();
             let mut g = vec![0.0; m];
@@ -368,7 +423,11 @@ mod tests {
                 let mut g2 = vec![0.0; m];
                 let f2 = p.evaluate(&w2, 0.7, &mut g2, &mut bufs);
                 let fd = (f2 - f) / 1e-6;
-                assert!((fd - g[i]).abs() < 1e-3 * (1.0 + fd.abs()), "param {i}: fd {fd} vs {}", g[i]);
+                assert!(
+                    (fd - g[i]).abs() < 1e-3 * (1.0 + fd.abs()),
+                    "param {i}: fd {fd} vs {}",
+                    g[i]
+                );
             }
         }
     }
@@ -377,13 +436,19 @@ mod tests {
     fn converges_and_separates() {
         let (rows, labels) = toy();
         let weights = vec![1.0; labels.len()];
-        let p = Problem { rows: &rows, labels: &labels, weights: &weights, outputs: 1, dim: 3 };
+        let p = Problem {
+            rows: &rows,
+            labels: &labels,
+            weights: &weights,
+            outputs: 1,
+            dim: 3,
+        };
         let (w, report) = p.solve(10.0, None, &Lbfgs::default());
         assert!(report.converged, "{report:?}");
         let mut z = [0.0];
-        for i in 0..rows.len() {
+        for (i, label) in labels.iter().enumerate() {
             p.margins(&w, i, &mut z);
-            assert_eq!(z[0] > 0.0, labels[i] == 1);
+            assert_eq!(z[0] > 0.0, *label == 1);
         }
     }
 
@@ -391,9 +456,33 @@ mod tests {
     fn thread_count_does_not_change_the_result() {
         let (rows, labels) = toy();
         let weights = vec![1.0; labels.len()];
-        let p = Problem { rows: &rows, labels: &labels, weights: &weights, outputs: 2, dim: 3 };
-        let one = p.solve(1.0, None, &Lbfgs { threads: 1, ..Lbfgs::default() }).0;
-        let two = p.solve(1.0, None, &Lbfgs { threads: 2, ..Lbfgs::default() }).0;
+        let p = Problem {
+            rows: &rows,
+            labels: &labels,
+            weights: &weights,
+            outputs: 2,
+            dim: 3,
+        };
+        let one = p
+            .solve(
+                1.0,
+                None,
+                &Lbfgs {
+                    threads: 1,
+                    ..Lbfgs::default()
+                },
+            )
+            .0;
+        let two = p
+            .solve(
+                1.0,
+                None,
+                &Lbfgs {
+                    threads: 2,
+                    ..Lbfgs::default()
+                },
+            )
+            .0;
         for (a, b) in one.iter().zip(&two) {
             assert!((a - b).abs() < 1e-9);
         }

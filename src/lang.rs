@@ -1,0 +1,66 @@
+//! Script detection: which writing system dominates a comment. Used to pick a head's
+//! per-language calibration and to break metrics down by language.
+
+/// The dominant script of a text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Script {
+    /// Arabic letters (Arabic, Persian, Urdu blocks) are the majority of letters.
+    Arabic,
+    /// Latin letters are the majority.
+    Latin,
+    /// Neither, or no letters at all.
+    Other,
+}
+
+impl Script {
+    /// Short code used in model files, metrics and outputs: `ar`, `latin`, `other`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Script::Arabic => "ar",
+            Script::Latin => "latin",
+            Script::Other => "other",
+        }
+    }
+
+    /// The name of this script's calibration inside a head (`lang:ar`, `lang:latin`).
+    pub fn calibration_name(self) -> String {
+        format!("lang:{}", self.code())
+    }
+}
+
+/// Counts Arabic and Latin letters and returns the majority script.
+pub fn script(text: &str) -> Script {
+    let (mut arabic, mut latin, mut other) = (0usize, 0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        match c as u32 {
+            0x0600..=0x06FF
+            | 0x0750..=0x077F
+            | 0x08A0..=0x08FF
+            | 0xFB50..=0xFDFF
+            | 0xFE70..=0xFEFF => arabic += 1,
+            _ if c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c) => latin += 1,
+            _ => other += 1,
+        }
+    }
+    if arabic > latin && arabic >= other && arabic > 0 {
+        Script::Arabic
+    } else if latin >= other && latin > 0 {
+        Script::Latin
+    } else {
+        Script::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_the_majority_script() {
+        assert_eq!(script("اللهم انصر جندك"), Script::Arabic);
+        assert_eq!(script("Go home you're drunk"), Script::Latin);
+        assert_eq!(script("@USER هذا كلام فارغ URL"), Script::Arabic);
+        assert_eq!(script("😂😂 123"), Script::Other);
+        assert_eq!(script(""), Script::Other);
+    }
+}

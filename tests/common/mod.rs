@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests (each test binary uses a subset of them).
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The shipped default model.
+pub fn default_model_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model")
+}
+
+/// Runs the `moderato` binary with `args`, feeding `stdin`, and returns its output.
+pub fn moderato(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moderato"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the moderato binary starts");
+    let mut pipe = child.stdin.take().expect("stdin is piped");
+    let input = stdin.as_bytes().to_vec();
+    // Write from another thread so a full stdout pipe cannot deadlock us.
+    let writer = std::thread::spawn(move || pipe.write_all(&input));
+    let output = child
+        .wait_with_output()
+        .expect("moderato runs to completion");
+    // A run that fails early never reads stdin (broken pipe); callers assert on the output.
+    let _ = writer.join().expect("stdin writer thread does not panic");
+    output
+}
+
+/// Stdout and stderr of a run, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Asserts that a run exited with status 0.
+pub fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        describe(output)
+    );
+}
+
+/// A path as a `&str` argument.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
+}

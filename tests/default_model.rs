@@ -1,0 +1,163 @@
+//! The shipped default model on the two public Algeria Times reader comments (the traffic
+//! moderato exists for) and on a few obvious English cases.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{default_model_path, fixture};
+use moderato::classify::{label, Comment, HeadResult, Labelled, ModelRef};
+use moderato::model::{file, Model, Scratch};
+
+fn model() -> &'static Model {
+    static MODEL: OnceLock<Model> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let path = default_model_path();
+        file::load(&path).unwrap_or_else(|e| panic!("the shipped default model loads: {e}"))
+    })
+}
+
+/// Classifies one comment with the default model.
+fn classify(comment: &Comment) -> Labelled {
+    let model = model();
+    label(
+        model,
+        &ModelRef::of(model),
+        comment,
+        &mut Scratch::default(),
+        0,
+    )
+}
+
+/// A comment from its JSON form.
+fn comment(json: &str) -> Comment {
+    Comment::parse(json.as_bytes()).unwrap_or_else(|e| panic!("test comment parses ({e}): {json}"))
+}
+
+/// The Algeria Times comment with this id, from the fixture.
+fn algeria_times(id: &str) -> Comment {
+    let text = std::fs::read_to_string(fixture("algeria_times_comments.jsonl"))
+        .expect("fixture is readable");
+    text.lines()
+        .map(comment)
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("fixture has comment {id}"))
+}
+
+/// `(flag, score)` of a binary head.
+fn binary(out: &Labelled, head: &str) -> (bool, f32) {
+    match out.heads.get(head) {
+        Some(HeadResult::Binary { flag, score }) => (*flag, *score),
+        other => panic!("head `{head}` is binary in the default model, got {other:?}"),
+    }
+}
+
+/// Every binary head's score with its threshold, for assertion messages.
+fn scores(out: &Labelled) -> String {
+    model()
+        .heads()
+        .iter()
+        .filter_map(|h| match out.heads.get(&h.name) {
+            Some(HeadResult::Binary { flag, score }) => Some(format!(
+                "{}: score {score:.4} threshold {:.4} flag {flag}",
+                h.name, h.threshold
+            )),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[test]
+fn algeria_times_c2_is_flagged_offensive_and_hate() {
+    let out = classify(&algeria_times("algeriatimes-isis-alqaeda-c2"));
+    let (offensive, _) = binary(&out, "offensive");
+    let (hate, _) = binary(&out, "hate");
+    assert!(
+        offensive && hate,
+        "c2 (sectarian slurs, call for annihilation) must be flagged offensive and hate; {} (model {} {})",
+        scores(&out),
+        out.model.version,
+        out.model.sha256
+    );
+    assert!(out.labels.iter().any(|l| l == "offensive") && out.labels.iter().any(|l| l == "hate"));
+}
+
+#[test]
+fn algeria_times_c1_is_flagged_neither_offensive_nor_hate() {
+    let out = classify(&algeria_times("algeriatimes-isis-alqaeda-c1"));
+    let (offensive, _) = binary(&out, "offensive");
+    let (hate, _) = binary(&out, "hate");
+    assert!(
+        !offensive && !hate,
+        "c1 (critical political commentary) must not be flagged; {} (model {} {})",
+        scores(&out),
+        out.model.version,
+        out.model.sha256
+    );
+}
+
+#[test]
+fn obvious_english_insults_are_flagged_offensive() {
+    for text in [
+        "You are a stupid idiot and everyone knows it",
+        "Shut up, you pathetic moron",
+    ] {
+        let out = classify(&comment(
+            &serde_json::json!({ "id": 1, "text": text }).to_string(),
+        ));
+        let (offensive, _) = binary(&out, "offensive");
+        assert!(
+            offensive,
+            "{text:?} must be flagged offensive; {}",
+            scores(&out)
+        );
+    }
+}
+
+#[test]
+fn friendly_english_sentences_are_not_flagged() {
+    for text in [
+        "Thank you for this thoughtful article, I learned a lot.",
+        "Have a wonderful weekend with your family!",
+    ] {
+        let out = classify(&comment(
+            &serde_json::json!({ "id": 2, "text": text }).to_string(),
+        ));
+        assert!(
+            out.labels.is_empty(),
+            "{text:?} must not be flagged; {}",
+            scores(&out)
+        );
+    }
+}
+
+#[test]
+fn stance_head_labels_a_comment_about_hillary_clinton() {
+    let out = classify(&comment(
+        r#"{"id": 3, "text": "Hillary has my vote, she is the most qualified candidate", "target": "Hillary Clinton"}"#,
+    ));
+    match out.heads.get("stance") {
+        Some(HeadResult::Multiclass {
+            label,
+            scores,
+            target,
+        }) => {
+            assert!(
+                ["FAVOR", "AGAINST", "NONE"].contains(&label.as_str()),
+                "{label}"
+            );
+            assert_eq!(target.as_deref(), Some("Hillary Clinton"));
+            let total: f32 = scores.values().sum();
+            assert!(
+                (total - 1.0).abs() < 1e-3,
+                "stance probabilities sum to 1: {scores:?}"
+            );
+        }
+        other => panic!(
+            "stance head answers for target Hillary Clinton, got {other:?} (skipped: {:?})",
+            out.skipped
+        ),
+    }
+    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+}
