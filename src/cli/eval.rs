@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use moderato::eval::report::{self, EvalSpec};
+use moderato::train::{self, config::TrainConfig};
 
 /// Arguments of `moderato eval`.
 #[derive(Args, Debug)]
@@ -13,11 +14,21 @@ pub struct EvalArgs {
     #[arg(long)]
     model: Option<PathBuf>,
     /// Labelled CSV.
-    #[arg(long)]
-    data: PathBuf,
+    #[arg(long, required_unless_present = "config")]
+    data: Option<PathBuf>,
     /// Label column.
+    #[arg(long, required_unless_present = "config")]
+    label: Option<String>,
+    /// Instead of one CSV: score the dev split of every data set of a training config, per
+    /// data set and head, with each set's labels recovered from the heads (the model card).
+    #[arg(long, conflicts_with_all = ["data", "label"])]
+    config: Option<PathBuf>,
+    /// Override the config's data root.
     #[arg(long)]
-    label: String,
+    data_root: Option<PathBuf>,
+    /// Write the per-data-set scores as JSON to this file (with --config).
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Target column for a conditioned head.
     #[arg(long)]
     target: Option<String>,
@@ -38,9 +49,25 @@ pub struct EvalArgs {
 /// Runs `moderato eval`.
 pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
     let model = super::load_model(a.model.as_deref())?;
+    if let Some(path) = &a.config {
+        let mut config = TrainConfig::from_file(path)?;
+        if let Some(root) = a.data_root {
+            config.data_root = root;
+        }
+        let dev = train::load_dev_or_train(&config, true)?;
+        let scores = train::evaluate_dev(&config, &model, &dev);
+        print!("{}", super::train::summary(&scores));
+        if let Some(out) = a.json {
+            std::fs::write(&out, serde_json::to_string_pretty(&scores)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(data), Some(label)) = (a.data, a.label) else {
+        anyhow::bail!("give --data CSV --label COLUMN, or --config FILE");
+    };
     let spec = EvalSpec {
-        data: a.data,
-        label: a.label,
+        data,
+        label,
         target: a.target,
         text: a.text_col,
         head: a.head,

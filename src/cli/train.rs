@@ -145,7 +145,7 @@ fn one_head_config(a: &TrainArgs, data: &Path) -> anyhow::Result<TrainConfig> {
 }
 
 /// The dev summary table: one line per data set and head.
-fn summary(dev: &[DevScore]) -> String {
+pub fn summary(dev: &[DevScore]) -> String {
     let mut s = format!(
         "{:<24} {:<22} {:>6} {:>9} {:>7} {:>8}\n",
         "dataset", "head", "n", "macro-F1", "F_avg", "ROC-AUC"

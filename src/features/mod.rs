@@ -111,7 +111,7 @@ pub struct Scratch {
     pub text: String,
     chars: Vec<char>,
     tokens: Vec<(u32, u32)>,
-    counts: Vec<u8>,
+    slots: Vec<u32>,
     /// Bucket counts of the last comment, in order of first occurrence.
     pub features: Vec<Count>,
 }
@@ -146,14 +146,13 @@ impl Featurizer {
 
     /// Normalizes `text` and counts its hashed n-grams into `scratch.features`.
     pub fn count(&self, text: &str, scratch: &mut Scratch) {
-        let buckets = self.config.buckets();
-        if scratch.counts.len() != buckets {
-            scratch.counts = vec![0; buckets];
+        if scratch.slots.len() < MIN_SLOTS {
+            scratch.slots = vec![0; MIN_SLOTS];
         }
         let mut text_buf = std::mem::take(&mut scratch.text);
         self.normalizer.normalize_into(text, &mut text_buf);
         let mut counter = Counter {
-            counts: std::mem::take(&mut scratch.counts),
+            slots: std::mem::take(&mut scratch.slots),
             features: std::mem::take(&mut scratch.features),
         };
         counter.features.clear();
@@ -163,12 +162,8 @@ impl Featurizer {
             &mut scratch.tokens,
             &mut counter,
         );
-        for f in &mut counter.features {
-            let slot = &mut counter.counts[f.bucket as usize];
-            f.count = *slot;
-            *slot = 0;
-        }
-        scratch.counts = counter.counts;
+        counter.clear();
+        scratch.slots = counter.slots;
         scratch.features = counter.features;
         scratch.text = text_buf;
     }
@@ -297,20 +292,66 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
-/// Counts buckets in a dense array, remembering first occurrences.
+/// Initial size of the counting hash table (grows for long comments).
+const MIN_SLOTS: usize = 4096;
+
+/// Counts buckets in a small open-addressing hash table (linear probing) whose slots hold
+/// `1 + index` into `features`; it stays in L1 cache for a typical comment, where a dense
+/// array of 2^20 counters would not.
 struct Counter {
-    counts: Vec<u8>,
+    slots: Vec<u32>,
     features: Vec<Count>,
 }
 
 impl Counter {
+    /// The slot of `bucket`: where it is, or the empty slot where it belongs.
+    #[inline]
+    fn find(&self, bucket: u32) -> usize {
+        let mask = self.slots.len() - 1;
+        // Buckets are already hashes; mix once more so low bits are spread for any table size.
+        let mut i = (bucket.wrapping_mul(0x9E37_79B1) >> 7) as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 || self.features[s as usize - 1].bucket == bucket {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     #[inline]
     fn add(&mut self, bucket: u32) {
-        let slot = &mut self.counts[bucket as usize];
-        if *slot == 0 {
-            self.features.push(Count { bucket, count: 0 });
+        let i = self.find(bucket);
+        match self.slots[i] {
+            0 => {
+                self.features.push(Count { bucket, count: 1 });
+                self.slots[i] = self.features.len() as u32;
+                if self.features.len() * 2 > self.slots.len() {
+                    self.grow();
+                }
+            }
+            s => {
+                let c = &mut self.features[s as usize - 1].count;
+                *c = c.saturating_add(1);
+            }
         }
-        *slot = slot.saturating_add(1);
+    }
+
+    fn grow(&mut self) {
+        self.slots = vec![0; self.slots.len() * 2];
+        for k in 0..self.features.len() {
+            let i = self.find(self.features[k].bucket);
+            self.slots[i] = k as u32 + 1;
+        }
+    }
+
+    /// Empties the used slots only, so a table grown by one long comment stays cheap. Newest
+    /// first: an entry's probe chain only crosses entries inserted before it, still in place.
+    fn clear(&mut self) {
+        for k in (0..self.features.len()).rev() {
+            let i = self.find(self.features[k].bucket);
+            self.slots[i] = 0;
+        }
     }
 }
 
@@ -433,6 +474,23 @@ mod tests {
         buckets.sort_unstable();
         buckets.dedup();
         assert_eq!(buckets.len(), scratch.features.len(), "buckets are unique");
+    }
+
+    #[test]
+    fn counting_table_grows_and_clears_between_comments() {
+        let f = featurizer(1, 5, 2);
+        let long: String = (0..400).map(|i| format!("w{i} ")).collect();
+        let short = "a short comment, with a short word";
+        let mut fresh = Scratch::default();
+        f.count(short, &mut fresh);
+        let mut reused = Scratch::default();
+        f.count(&long, &mut reused);
+        assert!(
+            reused.features.len() > MIN_SLOTS / 2,
+            "the long text forces a grow"
+        );
+        f.count(short, &mut reused);
+        assert_eq!(fresh.features, reused.features);
     }
 
     #[test]

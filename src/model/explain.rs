@@ -32,7 +32,6 @@ pub fn explain(
             HeadKind::Binary => 0,
             HeadKind::Multiclass => class,
         };
-    let stride = model.stride();
     let table = model.table();
     let mut scratch = features::Scratch::default();
     featurizer.count(text, &mut scratch);
@@ -48,9 +47,9 @@ pub fn explain(
     let mut terms: Vec<(u32, f32)> = values
         .iter()
         .map(|&(b, v)| {
-            let mut w = table[b as usize * stride + col];
+            let mut w = table.get(b, col);
             if let Some(k) = key {
-                w += table[featurizer.cross(b, k) as usize * stride + col];
+                w += table.get(featurizer.cross(b, k), col);
             }
             (b, v * w * scale)
         })

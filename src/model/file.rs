@@ -7,21 +7,22 @@
 //! 12      4     reserved, 0
 //! 16      8     header length H (u64)
 //! 24      8     weight count W (u64)
-//! 32      H     header: JSON (model info, featurizer config, heads, table shape)
-//! 32+H    2·W   weight table, IEEE 754 half precision (f16), row-major buckets × stride
+//! 32      H     header: JSON (model info, featurizer config, heads, table shape and the
+//!               per-column scales)
+//! 32+H    2·W   weight table, i16, row-major buckets × stride (value = q × scale[column])
 //! end-32  32    SHA-256 of every byte before it
 //! ```
 //!
-//! Half precision keeps a 2^20-bucket, 7-column model at 16 MB; the relative rounding error
-//! (< 0.05 %) does not change a decision in the round-trip tests. Loading checks magic, version,
+//! The table is stored exactly as it is scored (see `table`): a 2^20-bucket, 8-column model is
+//! 16 MB, and what was evaluated at training time is what loads. Loading checks magic, version,
 //! size and checksum before it parses anything, then checks the header against the table.
 
 use std::path::Path;
 
-use half::f16;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::table::Table;
 use super::{Head, Model, ModelInfo};
 use crate::error::ModelError;
 use crate::features::FeaturizerConfig;
@@ -41,6 +42,7 @@ struct Header {
     heads: Vec<Head>,
     rows: u64,
     stride: u64,
+    scales: Vec<f32>,
 }
 
 /// Serializes a model to bytes (and returns the SHA-256 hex of the whole file, as `sha256sum`
@@ -52,9 +54,10 @@ pub fn to_bytes(model: &Model) -> (Vec<u8>, String) {
         heads: model.heads().to_vec(),
         rows: model.featurizer().config().buckets() as u64,
         stride: model.stride() as u64,
+        scales: model.table().scales().to_vec(),
     };
     let json = serde_json::to_vec(&header).unwrap_or_default();
-    let table = model.table();
+    let table = model.table().data();
     let mut out = Vec::with_capacity(PREFIX + json.len() + 2 * table.len() + DIGEST);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -63,7 +66,7 @@ pub fn to_bytes(model: &Model) -> (Vec<u8>, String) {
     out.extend_from_slice(&(table.len() as u64).to_le_bytes());
     out.extend_from_slice(&json);
     for v in table {
-        out.extend_from_slice(&f16::from_f32(*v).to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
     }
     let digest = Sha256::digest(&out);
     out.extend_from_slice(&digest);
@@ -151,12 +154,14 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
             header.rows, header.stride
         )));
     }
-    let table: Vec<f32> = bytes[header_end..body_end]
+    let data: Vec<i16> = bytes[header_end..body_end]
         .chunks_exact(2)
-        .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect();
+    let table = Table::from_parts(header.stride as usize, header.scales, data)
+        .ok_or_else(|| invalid("the column scales do not match the table".into()))?;
     let mut model =
-        Model::new(header.info, header.featurizer, header.heads, table).map_err(invalid)?;
+        Model::from_table(header.info, header.featurizer, header.heads, table).map_err(invalid)?;
     model.sha256 = hex(&Sha256::digest(bytes));
     Ok(model)
 }

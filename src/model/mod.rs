@@ -9,10 +9,12 @@
 
 pub mod explain;
 pub mod file;
+pub mod table;
 
 use serde::{Deserialize, Serialize};
 
 use crate::features::{self, Featurizer, FeaturizerConfig, Scratch as FeatureScratch};
+use table::Table;
 
 /// How a head turns its column scores into a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,8 +160,8 @@ pub struct Model {
     pub sha256: String,
     featurizer: Featurizer,
     heads: Vec<Head>,
-    /// `buckets × stride` row-major: `[idf, weights…]`.
-    table: Vec<f32>,
+    /// `buckets × stride` row-major: `[idf, weights…]`, quantized.
+    table: Table,
     stride: usize,
     target_keys: Vec<Vec<u64>>,
 }
@@ -170,6 +172,8 @@ pub struct Scratch {
     /// Featurizer buffers.
     pub features: FeatureScratch,
     base: Vec<f32>,
+    /// Normalized TF-IDF value of every feature of the last comment.
+    values: Vec<f32>,
     cross: Vec<f32>,
     probs: Vec<f32>,
 }
@@ -201,20 +205,35 @@ pub enum HeadOutcome {
 }
 
 impl Model {
-    /// Assembles a model from its parts, checking that they fit together.
+    /// Assembles a model from its parts, quantizing an `f32` weight table.
     pub fn new(
         info: ModelInfo,
         featurizer: FeaturizerConfig,
         heads: Vec<Head>,
         table: Vec<f32>,
     ) -> Result<Self, String> {
+        if let Some(bad) = table.iter().position(|v| !v.is_finite()) {
+            return Err(format!("weight {bad} is not finite"));
+        }
+        let stride = 1 + heads.iter().map(Head::outputs).sum::<usize>();
+        Self::from_table(info, featurizer, heads, Table::quantize(&table, stride))
+    }
+
+    /// Assembles a model from its parts, checking that they fit together.
+    pub fn from_table(
+        info: ModelInfo,
+        featurizer: FeaturizerConfig,
+        heads: Vec<Head>,
+        table: Table,
+    ) -> Result<Self, String> {
         let featurizer = Featurizer::new(featurizer).map_err(|e| e.to_string())?;
         let stride = 1 + heads.iter().map(Head::outputs).sum::<usize>();
         let rows = featurizer.config().buckets();
-        if table.len() != rows * stride {
+        if table.rows() != rows || table.stride() != stride {
             return Err(format!(
-                "weight table has {} values, expected {rows} buckets × {stride} columns",
-                table.len()
+                "weight table has {} buckets × {} columns, expected {rows} × {stride}",
+                table.rows(),
+                table.stride()
             ));
         }
         let mut column = 1;
@@ -254,9 +273,6 @@ impl Model {
                 ));
             }
         }
-        if let Some(bad) = table.iter().position(|v| !v.is_finite()) {
-            return Err(format!("weight {bad} is not finite"));
-        }
         let target_keys = heads
             .iter()
             .map(|h| h.targets.iter().map(|t| featurizer.target_key(t)).collect())
@@ -287,15 +303,15 @@ impl Model {
         self.stride
     }
 
-    /// The raw weight table (`buckets × stride`).
-    pub fn table(&self) -> &[f32] {
+    /// The quantized weight table (`buckets × stride`).
+    pub fn table(&self) -> &Table {
         &self.table
     }
 
     /// IDF of a bucket.
     #[inline]
     pub fn idf(&self, bucket: u32) -> f32 {
-        self.table[bucket as usize * self.stride]
+        self.table.get(bucket, 0)
     }
 
     /// Target hash key of a conditioned head's target.
@@ -322,33 +338,38 @@ impl Model {
         domain: Option<&str>,
         scratch: &mut Scratch,
     ) -> Vec<HeadOutcome> {
-        self.featurizer.count(text, &mut scratch.features);
         let script = crate::lang::script(text);
-        let sublinear = self.featurizer.config().sublinear_tf;
-        let stride = self.stride;
-        let feats = &scratch.features.features;
-
-        // Pass 1: the norm, then every column of every head at once.
-        let mut norm = 0.0f32;
-        for f in feats {
-            let v = features::tf(f.count, sublinear) * self.table[f.bucket as usize * stride];
-            norm += v * v;
-        }
-        let inv_norm = if norm > 0.0 { norm.sqrt().recip() } else { 0.0 };
-        scratch.base.clear();
-        scratch.base.resize(stride, 0.0);
-        for f in feats {
-            let row = &self.table[f.bucket as usize * stride..][..stride];
-            let v = features::tf(f.count, sublinear) * row[0] * inv_norm;
-            for (acc, w) in scratch.base[1..].iter_mut().zip(&row[1..]) {
-                *acc += v * w;
+        // Long comments (a paragraph, not a tweet): a binary head also scores every
+        // sentence-sized chunk and keeps the highest score, so one hateful sentence in a long
+        // prayer is not averaged away by L2 normalization.
+        let mut chunk_max = Vec::new();
+        if text.chars().count() > LONG_COMMENT {
+            let mut chunk_scores = Vec::new();
+            for chunk in chunks(text, CHUNK_CHARS) {
+                self.accumulate(chunk, scratch, &mut chunk_scores);
+                if chunk_max.is_empty() {
+                    chunk_max = chunk_scores.clone();
+                }
+                for (m, c) in chunk_max.iter_mut().zip(&chunk_scores) {
+                    *m = m.max(*c);
+                }
             }
         }
+        // The whole comment last, so the scratch holds its features for the target pass.
+        let mut base = std::mem::take(&mut scratch.base);
+        self.accumulate(text, scratch, &mut base);
+        for (m, b) in chunk_max.iter_mut().zip(&base) {
+            *m = m.max(*b);
+        }
+        scratch.base = base;
+        let feats = &scratch.features.features;
 
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
             let cols = head.column..head.column + head.outputs();
-            let mut raw: Vec<f32> = scratch.base[cols.clone()].to_vec();
+            let pooled = head.kind == HeadKind::Binary && !chunk_max.is_empty();
+            let source = if pooled { &chunk_max } else { &scratch.base };
+            let mut raw: Vec<f32> = source[cols.clone()].to_vec();
             let mut target_index = None;
             if head.conditioned() {
                 let Some(t) = target.and_then(|t| head.target_index(t)) else {
@@ -365,18 +386,15 @@ impl Model {
                 let key = self.target_keys[hi][t];
                 scratch.cross.clear();
                 scratch.cross.resize(raw.len(), 0.0);
-                for f in feats {
-                    let v = features::tf(f.count, sublinear)
-                        * self.table[f.bucket as usize * stride]
-                        * inv_norm;
-                    let row = &self.table[self.featurizer.cross(f.bucket, key) as usize * stride..]
-                        [cols.clone()];
+                for (f, v) in feats.iter().zip(&scratch.values) {
+                    let row = &self.table.row(self.featurizer.cross(f.bucket, key))[cols.clone()];
                     for (acc, w) in scratch.cross.iter_mut().zip(row) {
-                        *acc += v * w;
+                        *acc += v * *w as f32;
                     }
                 }
-                for (r, c) in raw.iter_mut().zip(&scratch.cross) {
-                    *r = (*r + c) * std::f32::consts::FRAC_1_SQRT_2;
+                let scales = &self.table.scales()[cols.clone()];
+                for ((r, c), s) in raw.iter_mut().zip(&scratch.cross).zip(scales) {
+                    *r = (*r + c * s) * std::f32::consts::FRAC_1_SQRT_2;
                 }
             }
             let bias_at = target_index.unwrap_or(0) * head.outputs();
@@ -404,6 +422,72 @@ impl Model {
         }
         out
     }
+
+    /// Featurizes `text` and writes the normalized TF-IDF dot product of every column into
+    /// `out` (index 0 unused, so columns index it directly).
+    fn accumulate(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<f32>) {
+        self.featurizer.count(text, &mut scratch.features);
+        let sublinear = self.featurizer.config().sublinear_tf;
+        let feats = &scratch.features.features;
+        let idf_scale = self.table.scales()[0];
+        scratch.values.clear();
+        let mut norm = 0.0f32;
+        for f in feats {
+            let v =
+                features::tf(f.count, sublinear) * self.table.row(f.bucket)[0] as f32 * idf_scale;
+            norm += v * v;
+            scratch.values.push(v);
+        }
+        let inv_norm = if norm > 0.0 { norm.sqrt().recip() } else { 0.0 };
+        out.clear();
+        out.resize(self.stride, 0.0);
+        for (f, v) in feats.iter().zip(scratch.values.iter_mut()) {
+            *v *= inv_norm;
+            let row = self.table.row(f.bucket);
+            for (acc, w) in out[1..].iter_mut().zip(&row[1..]) {
+                *acc += *v * *w as f32;
+            }
+        }
+        for (acc, s) in out[1..].iter_mut().zip(&self.table.scales()[1..]) {
+            *acc *= s;
+        }
+    }
+}
+
+/// Comments longer than this many characters are also scored chunk by chunk.
+pub const LONG_COMMENT: usize = 300;
+/// Target size of a chunk, in characters (about a tweet).
+pub const CHUNK_CHARS: usize = 140;
+
+/// Splits text at sentence ends (`.!?؟،,;…` and line breaks) into pieces, merging neighbours
+/// until each has at least `min_chars` characters (the last may be shorter).
+pub fn chunks(text: &str, min_chars: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut chars) = (0, 0);
+    for (i, c) in text.char_indices() {
+        chars += 1;
+        if matches!(
+            c,
+            '.' | '!' | '?' | '؟' | '،' | ',' | ';' | '؛' | '…' | '\n'
+        ) && chars >= min_chars
+        {
+            let end = i + c.len_utf8();
+            out.push(&text[start..end]);
+            (start, chars) = (end, 0);
+        }
+    }
+    if start < text.len() {
+        let rest = &text[start..];
+        match out.last_mut() {
+            // Fold a short tail into the previous chunk.
+            Some(last) if chars < min_chars / 2 => {
+                *last = &text[text.len() - last.len() - rest.len()..]
+            }
+            _ => out.push(rest),
+        }
+    }
+    out.retain(|c| !c.trim().is_empty());
+    out
 }
 
 /// Index of the largest value (first on ties).

@@ -67,6 +67,48 @@ pub fn slice(
     })
 }
 
+/// The calibration of a slice that pools several data sets (a script): Platt on all its rows,
+/// and the threshold that maximizes the *mean* over data sets of their macro-F1, so one large
+/// data set with its own notion of "offensive" does not set the threshold for all.
+pub fn pooled_slice(
+    name: &str,
+    rows: &[usize],
+    raw: &[f32],
+    truth: &[bool],
+    datasets: &[usize],
+) -> Option<Calibration> {
+    let mut c = slice(name, rows, raw, truth, 0.0)?;
+    let probs: Vec<f32> = rows
+        .iter()
+        .map(|&i| crate::model::platt(raw[i], c.platt))
+        .collect();
+    let mut sets: Vec<usize> = rows.iter().map(|&i| datasets[i]).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    let mean_f1 = |t: f32| -> f64 {
+        let per_set = sets.iter().map(|&d| {
+            let (mut truth_d, mut pred_d) = (Vec::new(), Vec::new());
+            for (k, &i) in rows.iter().enumerate().filter(|(_, &i)| datasets[i] == d) {
+                truth_d.push(usize::from(truth[i]));
+                pred_d.push(usize::from(probs[k] >= t));
+            }
+            let classes = ["no".to_string(), "yes".to_string()];
+            crate::eval::metrics::classification(&truth_d, &pred_d, &classes).macro_f1
+        });
+        per_set.sum::<f64>() / sets.len().max(1) as f64
+    };
+    let (mut best_t, mut best) = (c.threshold, mean_f1(c.threshold));
+    for step in 1..100 {
+        let t = step as f32 / 100.0;
+        let f = mean_f1(t);
+        if f > best {
+            (best_t, best) = (t, f);
+        }
+    }
+    c.threshold = best_t;
+    Some(c)
+}
+
 /// Finds the softmax temperature that minimizes the dev log loss (golden-section search on
 /// log T in [-3, 3]); `raw` holds `classes` scores per row.
 pub fn temperature(raw: &[f32], classes: usize, truth: &[usize]) -> f32 {

@@ -9,7 +9,6 @@ pub mod solver;
 
 use std::collections::BTreeMap;
 
-use half::f16;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -65,7 +64,7 @@ impl DevScore {
 
 /// A trained model with its dev summary.
 pub struct Trained {
-    /// The model (weights already rounded to the file's half precision).
+    /// The model (weights quantized exactly as the file stores them).
     pub model: Model,
     /// Dev scores per data set and head.
     pub dev: Vec<DevScore>,
@@ -81,13 +80,8 @@ struct Corpus {
 pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError> {
     config.validate()?;
     let featurizer = Featurizer::new(config.featurizer.clone())?;
-    let (mut train_ex, mut dev_ex) = (Vec::new(), Vec::new());
-    for (d, ds) in config.datasets.iter().enumerate() {
-        train_ex.extend(data::load_split(config, d, &config.train_path(ds))?);
-        if let Some(dev) = config.dev_path(ds) {
-            dev_ex.extend(data::load_split(config, d, &dev)?);
-        }
-    }
+    let train_ex = load_dev_or_train(config, false)?;
+    let dev_ex = load_dev_or_train(config, true)?;
     tracing::info!(train = train_ex.len(), dev = dev_ex.len(), "loaded data");
     let train = featurize(&featurizer, train_ex);
     let dev = featurize(&featurizer, dev_ex);
@@ -153,10 +147,8 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
         column += outputs;
     }
     bar.finish_and_clear();
-    // Round to half precision now, so the dev scores below are those of the saved file.
-    for v in table.iter_mut() {
-        *v = f16::from_f32(*v).to_f32();
-    }
+    // `Model::new` quantizes the table exactly as the file stores it, so the dev scores below
+    // are those of the saved model.
     let info = ModelInfo {
         name: config.name.clone(),
         version: config.version.clone().unwrap_or_else(today),
@@ -173,6 +165,22 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
         model,
         dev: dev_scores,
     })
+}
+
+/// Loads the dev (or train) split of every data set of a config.
+pub fn load_dev_or_train(config: &TrainConfig, dev: bool) -> Result<Vec<Example>, DataError> {
+    let mut out = Vec::new();
+    for (d, ds) in config.datasets.iter().enumerate() {
+        let path = if dev {
+            config.dev_path(ds)
+        } else {
+            Some(config.train_path(ds))
+        };
+        if let Some(path) = path {
+            out.extend(data::load_split(config, d, &path)?);
+        }
+    }
+    Ok(out)
 }
 
 fn featurize(featurizer: &Featurizer, examples: Vec<Example>) -> Corpus {
@@ -202,8 +210,7 @@ fn idf(counts: &[Vec<Count>], buckets: usize, min_df: u32) -> Vec<f32> {
             if d == 0 || d < min_df {
                 0.0
             } else {
-                let v = ((1.0 + n) / (1.0 + d as f64)).ln() + 1.0;
-                f16::from_f64(v).to_f32()
+                (((1.0 + n) / (1.0 + d as f64)).ln() + 1.0) as f32
             }
         })
         .collect()
@@ -469,7 +476,12 @@ fn fit_head(
         match spec.kind {
             HeadKind::Binary => {
                 let truth: Vec<bool> = dv.labels.iter().map(|&y| y == 1).collect();
-                (platt, threshold) = calibrate::binary(&raw, &truth, 0.0);
+                let all: Vec<usize> = (0..dv.labels.len()).collect();
+                (platt, threshold) =
+                    match calibrate::pooled_slice("", &all, &raw, &truth, &dv.datasets) {
+                        Some(c) => (c.platt, c.threshold),
+                        None => calibrate::binary(&raw, &truth, 0.0),
+                    };
                 for (d, col) in domain_cols.iter().enumerate() {
                     let Some(col) = col else { continue };
                     let rows: Vec<usize> = (0..dv.labels.len())
