@@ -198,7 +198,15 @@ pub fn label(
             debug_assert!(head.kind == HeadKind::Binary || class < head.classes.len());
             explanations.insert(
                 head.name.clone(),
-                explain(model, &comment.text, hi, class, target, explain_top),
+                explain(
+                    model,
+                    &comment.text,
+                    hi,
+                    class,
+                    target,
+                    comment.domain.as_deref(),
+                    explain_top,
+                ),
             );
         }
     }

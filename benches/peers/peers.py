@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -389,7 +390,18 @@ def run_cmd(cmd: list[str], timeout: float | None) -> tuple[int, str, float]:
 
 
 def tail(s: str, n: int = 15) -> str:
-    return "\n".join(s.strip().splitlines()[-n:])
+    """The interesting part of a failed command's output: a Rust panic message or `error:` lines
+    if there are any (a backtrace would otherwise push them out), else the last n lines."""
+    s = re.sub(r"\x1b\[[0-9;]*m", "", s)  # ANSI colours
+    lines = [l for l in s.strip().splitlines()
+             if not l.startswith(_TIME_MARK) and not l.startswith("Command exited with non-zero status")]
+    for i, l in enumerate(lines):
+        if "panicked at" in l:
+            return "\n".join(lines[i:i + 3])
+    errs = [l for l in lines if l.lstrip().lower().startswith("error")]
+    if errs:
+        return "\n".join(errs[-n:])
+    return "\n".join(lines[-n:])
 
 
 def run_moderato(task: Task, exe: Path, train_csv: Path, dev_csv: Path, classes: list[str],
@@ -406,6 +418,7 @@ def run_moderato(task: Task, exe: Path, train_csv: Path, dev_csv: Path, classes:
                  "commands": [train_cmd, eval_cmd]}
     rc, out, secs = run_cmd(train_cmd, timeout)
     res["train_seconds"] = secs
+    res["train_output_tail"] = out[-4000:]
     if rc != 0:
         res["error"] = f"train exited {rc}: {tail(out)}"
         return res
@@ -845,7 +858,7 @@ def print_details(results: list[dict]) -> None:
                 bits.append(f"fastText error: {d['fasttext']['error']}")
         if d.get("moderato") and d["moderato"].get("error"):
             bits.append("moderato error: " + d["moderato"]["error"].splitlines()[0][:160])
-        print(f"  {r['dataset']}/{r['label']} (train {r['n_train']}, dev {r['n_dev']}): " + "; ".join(bits))
+        print(f"  {r['dataset']}/{r['label']} (train {r['n_train']}, dev {r['n_dev']}): " + ("; ".join(bits) or "-"))
     sys.stdout.flush()
 
 

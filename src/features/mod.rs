@@ -40,6 +40,10 @@ pub struct FeaturizerConfig {
     pub word_max: u8,
     /// Term frequency `1 + ln(count)` instead of the raw count.
     pub sublinear_tf: bool,
+    /// L2-normalize character and word n-grams as two blocks of norm 1/√2 each (as
+    /// scikit-learn's `FeatureUnion` of two TF-IDF vectorizers does), so the few word n-grams
+    /// are not drowned by the many character n-grams; `false`: one joint L2 norm.
+    pub block_norm: bool,
 }
 
 impl Default for FeaturizerConfig {
@@ -52,6 +56,7 @@ impl Default for FeaturizerConfig {
             char_max: 5,
             word_max: 2,
             sublinear_tf: true,
+            block_norm: false,
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct Count {
     pub bucket: u32,
     /// Occurrences in the comment (saturating at 255).
     pub count: u8,
+    /// A word n-gram (else a character n-gram).
+    pub word: bool,
 }
 
 /// Reusable buffers of the scoring path: one per thread, so no n-gram allocates.
@@ -320,11 +327,15 @@ impl Counter {
     }
 
     #[inline]
-    fn add(&mut self, bucket: u32) {
+    fn add(&mut self, bucket: u32, word: bool) {
         let i = self.find(bucket);
         match self.slots[i] {
             0 => {
-                self.features.push(Count { bucket, count: 1 });
+                self.features.push(Count {
+                    bucket,
+                    count: 1,
+                    word,
+                });
                 self.slots[i] = self.features.len() as u32;
                 if self.features.len() * 2 > self.slots.len() {
                     self.grow();
@@ -358,11 +369,11 @@ impl Counter {
 impl Sink for Counter {
     #[inline]
     fn char_gram(&mut self, bucket: u32, _gram: &[char]) {
-        self.add(bucket);
+        self.add(bucket, false);
     }
     #[inline]
     fn word_gram(&mut self, bucket: u32, _chars: &[char], _tokens: &[(u32, u32)]) {
-        self.add(bucket);
+        self.add(bucket, true);
     }
 }
 
@@ -376,25 +387,35 @@ pub fn tf(count: u8, sublinear: bool) -> f32 {
     }
 }
 
-/// TF-IDF weighs counts with `idf` and L2-normalizes them into `out` as (bucket, value).
+/// TF-IDF weighs counts with `idf` and L2-normalizes them into `out` as (bucket, value): one
+/// joint norm, or (with `block_norm`) character and word blocks of norm 1/√2 each. Training
+/// and scoring both call this, so they cannot drift apart.
 pub fn weigh(
     counts: &[Count],
     idf: impl Fn(u32) -> f32,
     sublinear: bool,
+    block_norm: bool,
     out: &mut Vec<(u32, f32)>,
 ) {
     out.clear();
-    let mut norm = 0.0f32;
+    let mut norms = [0.0f32; 2];
     for c in counts {
         let v = tf(c.count, sublinear) * idf(c.bucket);
-        norm += v * v;
+        norms[usize::from(block_norm && c.word)] += v * v;
         out.push((c.bucket, v));
     }
-    if norm > 0.0 {
-        let inv = norm.sqrt().recip();
-        for (_, v) in out.iter_mut() {
-            *v *= inv;
+    let scale = |n: f32| {
+        if n <= 0.0 {
+            0.0
+        } else if block_norm {
+            std::f32::consts::FRAC_1_SQRT_2 / n.sqrt()
+        } else {
+            n.sqrt().recip()
         }
+    };
+    let inv = [scale(norms[0]), scale(norms[1])];
+    for (c, (_, v)) in counts.iter().zip(out.iter_mut()) {
+        *v *= inv[usize::from(block_norm && c.word)];
     }
 }
 
@@ -499,17 +520,48 @@ mod tests {
             Count {
                 bucket: 1,
                 count: 1,
+                word: false,
             },
             Count {
                 bucket: 2,
                 count: 3,
+                word: false,
             },
         ];
         let mut out = Vec::new();
-        weigh(&counts, |b| b as f32, true, &mut out);
+        weigh(&counts, |b| b as f32, true, false, &mut out);
         let norm: f32 = out.iter().map(|(_, v)| v * v).sum();
         assert!((norm - 1.0).abs() < 1e-6);
         assert!(out[1].1 > out[0].1);
+    }
+
+    #[test]
+    fn block_norm_gives_char_and_word_blocks_equal_mass() {
+        let counts = [
+            Count {
+                bucket: 1,
+                count: 1,
+                word: false,
+            },
+            Count {
+                bucket: 2,
+                count: 2,
+                word: false,
+            },
+            Count {
+                bucket: 3,
+                count: 1,
+                word: true,
+            },
+        ];
+        let mut out = Vec::new();
+        weigh(&counts, |_| 2.0, true, true, &mut out);
+        let chars: f32 = out[..2].iter().map(|(_, v)| v * v).sum();
+        let words: f32 = out[2..].iter().map(|(_, v)| v * v).sum();
+        assert!(
+            (chars - 0.5).abs() < 1e-6 && (words - 0.5).abs() < 1e-6,
+            "{chars} {words}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub fn explain(
     head: usize,
     class: usize,
     target: Option<usize>,
+    domain: Option<&str>,
     top: usize,
 ) -> Vec<Contribution> {
     let featurizer = model.featurizer();
@@ -35,11 +36,21 @@ pub fn explain(
     let table = model.table();
     let mut scratch = features::Scratch::default();
     featurizer.count(text, &mut scratch);
-    let sublinear = featurizer.config().sublinear_tf;
+    let cfg = featurizer.config();
     let mut values = Vec::new();
-    features::weigh(&scratch.features, |b| model.idf(b), sublinear, &mut values);
-    let key = target.map(|t| model.target_key(head, t));
-    let scale = if key.is_some() {
+    features::weigh(
+        &scratch.features,
+        |b| model.idf(b),
+        cfg.sublinear_tf,
+        cfg.block_norm,
+        &mut values,
+    );
+    // Conditioned and set-aware heads score shared and crossed halves, each × 1/√2.
+    let key = match target {
+        Some(t) => Some(model.target_key(head, t)),
+        None => model.domain_key(head, domain),
+    };
+    let scale = if target.is_some() || !h.domains.is_empty() {
         std::f32::consts::FRAC_1_SQRT_2
     } else {
         1.0

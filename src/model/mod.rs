@@ -14,6 +14,8 @@ pub mod table;
 use serde::{Deserialize, Serialize};
 
 use crate::features::{self, Featurizer, FeaturizerConfig, Scratch as FeatureScratch};
+use std::f32::consts::FRAC_1_SQRT_2;
+
 use table::Table;
 
 /// How a head turns its column scores into a decision.
@@ -51,6 +53,11 @@ pub struct Head {
     /// (`lang:ar`, `lang:latin`), used instead of `platt` / `threshold` when they apply.
     #[serde(default)]
     pub calibrations: Vec<Calibration>,
+    /// Set-aware binary heads: the data sets whose own feature copies were trained (EasyAdapt).
+    /// Such a head scores the shared features × 1/√2, plus the domain's copy × 1/√2 when the
+    /// comment's domain is one of these.
+    #[serde(default)]
+    pub domains: Vec<String>,
 }
 
 /// A binary head's calibration for one domain or script, fit on that slice of dev.
@@ -164,6 +171,7 @@ pub struct Model {
     table: Table,
     stride: usize,
     target_keys: Vec<Vec<u64>>,
+    domain_keys: Vec<Vec<u64>>,
 }
 
 /// Per-thread buffers for scoring; reuse one per worker.
@@ -172,8 +180,8 @@ pub struct Scratch {
     /// Featurizer buffers.
     pub features: FeatureScratch,
     base: Vec<f32>,
-    /// Normalized TF-IDF value of every feature of the last comment.
-    values: Vec<f32>,
+    /// Normalized TF-IDF (bucket, value) of every feature of the last comment.
+    values: Vec<(u32, f32)>,
     cross: Vec<f32>,
     probs: Vec<f32>,
 }
@@ -277,6 +285,10 @@ impl Model {
             .iter()
             .map(|h| h.targets.iter().map(|t| featurizer.target_key(t)).collect())
             .collect();
+        let domain_keys = heads
+            .iter()
+            .map(|h| h.domains.iter().map(|d| featurizer.target_key(d)).collect())
+            .collect();
         Ok(Self {
             info,
             sha256: String::new(),
@@ -285,6 +297,7 @@ impl Model {
             table,
             stride,
             target_keys,
+            domain_keys,
         })
     }
 
@@ -317,6 +330,37 @@ impl Model {
     /// Target hash key of a conditioned head's target.
     pub fn target_key(&self, head: usize, target: usize) -> u64 {
         self.target_keys[head][target]
+    }
+
+    /// Hash key of a set-aware head's domain, if the head knows that domain.
+    pub fn domain_key(&self, head: usize, domain: Option<&str>) -> Option<u64> {
+        let h = &self.heads[head];
+        let d = h.domains.iter().position(|x| Some(x.as_str()) == domain)?;
+        Some(self.domain_keys[head][d])
+    }
+
+    /// Adds `scale × Σ value·weight` over the crossed copies (`key`) of the last comment's
+    /// features to `acc`, for the columns `cols`.
+    fn add_crossed(
+        &self,
+        key: u64,
+        cols: std::ops::Range<usize>,
+        scratch: &mut Scratch,
+        acc: &mut [f32],
+        scale: f32,
+    ) {
+        scratch.cross.clear();
+        scratch.cross.resize(cols.len(), 0.0);
+        for &(bucket, v) in &scratch.values {
+            let row = &self.table.row(self.featurizer.cross(bucket, key))[cols.clone()];
+            for (a, w) in scratch.cross.iter_mut().zip(row) {
+                *a += v * *w as f32;
+            }
+        }
+        let scales = &self.table.scales()[cols];
+        for ((r, c), s) in acc.iter_mut().zip(&scratch.cross).zip(scales) {
+            *r += c * s * scale;
+        }
     }
 
     /// Scores one comment with every head. `target` feeds conditioned heads.
@@ -362,7 +406,6 @@ impl Model {
             *m = m.max(*b);
         }
         scratch.base = base;
-        let feats = &scratch.features.features;
 
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
@@ -383,18 +426,19 @@ impl Model {
                     continue;
                 };
                 target_index = Some(t);
-                let key = self.target_keys[hi][t];
-                scratch.cross.clear();
-                scratch.cross.resize(raw.len(), 0.0);
-                for (f, v) in feats.iter().zip(&scratch.values) {
-                    let row = &self.table.row(self.featurizer.cross(f.bucket, key))[cols.clone()];
-                    for (acc, w) in scratch.cross.iter_mut().zip(row) {
-                        *acc += v * *w as f32;
-                    }
-                }
-                let scales = &self.table.scales()[cols.clone()];
-                for ((r, c), s) in raw.iter_mut().zip(&scratch.cross).zip(scales) {
-                    *r = (*r + c * s) * std::f32::consts::FRAC_1_SQRT_2;
+                raw.iter_mut().for_each(|r| *r *= FRAC_1_SQRT_2);
+                self.add_crossed(
+                    self.target_keys[hi][t],
+                    cols.clone(),
+                    scratch,
+                    &mut raw,
+                    FRAC_1_SQRT_2,
+                );
+            } else if !head.domains.is_empty() {
+                // Set-aware: shared half always, the domain's own half when it is known.
+                raw.iter_mut().for_each(|r| *r *= FRAC_1_SQRT_2);
+                if let Some(key) = self.domain_key(hi, domain) {
+                    self.add_crossed(key, cols.clone(), scratch, &mut raw, FRAC_1_SQRT_2);
                 }
             }
             let bias_at = target_index.unwrap_or(0) * head.outputs();
@@ -427,25 +471,20 @@ impl Model {
     /// `out` (index 0 unused, so columns index it directly).
     fn accumulate(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<f32>) {
         self.featurizer.count(text, &mut scratch.features);
-        let sublinear = self.featurizer.config().sublinear_tf;
-        let feats = &scratch.features.features;
-        let idf_scale = self.table.scales()[0];
-        scratch.values.clear();
-        let mut norm = 0.0f32;
-        for f in feats {
-            let v =
-                features::tf(f.count, sublinear) * self.table.row(f.bucket)[0] as f32 * idf_scale;
-            norm += v * v;
-            scratch.values.push(v);
-        }
-        let inv_norm = if norm > 0.0 { norm.sqrt().recip() } else { 0.0 };
+        let cfg = self.featurizer.config();
+        features::weigh(
+            &scratch.features.features,
+            |b| self.idf(b),
+            cfg.sublinear_tf,
+            cfg.block_norm,
+            &mut scratch.values,
+        );
         out.clear();
         out.resize(self.stride, 0.0);
-        for (f, v) in feats.iter().zip(scratch.values.iter_mut()) {
-            *v *= inv_norm;
-            let row = self.table.row(f.bucket);
+        for &(bucket, v) in &scratch.values {
+            let row = self.table.row(bucket);
             for (acc, w) in out[1..].iter_mut().zip(&row[1..]) {
-                *acc += *v * *w as f32;
+                *acc += v * *w as f32;
             }
         }
         for (acc, s) in out[1..].iter_mut().zip(&self.table.scales()[1..]) {

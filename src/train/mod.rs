@@ -143,6 +143,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             temperature: fitted.temperature,
             threshold: fitted.threshold,
             calibrations: fitted.calibrations,
+            domains: fitted.domains,
         });
         column += outputs;
     }
@@ -229,6 +230,7 @@ struct Fitted {
     temperature: f32,
     threshold: f32,
     calibrations: Vec<crate::model::Calibration>,
+    domains: Vec<String>,
     record: serde_json::Value,
 }
 
@@ -266,6 +268,22 @@ impl Columns {
     }
 }
 
+/// How a set-aware binary head sees the data sets (EasyAdapt, Daumé III 2007): every feature
+/// once shared and once crossed with its data set, each scaled by 1/√2, plus a data set bias.
+/// Without a known domain only the shared half is scored.
+#[derive(Clone, Copy)]
+enum Domains<'a> {
+    /// Not set-aware: features as they are.
+    Plain,
+    /// Only the shared half (scoring without a domain).
+    Shared,
+    /// Shared and crossed halves plus the bias column, per data set.
+    Crossed {
+        keys: &'a [Option<u64>],
+        cols: &'a [Option<u32>],
+    },
+}
+
 #[allow(clippy::too_many_arguments)]
 fn design(
     corpus: &Corpus,
@@ -276,9 +294,10 @@ fn design(
     columns: &mut Columns,
     grow: bool,
     target_cols: &[u32],
-    domain_cols: &[Option<u32>],
+    domains: Domains,
 ) -> Design {
     let sublinear = featurizer.config().sublinear_tf;
+    let block_norm = featurizer.config().block_norm;
     let mut d = Design {
         rows: Rows::new(),
         labels: Vec::new(),
@@ -303,9 +322,39 @@ fn design(
                 None => continue,
             }
         };
-        features::weigh(counts, |b| idf[b as usize], sublinear, &mut values);
+        features::weigh(
+            counts,
+            |b| idf[b as usize],
+            sublinear,
+            block_norm,
+            &mut values,
+        );
         values.retain(|&(_, v)| v != 0.0);
         row.clear();
+        if let Domains::Shared | Domains::Crossed { .. } = domains {
+            let s = std::f32::consts::FRAC_1_SQRT_2;
+            for &(b, v) in &values {
+                if let Some(c) = columns.of(b, grow) {
+                    row.push((c, v * s));
+                }
+            }
+            if let Domains::Crossed { keys, cols } = domains {
+                let d = ex.dataset;
+                if let (Some(key), Some(col)) = (keys[d], cols[d]) {
+                    for &(b, v) in &values {
+                        if let Some(c) = columns.of(featurizer.cross(b, key), grow) {
+                            row.push((c, v * s));
+                        }
+                    }
+                    row.push((col, 1.0));
+                }
+            }
+            d.rows.push(row.iter().copied());
+            d.labels.push(class as u32);
+            d.datasets.push(ex.dataset);
+            d.scripts.push(crate::lang::script(&ex.text));
+            continue;
+        }
         match target {
             None => row.extend(
                 values
@@ -325,9 +374,6 @@ fn design(
                 }
                 row.push((target_cols[t], 1.0));
             }
-        }
-        if let Some(Some(c)) = domain_cols.get(ex.dataset) {
-            row.push((*c, 1.0));
         }
         d.rows.push(row.iter().copied());
         d.labels.push(class as u32);
@@ -391,6 +437,17 @@ fn fit_head(
                 .flatten()
         })
         .collect();
+    let domain_keys: Vec<Option<u64>> = (0..domain_count)
+        .map(|d| domain_cols[d].map(|_| featurizer.target_key(&config.datasets[d].name)))
+        .collect();
+    let crossed = if set_aware {
+        Domains::Crossed {
+            keys: &domain_keys,
+            cols: &domain_cols,
+        }
+    } else {
+        Domains::Plain
+    };
     let tr = design(
         train,
         hi,
@@ -400,11 +457,13 @@ fn fit_head(
         &mut columns,
         true,
         &target_cols,
-        &domain_cols,
+        crossed,
     );
     if tr.rows.is_empty() {
         return Err(TrainError::NoRows(spec.name.clone()));
     }
+    // Dev as scored with each row's domain (C selection, per-domain calibration) and, for a
+    // set-aware head, without one (pooled and per-script calibration).
     let dv = design(
         dev,
         hi,
@@ -414,8 +473,21 @@ fn fit_head(
         &mut columns,
         false,
         &target_cols,
-        &[],
+        crossed,
     );
+    let dv_shared = set_aware.then(|| {
+        design(
+            dev,
+            hi,
+            idf,
+            featurizer,
+            &targets,
+            &mut columns,
+            false,
+            &target_cols,
+            Domains::Shared,
+        )
+    });
     let weights = row_weights(&tr, classes, config);
     let problem = Problem {
         rows: &tr.rows,
@@ -477,20 +549,31 @@ fn fit_head(
             HeadKind::Binary => {
                 let truth: Vec<bool> = dv.labels.iter().map(|&y| y == 1).collect();
                 let all: Vec<usize> = (0..dv.labels.len()).collect();
+                let shared_raw = match &dv_shared {
+                    Some(shared) => {
+                        let p = Problem {
+                            rows: &shared.rows,
+                            ..dev_problem
+                        };
+                        margins(&p, &w)
+                    }
+                    None => raw.clone(),
+                };
                 (platt, threshold) =
-                    match calibrate::pooled_slice("", &all, &raw, &truth, &dv.datasets) {
+                    match calibrate::pooled_slice("", &all, &shared_raw, &truth, &dv.datasets) {
                         Some(c) => (c.platt, c.threshold),
-                        None => calibrate::binary(&raw, &truth, 0.0),
+                        None => calibrate::binary(&shared_raw, &truth, 0.0),
                     };
                 for (d, col) in domain_cols.iter().enumerate() {
                     let Some(col) = col else { continue };
                     let rows: Vec<usize> = (0..dv.labels.len())
                         .filter(|&i| dv.datasets[i] == d)
                         .collect();
-                    let bias = w[*col as usize] as f32;
-                    if let Some(c) =
-                        calibrate::slice(&config.datasets[d].name, &rows, &raw, &truth, bias)
+                    // `raw` already includes the domain's bias; record it for scoring.
+                    if let Some(mut c) =
+                        calibrate::slice(&config.datasets[d].name, &rows, &raw, &truth, 0.0)
                     {
+                        c.bias = w[*col as usize] as f32;
                         calibrations.push(c);
                     }
                 }
@@ -498,8 +581,9 @@ fn fit_head(
                     let rows: Vec<usize> = (0..dv.labels.len())
                         .filter(|&i| dv.scripts[i] == script)
                         .collect();
+                    let name = script.calibration_name();
                     if let Some(c) =
-                        calibrate::slice(&script.calibration_name(), &rows, &raw, &truth, 0.0)
+                        calibrate::pooled_slice(&name, &rows, &shared_raw, &truth, &dv.datasets)
                     {
                         calibrations.push(c);
                     }
@@ -546,6 +630,10 @@ fn fit_head(
         temperature,
         threshold,
         calibrations,
+        domains: (0..domain_count)
+            .filter(|&d| domain_keys[d].is_some())
+            .map(|d| config.datasets[d].name.clone())
+            .collect(),
         record: serde_json::json!({
             "c": c, "grid": tried, "train_rows": tr.rows.len(), "dev_rows": dv.rows.len(),
             "features": dim, "iterations": report.iterations, "converged": report.converged,
