@@ -1,6 +1,8 @@
 //! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
 //! n-grams behind the largest terms are precisely why a comment was flagged.
 
+use std::f32::consts::FRAC_1_SQRT_2;
+
 use serde::Serialize;
 
 use super::{HeadKind, Model};
@@ -45,24 +47,23 @@ pub fn explain(
         cfg.block_norm,
         &mut values,
     );
-    // Conditioned and set-aware heads score shared and crossed halves, each × 1/√2.
-    let key = match target {
-        Some(t) => Some(model.target_key(head, t)),
-        None => model.domain_key(head, domain),
-    };
-    let scale = if target.is_some() || !h.domains.is_empty() {
-        std::f32::consts::FRAC_1_SQRT_2
-    } else {
-        1.0
+    // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
+    let (key, (shared, own)) = match target {
+        Some(t) => (
+            Some(model.target_key(head, t)),
+            (FRAC_1_SQRT_2, FRAC_1_SQRT_2),
+        ),
+        None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
+        None => (None, (1.0, 1.0)),
     };
     let mut terms: Vec<(u32, f32)> = values
         .iter()
         .map(|&(b, v)| {
-            let mut w = table.get(b, col);
+            let mut w = table.get(b, col) * shared;
             if let Some(k) = key {
-                w += table.get(featurizer.cross(b, k), col);
+                w += table.get(featurizer.cross(b, k), col) * own;
             }
-            (b, v * w * scale)
+            (b, v * w)
         })
         .collect();
     // For a binary head a positive raw score means "flag" only through Platt's negative slope;

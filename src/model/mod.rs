@@ -54,10 +54,22 @@ pub struct Head {
     #[serde(default)]
     pub calibrations: Vec<Calibration>,
     /// Set-aware binary heads: the data sets whose own feature copies were trained (EasyAdapt).
-    /// Such a head scores the shared features × 1/√2, plus the domain's copy × 1/√2 when the
-    /// comment's domain is one of these.
+    /// Such a head scores the shared features, plus the domain's own copy when the comment's
+    /// domain is one of these, each scaled as in `domain_scales`.
     #[serde(default)]
     pub domains: Vec<String>,
+    /// Multiclass heads: per-class offsets added to the log-probabilities before the argmax,
+    /// chosen on dev for macro-F1 (F_avg for stance) — the multiclass analogue of a binary
+    /// head's F1-optimal threshold. Empty means no offsets.
+    #[serde(default)]
+    pub offsets: Vec<f32>,
+    /// Scales of the shared and the domain's own feature copy of a set-aware head.
+    #[serde(default = "equal_halves")]
+    pub domain_scales: (f32, f32),
+}
+
+fn equal_halves() -> (f32, f32) {
+    (FRAC_1_SQRT_2, FRAC_1_SQRT_2)
 }
 
 /// A binary head's calibration for one domain or script, fit on that slice of dev.
@@ -94,6 +106,19 @@ impl Head {
                 .iter()
                 .position(|t| t.eq_ignore_ascii_case(target.trim()))
         })
+    }
+
+    /// The class a multiclass head picks from its probabilities: argmax of log p + offset.
+    pub fn decide(&self, probs: &[f32]) -> usize {
+        if self.offsets.len() != probs.len() {
+            return argmax(probs);
+        }
+        let shifted: Vec<f32> = probs
+            .iter()
+            .zip(&self.offsets)
+            .map(|(p, o)| p.max(1e-30).ln() + o)
+            .collect();
+        argmax(&shifted)
     }
 
     /// The calibration of a binary head for a comment: the domain's if the head has one, else
@@ -270,7 +295,15 @@ impl Model {
             }
             let finite =
                 |(b, (p, q), t): (f32, (f32, f32), f32)| [b, p, q, t].iter().all(|v| v.is_finite());
+            if !(h.offsets.is_empty() || h.offsets.len() == h.outputs()) {
+                return Err(format!(
+                    "head `{}` has {} class offsets",
+                    h.name,
+                    h.offsets.len()
+                ));
+            }
             if !(finite((h.temperature, h.platt, h.threshold))
+                && h.offsets.iter().all(|o| o.is_finite())
                 && h.calibrations
                     .iter()
                     .all(|c| finite((c.bias, c.platt, c.threshold))))
@@ -436,9 +469,10 @@ impl Model {
                 );
             } else if !head.domains.is_empty() {
                 // Set-aware: shared half always, the domain's own half when it is known.
-                raw.iter_mut().for_each(|r| *r *= FRAC_1_SQRT_2);
+                let (shared, own) = head.domain_scales;
+                raw.iter_mut().for_each(|r| *r *= shared);
                 if let Some(key) = self.domain_key(hi, domain) {
-                    self.add_crossed(key, cols.clone(), scratch, &mut raw, FRAC_1_SQRT_2);
+                    self.add_crossed(key, cols.clone(), scratch, &mut raw, own);
                 }
             }
             let bias_at = target_index.unwrap_or(0) * head.outputs();
@@ -457,7 +491,7 @@ impl Model {
                 HeadKind::Multiclass => {
                     head.probabilities(&raw, &mut scratch.probs);
                     HeadOutcome::Multiclass {
-                        label: argmax(&scratch.probs),
+                        label: head.decide(&scratch.probs),
                         probs: scratch.probs.clone(),
                         target: target_index,
                     }

@@ -58,6 +58,12 @@ pub struct SolverConfig {
     /// Set-aware binary heads: a learned bias per data set during training, and a calibration
     /// (Platt + threshold) per data set and per script on dev, picked by a comment's `domain`.
     pub domains: bool,
+    /// Multiclass heads: tune per-class decision offsets on dev for macro-F1 / F_avg.
+    pub class_offsets: bool,
+    /// Weight α of a data set's own feature copy against the shared copy (scaled 1 and α, then
+    /// both by 1/√(1+α²)); a larger α makes set-specific weights cheaper under the L2 penalty,
+    /// leaving the shared weights with what the data sets agree on.
+    pub domain_weight: f32,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
     /// Stop walking up the C grid after this many C values in a row fail to improve dev.
@@ -73,6 +79,8 @@ impl Default for SolverConfig {
             balanced: true,
             balance_datasets: false,
             domains: false,
+            class_offsets: true,
+            domain_weight: 1.0,
             min_df: 2,
             patience: 1,
         }
@@ -187,6 +195,12 @@ impl TrainConfig {
             if !(c.is_finite() && *c > 0.0) {
                 return bad("solver.c".into(), format!("{c} is not a positive number"));
             }
+        }
+        if !(self.solver.domain_weight.is_finite() && self.solver.domain_weight > 0.0) {
+            return bad(
+                "solver.domain_weight".into(),
+                "must be a positive number".into(),
+            );
         }
         if self.solver.c.is_empty() {
             return bad("solver.c".into(), "give at least one C".into());

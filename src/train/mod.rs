@@ -141,9 +141,11 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             bias: fitted.bias,
             platt: fitted.platt,
             temperature: fitted.temperature,
+            offsets: fitted.offsets,
             threshold: fitted.threshold,
             calibrations: fitted.calibrations,
             domains: fitted.domains,
+            domain_scales: fitted.domain_scales,
         });
         column += outputs;
     }
@@ -229,8 +231,10 @@ struct Fitted {
     platt: (f32, f32),
     temperature: f32,
     threshold: f32,
+    offsets: Vec<f32>,
     calibrations: Vec<crate::model::Calibration>,
     domains: Vec<String>,
+    domain_scales: (f32, f32),
     record: serde_json::Value,
 }
 
@@ -269,18 +273,19 @@ impl Columns {
 }
 
 /// How a set-aware binary head sees the data sets (EasyAdapt, Daumé III 2007): every feature
-/// once shared and once crossed with its data set, each scaled by 1/√2, plus a data set bias.
+/// once shared and once crossed with its data set (scaled as `scales`), plus a data set bias.
 /// Without a known domain only the shared half is scored.
 #[derive(Clone, Copy)]
 enum Domains<'a> {
     /// Not set-aware: features as they are.
     Plain,
-    /// Only the shared half (scoring without a domain).
-    Shared,
+    /// Only the shared half (scoring without a domain), with the (shared, own) scales.
+    Shared { scales: (f32, f32) },
     /// Shared and crossed halves plus the bias column, per data set.
     Crossed {
         keys: &'a [Option<u64>],
         cols: &'a [Option<u32>],
+        scales: (f32, f32),
     },
 }
 
@@ -331,14 +336,20 @@ fn design(
         );
         values.retain(|&(_, v)| v != 0.0);
         row.clear();
-        if let Domains::Shared | Domains::Crossed { .. } = domains {
-            let s = std::f32::consts::FRAC_1_SQRT_2;
+        if let Domains::Shared { scales: (s, _) } | Domains::Crossed { scales: (s, _), .. } =
+            domains
+        {
             for &(b, v) in &values {
                 if let Some(c) = columns.of(b, grow) {
                     row.push((c, v * s));
                 }
             }
-            if let Domains::Crossed { keys, cols } = domains {
+            if let Domains::Crossed {
+                keys,
+                cols,
+                scales: (_, s),
+            } = domains
+            {
                 let d = ex.dataset;
                 if let (Some(key), Some(col)) = (keys[d], cols[d]) {
                     for &(b, v) in &values {
@@ -440,10 +451,16 @@ fn fit_head(
     let domain_keys: Vec<Option<u64>> = (0..domain_count)
         .map(|d| domain_cols[d].map(|_| featurizer.target_key(&config.datasets[d].name)))
         .collect();
+    let alpha = config.solver.domain_weight;
+    let domain_scales = (
+        1.0 / (1.0 + alpha * alpha).sqrt(),
+        alpha / (1.0 + alpha * alpha).sqrt(),
+    );
     let crossed = if set_aware {
         Domains::Crossed {
             keys: &domain_keys,
             cols: &domain_cols,
+            scales: domain_scales,
         }
     } else {
         Domains::Plain
@@ -485,7 +502,9 @@ fn fit_head(
             &mut columns,
             false,
             &target_cols,
-            Domains::Shared,
+            Domains::Shared {
+                scales: domain_scales,
+            },
         )
     });
     let weights = row_weights(&tr, classes, config);
@@ -542,6 +561,7 @@ fn fit_head(
     };
     let dim = columns.buckets.len();
     let (mut platt, mut temperature, mut threshold) = ((-1.0, 0.0), 1.0, 0.5);
+    let mut offsets = Vec::new();
     let mut calibrations = Vec::new();
     if !dv.rows.is_empty() {
         let raw = margins(&dev_problem, &w);
@@ -592,6 +612,10 @@ fn fit_head(
             HeadKind::Multiclass => {
                 let truth: Vec<usize> = dv.labels.iter().map(|&y| y as usize).collect();
                 temperature = calibrate::temperature(&raw, outputs, &truth);
+                if config.solver.class_offsets {
+                    offsets =
+                        calibrate::class_offsets(&raw, outputs, temperature, &truth, &spec.classes);
+                }
             }
         }
     }
@@ -629,11 +653,13 @@ fn fit_head(
         platt,
         temperature,
         threshold,
+        offsets,
         calibrations,
         domains: (0..domain_count)
             .filter(|&d| domain_keys[d].is_some())
             .map(|d| config.datasets[d].name.clone())
             .collect(),
+        domain_scales,
         record: serde_json::json!({
             "c": c, "grid": tried, "train_rows": tr.rows.len(), "dev_rows": dv.rows.len(),
             "features": dim, "iterations": report.iterations, "converged": report.converged,
