@@ -31,14 +31,19 @@ impl Script {
 /// Counts Arabic and Latin letters and returns the majority script.
 pub fn script(text: &str) -> Script {
     let (mut arabic, mut latin, mut other) = (0usize, 0usize, 0usize);
-    for c in text.chars().filter(|c| c.is_alphabetic()) {
-        match c as u32 {
-            0x0600..=0x06FF
-            | 0x0750..=0x077F
-            | 0x08A0..=0x08FF
-            | 0xFB50..=0xFDFF
-            | 0xFE70..=0xFEFF => arabic += 1,
-            _ if c.is_ascii_alphabetic() || ('\u{00C0}'..='\u{024F}').contains(&c) => latin += 1,
+    for c in text.chars() {
+        // Ranges first: `is_alphabetic` is a table lookup, needed only for other scripts.
+        match c {
+            'a'..='z' | 'A'..='Z' => latin += 1,
+            _ if c.is_ascii() => {}
+            '\u{0621}'..='\u{064A}' => arabic += 1,
+            _ if !c.is_alphabetic() => {}
+            '\u{0600}'..='\u{06FF}'
+            | '\u{0750}'..='\u{077F}'
+            | '\u{08A0}'..='\u{08FF}'
+            | '\u{FB50}'..='\u{FDFF}'
+            | '\u{FE70}'..='\u{FEFF}' => arabic += 1,
+            '\u{00C0}'..='\u{024F}' => latin += 1,
             _ => other += 1,
         }
     }

@@ -98,7 +98,8 @@ impl Normalizer {
         out.clear();
         out.reserve(text.len());
         // Most text is already in NFKC; the quick check is far cheaper than NFKC itself.
-        if text.is_ascii() || is_nfkc_quick(text.chars()) == IsNormalized::Yes {
+        if text.is_ascii() || nfkc_stable(text) || is_nfkc_quick(text.chars()) == IsNormalized::Yes
+        {
             self.run(text.chars(), out);
         } else {
             self.run(text.nfkc(), out);
@@ -128,6 +129,16 @@ impl Normalizer {
         }
         writer.end_token();
     }
+}
+
+/// A cheap sufficient test that NFKC would leave `text` unchanged up to the order of Arabic
+/// combining marks (which the Arabic rules strip anyway): every character is ASCII or a base
+/// Arabic-block character without a compatibility decomposition (U+0675–U+0678 have one).
+fn nfkc_stable(text: &str) -> bool {
+    text.chars().all(|c| {
+        c.is_ascii()
+            || (('\u{0600}'..='\u{06FF}').contains(&c) && !('\u{0675}'..='\u{0678}').contains(&c))
+    })
 }
 
 /// Streaming output state: squeeze run, current token and masking hints.

@@ -210,7 +210,8 @@ impl Featurizer {
         chars.clear();
         tokens.clear();
         if cfg.char_max > 0 {
-            for word in normalized.split_whitespace() {
+            // The normalizer leaves single ASCII spaces as the only whitespace.
+            for word in normalized.split(' ').filter(|w| !w.is_empty()) {
                 let start = chars.len();
                 chars.push(' ');
                 chars.extend(word.chars());
@@ -296,7 +297,13 @@ impl Featurizer {
 }
 
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    match c {
+        'a'..='z' | 'A'..='Z' | '0'..='9' | '_' => true,
+        // Arabic letters and digits: the common non-ASCII case, without a table lookup.
+        '\u{0621}'..='\u{064A}' | '\u{0660}'..='\u{0669}' => true,
+        _ if c.is_ascii() => false,
+        _ => c.is_alphanumeric(),
+    }
 }
 
 /// Initial size of the counting hash table (grows for long comments).
@@ -380,7 +387,10 @@ impl Sink for Counter {
 /// Term frequency of a count: `1 + ln(count)` when sublinear, else the count.
 #[inline]
 pub fn tf(count: u8, sublinear: bool) -> f32 {
-    if sublinear {
+    if count == 1 {
+        // Most n-grams occur once; skip the logarithm.
+        1.0
+    } else if sublinear {
         1.0 + (count as f32).ln()
     } else {
         count as f32

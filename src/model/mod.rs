@@ -515,7 +515,16 @@ impl Model {
         );
         out.clear();
         out.resize(self.stride, 0.0);
-        for &(bucket, v) in &scratch.values {
+        // Rows are scattered over a table larger than L2: ask for a row a few features ahead
+        // so its cache miss overlaps with the arithmetic on the current one.
+        const AHEAD: usize = 8;
+        for &(bucket, _) in scratch.values.iter().take(AHEAD) {
+            self.table.prefetch(bucket);
+        }
+        for (i, &(bucket, v)) in scratch.values.iter().enumerate() {
+            if let Some(&(next, _)) = scratch.values.get(i + AHEAD) {
+                self.table.prefetch(next);
+            }
             let row = self.table.row(bucket);
             for (acc, w) in out[1..].iter_mut().zip(&row[1..]) {
                 *acc += v * *w as f32;
