@@ -289,18 +289,30 @@ enum Domains<'a> {
     },
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every design of one head shares: the head, the weighting and the target columns.
+struct HeadData<'a> {
+    head: usize,
+    idf: &'a [f32],
+    featurizer: &'a Featurizer,
+    targets: &'a [String],
+    target_cols: &'a [u32],
+}
+
+/// The sparse rows of `corpus` labelled for the head; `grow` adds unseen columns (training).
 fn design(
     corpus: &Corpus,
-    head: usize,
-    idf: &[f32],
-    featurizer: &Featurizer,
-    targets: &[String],
+    hd: &HeadData,
     columns: &mut Columns,
     grow: bool,
-    target_cols: &[u32],
     domains: Domains,
 ) -> Design {
+    let HeadData {
+        head,
+        idf,
+        featurizer,
+        targets,
+        target_cols,
+    } = *hd;
     let sublinear = featurizer.config().sublinear_tf;
     let block_norm = featurizer.config().block_norm;
     let mut d = Design {
@@ -465,43 +477,26 @@ fn fit_head(
     } else {
         Domains::Plain
     };
-    let tr = design(
-        train,
-        hi,
+    let hd = HeadData {
+        head: hi,
         idf,
         featurizer,
-        &targets,
-        &mut columns,
-        true,
-        &target_cols,
-        crossed,
-    );
+        targets: &targets,
+        target_cols: &target_cols,
+    };
+    let tr = design(train, &hd, &mut columns, true, crossed);
     if tr.rows.is_empty() {
         return Err(TrainError::NoRows(spec.name.clone()));
     }
     // Dev as scored with each row's domain (C selection, per-domain calibration) and, for a
     // set-aware head, without one (pooled and per-script calibration).
-    let dv = design(
-        dev,
-        hi,
-        idf,
-        featurizer,
-        &targets,
-        &mut columns,
-        false,
-        &target_cols,
-        crossed,
-    );
+    let dv = design(dev, &hd, &mut columns, false, crossed);
     let dv_shared = set_aware.then(|| {
         design(
             dev,
-            hi,
-            idf,
-            featurizer,
-            &targets,
+            &hd,
             &mut columns,
             false,
-            &target_cols,
             Domains::Shared {
                 scales: domain_scales,
             },
