@@ -256,7 +256,16 @@ pub fn write(e: &Evaluation, dir: &Path) -> std::io::Result<()> {
             })
             .collect()
     };
-    let title = format!("{} on {}", e.head, e.data.display());
+    // The data set folder and file name: a full path would not fit the chart's title line.
+    let parts: Vec<String> = e
+        .data
+        .components()
+        .rev()
+        .take(2)
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    let short: Vec<&str> = parts.iter().rev().map(String::as_str).collect();
+    let title = format!("{} on {}", e.head, short.join("/"));
     let roc = curve(true);
     std::fs::write(
         dir.join("roc.svg"),
