@@ -534,7 +534,14 @@ fn fit_head(
             0.0
         } else {
             let raw = margins(&dev_problem, &w);
-            selection_score(&raw, &dv.labels, outputs, spec.kind, &spec.classes)
+            selection_score(
+                &raw,
+                &dv.labels,
+                outputs,
+                spec.kind,
+                &spec.classes,
+                config.solver.class_offsets,
+            )
         };
         tracing::info!(head = %spec.name, c, iterations = report.iterations, converged = report.converged, dev = score, "solved");
         tried.push(serde_json::json!({"c": c, "dev": score, "iterations": report.iterations, "converged": report.converged}));
@@ -700,13 +707,16 @@ fn margins(p: &Problem, w: &[f64]) -> Vec<f32> {
     out
 }
 
-/// The dev score that picks C: best-threshold F1 for binary, F_avg or macro-F1 for multiclass.
+/// The dev score that picks C, with the decision rule the head will use: the best threshold for
+/// binary heads; argmax (after the dev-tuned class offsets, if enabled) for multiclass heads,
+/// scored by F_avg or macro-F1.
 fn selection_score(
     raw: &[f32],
     labels: &[u32],
     outputs: usize,
     kind: HeadKind,
     classes: &[String],
+    offsets: bool,
 ) -> f64 {
     match kind {
         HeadKind::Binary => {
@@ -717,11 +727,22 @@ fn selection_score(
             metrics::classification(&truth, &pred, &["no".into(), "yes".into()]).macro_f1
         }
         HeadKind::Multiclass => {
+            let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
+            let off = if offsets {
+                let t = calibrate::temperature(raw, outputs, &truth);
+                let off = calibrate::class_offsets(raw, outputs, t, &truth, classes);
+                // Offsets act on log-probabilities at temperature t: shift raw scores by t·offset.
+                off.iter().map(|o| o * t).collect()
+            } else {
+                vec![0.0; outputs]
+            };
             let pred: Vec<usize> = raw
                 .chunks_exact(outputs)
-                .map(crate::model::argmax)
+                .map(|z| {
+                    let shifted: Vec<f32> = z.iter().zip(&off).map(|(a, b)| a + b).collect();
+                    crate::model::argmax(&shifted)
+                })
                 .collect();
-            let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
             metrics::classification(&truth, &pred, classes).primary()
         }
     }
