@@ -5,6 +5,17 @@
 //! n-grams) → [`model`] (sparse linear heads: binary toxicity flags, target-conditioned stance)
 //! → [`classify`] (the JSON record a comment becomes). [`train`] builds models from labelled CSV
 //! files and [`eval`] measures them.
+//!
+//! ```
+//! use moderato::classify::{label, Comment, ModelRef};
+//! use moderato::model::{file, Scratch};
+//!
+//! let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/default.model");
+//! let model = file::load(std::path::Path::new(path)).expect("the shipped model loads");
+//! let comment = Comment::parse(br#"{"id": 1, "text": "You are a pathetic idiot"}"#).expect("valid");
+//! let out = label(&model, &ModelRef::of(&model), &comment, &mut Scratch::default(), 0);
+//! assert!(out.labels.contains(&"offensive".to_string()));
+//! ```
 
 pub mod classify;
 pub mod error;
