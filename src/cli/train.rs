@@ -38,6 +38,13 @@ pub struct TrainArgs {
     /// Number of hash buckets as a power of two (one-head mode; default 20).
     #[arg(long)]
     hash_bits: Option<u8>,
+    /// Shortest character n-gram (one-head mode; default 1).
+    #[arg(long)]
+    char_min: Option<u8>,
+    /// Normalize character and word n-grams as two blocks (`featurizer.block_norm`): `on`,
+    /// `off`, or `auto` (one-head mode with --dev: train both, keep the better on dev).
+    #[arg(long, value_enum, default_value = "auto")]
+    block_norm: BlockNorm,
     /// Override the data root of a config (default: the config's, `../shared/data`).
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -73,12 +80,34 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(bits) = a.hash_bits {
         config.featurizer.hash_bits = bits;
     }
+    if let Some(min) = a.char_min {
+        config.featurizer.char_min = min;
+    }
+    let one_head_with_dev = a.config.is_none() && a.dev.is_some();
+    let variants = match (a.block_norm, one_head_with_dev) {
+        (BlockNorm::On, _) => vec![true],
+        (BlockNorm::Off, _) => vec![false],
+        (BlockNorm::Auto, true) => vec![false, true],
+        (BlockNorm::Auto, false) => vec![config.featurizer.block_norm],
+    };
     if !a.c.is_empty() {
         config.solver.c = a.c.clone();
         config.heads.iter_mut().for_each(|h| h.c = None);
     }
     let started = std::time::Instant::now();
-    let trained = train::train(&config, !a.quiet)?;
+    let mut best: Option<train::Trained> = None;
+    for block_norm in variants {
+        config.featurizer.block_norm = block_norm;
+        let trained = train::train(&config, !a.quiet)?;
+        let score = dev_score(&trained.dev);
+        tracing::info!(block_norm, dev = score, "featurizer variant trained");
+        if best.as_ref().is_none_or(|b| score > dev_score(&b.dev)) {
+            best = Some(trained);
+        }
+    }
+    let Some(trained) = best else {
+        bail!("no featurizer variant was trained");
+    };
     let mut model = trained.model;
     file::save(&mut model, &out)?;
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -92,6 +121,22 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     print!("{}", summary(&trained.dev));
     Ok(ExitCode::SUCCESS)
+}
+
+/// How `--block-norm` is chosen.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BlockNorm {
+    /// Two blocks of norm 1/√2.
+    On,
+    /// One joint norm.
+    Off,
+    /// Decided on dev (one-head mode), else the config's setting.
+    Auto,
+}
+
+/// Mean headline dev score over the summary rows (one row in one-head mode).
+fn dev_score(dev: &[DevScore]) -> f64 {
+    dev.iter().map(DevScore::primary).sum::<f64>() / dev.len().max(1) as f64
 }
 
 /// Builds the config of a single multiclass head named after the label column.
