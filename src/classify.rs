@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::error::InputError;
 use crate::model::explain::{explain, Contribution};
-use crate::model::{HeadKind, HeadOutcome, Model, Scratch};
+use crate::model::{HeadOutcome, Model, Scratch};
 
 /// An input comment: `{"id", "text", "target"?, ...}`; other fields are kept as they are.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -195,7 +195,6 @@ pub fn label(
             }
         };
         if explain_top > 0 {
-            debug_assert!(head.kind == HeadKind::Binary || class < head.classes.len());
             explanations.insert(
                 head.name.clone(),
                 explain(

@@ -5,21 +5,24 @@
 pub mod calibrate;
 pub mod config;
 pub mod data;
+mod design;
 pub mod solver;
+mod summary;
 
 use std::collections::BTreeMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use serde::Serialize;
 
 use crate::error::{ConfigError, DataError};
-use crate::eval::metrics::{self, Report};
+use crate::eval::metrics;
 use crate::features::{self, Count, Featurizer};
-use crate::model::{Head, HeadKind, HeadOutcome, Model, ModelInfo, Scratch};
+use crate::model::{Head, HeadKind, Model, ModelInfo};
 use config::TrainConfig;
 use data::Example;
-use solver::{Lbfgs, Problem, Rows};
+use design::{design, Columns, Design, Domains, HeadData, UNSET};
+use solver::{Lbfgs, Problem};
+pub use summary::{evaluate_dev, DevScore};
 
 /// Why training stopped.
 #[derive(Debug, thiserror::Error)]
@@ -38,30 +41,6 @@ pub enum TrainError {
     Assemble(String),
 }
 
-/// One line of the dev summary.
-#[derive(Clone, Debug, Serialize)]
-pub struct DevScore {
-    /// Data set.
-    pub dataset: String,
-    /// Head, or `column:NAME` for a label column recovered from the heads.
-    pub head: String,
-    /// Dev rows scored.
-    pub n: usize,
-    /// Macro-F1 (binary: over no/yes).
-    pub macro_f1: f64,
-    /// SemEval F_avg for stance heads.
-    pub f_avg: Option<f64>,
-    /// ROC AUC for binary heads.
-    pub roc_auc: Option<f64>,
-}
-
-impl DevScore {
-    /// F_avg for stance, macro-F1 otherwise.
-    pub fn primary(&self) -> f64 {
-        self.f_avg.unwrap_or(self.macro_f1)
-    }
-}
-
 /// A trained model with its dev summary.
 pub struct Trained {
     /// The model (weights quantized exactly as the file stores them).
@@ -71,7 +50,7 @@ pub struct Trained {
 }
 
 /// Featurized training data shared by all heads.
-struct Corpus {
+pub(crate) struct Corpus {
     examples: Vec<Example>,
     counts: Vec<Vec<Count>>,
 }
@@ -123,7 +102,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
     let mut column = 1;
     for (hi, spec) in config.heads.iter().enumerate() {
         let fitted = fit_head(config, &featurizer, &idf, &train, &dev, hi, &bar)?;
-        let outputs = fitted.head_outputs();
+        let outputs = fitted.outputs;
         for (j, &b) in fitted.columns.iter().enumerate() {
             let row = &mut table[b as usize * stride + column..][..outputs];
             row.copy_from_slice(&fitted.weights[j * outputs..][..outputs]);
@@ -236,174 +215,6 @@ struct Fitted {
     domains: Vec<String>,
     domain_scales: (f32, f32),
     record: serde_json::Value,
-}
-
-impl Fitted {
-    fn head_outputs(&self) -> usize {
-        self.outputs
-    }
-}
-
-/// Sparse rows of one head, over compact columns.
-struct Design {
-    rows: Rows,
-    labels: Vec<u32>,
-    datasets: Vec<usize>,
-    scripts: Vec<crate::lang::Script>,
-}
-
-/// Maps buckets (and per-target bias columns) to compact solver columns.
-struct Columns {
-    index: Vec<u32>,
-    buckets: Vec<u32>,
-}
-
-const UNSET: u32 = u32::MAX;
-
-impl Columns {
-    /// The compact column of a bucket; `grow` adds unseen ones (training), else they are dropped.
-    fn of(&mut self, bucket: u32, grow: bool) -> Option<u32> {
-        let slot = &mut self.index[bucket as usize];
-        if *slot == UNSET && grow {
-            *slot = self.buckets.len() as u32;
-            self.buckets.push(bucket);
-        }
-        (*slot != UNSET).then_some(*slot)
-    }
-}
-
-/// How a set-aware binary head sees the data sets (EasyAdapt, Daumé III 2007): every feature
-/// once shared and once crossed with its data set (scaled as `scales`), plus a data set bias.
-/// Without a known domain only the shared half is scored.
-#[derive(Clone, Copy)]
-enum Domains<'a> {
-    /// Not set-aware: features as they are.
-    Plain,
-    /// Only the shared half (scoring without a domain), with the (shared, own) scales.
-    Shared { scales: (f32, f32) },
-    /// Shared and crossed halves plus the bias column, per data set.
-    Crossed {
-        keys: &'a [Option<u64>],
-        cols: &'a [Option<u32>],
-        scales: (f32, f32),
-    },
-}
-
-/// What every design of one head shares: the head, the weighting and the target columns.
-struct HeadData<'a> {
-    head: usize,
-    idf: &'a [f32],
-    featurizer: &'a Featurizer,
-    targets: &'a [String],
-    target_cols: &'a [u32],
-}
-
-/// The sparse rows of `corpus` labelled for the head; `grow` adds unseen columns (training).
-fn design(
-    corpus: &Corpus,
-    hd: &HeadData,
-    columns: &mut Columns,
-    grow: bool,
-    domains: Domains,
-) -> Design {
-    let HeadData {
-        head,
-        idf,
-        featurizer,
-        targets,
-        target_cols,
-    } = *hd;
-    let sublinear = featurizer.config().sublinear_tf;
-    let block_norm = featurizer.config().block_norm;
-    let mut d = Design {
-        rows: Rows::new(),
-        labels: Vec::new(),
-        datasets: Vec::new(),
-        scripts: Vec::new(),
-    };
-    let mut values = Vec::new();
-    let mut row: Vec<(u32, f32)> = Vec::new();
-    for (ex, counts) in corpus.examples.iter().zip(&corpus.counts) {
-        let Some(&(_, class)) = ex.labels.iter().find(|(h, _)| *h == head) else {
-            continue;
-        };
-        let target = if targets.is_empty() {
-            None
-        } else {
-            match ex
-                .target
-                .as_deref()
-                .and_then(|t| targets.iter().position(|x| x == t))
-            {
-                Some(t) => Some(t),
-                None => continue,
-            }
-        };
-        features::weigh(
-            counts,
-            |b| idf[b as usize],
-            sublinear,
-            block_norm,
-            &mut values,
-        );
-        values.retain(|&(_, v)| v != 0.0);
-        row.clear();
-        if let Domains::Shared { scales: (s, _) } | Domains::Crossed { scales: (s, _), .. } =
-            domains
-        {
-            for &(b, v) in &values {
-                if let Some(c) = columns.of(b, grow) {
-                    row.push((c, v * s));
-                }
-            }
-            if let Domains::Crossed {
-                keys,
-                cols,
-                scales: (_, s),
-            } = domains
-            {
-                let d = ex.dataset;
-                if let (Some(key), Some(col)) = (keys[d], cols[d]) {
-                    for &(b, v) in &values {
-                        if let Some(c) = columns.of(featurizer.cross(b, key), grow) {
-                            row.push((c, v * s));
-                        }
-                    }
-                    row.push((col, 1.0));
-                }
-            }
-            d.rows.push(row.iter().copied());
-            d.labels.push(class as u32);
-            d.datasets.push(ex.dataset);
-            d.scripts.push(crate::lang::script(&ex.text));
-            continue;
-        }
-        match target {
-            None => row.extend(
-                values
-                    .iter()
-                    .filter_map(|&(b, v)| columns.of(b, grow).map(|c| (c, v))),
-            ),
-            Some(t) => {
-                let key = featurizer.target_key(&targets[t]);
-                let s = std::f32::consts::FRAC_1_SQRT_2;
-                for &(b, v) in &values {
-                    if let Some(c) = columns.of(b, grow) {
-                        row.push((c, v * s));
-                    }
-                    if let Some(c) = columns.of(featurizer.cross(b, key), grow) {
-                        row.push((c, v * s));
-                    }
-                }
-                row.push((target_cols[t], 1.0));
-            }
-        }
-        d.rows.push(row.iter().copied());
-        d.labels.push(class as u32);
-        d.datasets.push(ex.dataset);
-        d.scripts.push(crate::lang::script(&ex.text));
-    }
-    d
 }
 
 fn fit_head(
@@ -746,104 +557,6 @@ fn selection_score(
             metrics::classification(&truth, &pred, classes).primary()
         }
     }
-}
-
-/// Scores dev through the model itself: per data set and head, plus recovered label columns.
-pub fn evaluate_dev(config: &TrainConfig, model: &Model, dev: &[Example]) -> Vec<DevScore> {
-    let outcomes: Vec<Vec<HeadOutcome>> = dev
-        .par_iter()
-        .map_init(Scratch::default, |s, ex| {
-            let domain = config.datasets[ex.dataset].name.as_str();
-            model.score_in(&ex.text, ex.target.as_deref(), Some(domain), s)
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (d, ds) in config.datasets.iter().enumerate() {
-        let rows: Vec<usize> = (0..dev.len()).filter(|&i| dev[i].dataset == d).collect();
-        if rows.is_empty() {
-            continue;
-        }
-        for (hi, head) in model.heads().iter().enumerate() {
-            let mut truth = Vec::new();
-            let mut pred = Vec::new();
-            let mut scores = Vec::new();
-            for &i in &rows {
-                let Some(&(_, y)) = dev[i].labels.iter().find(|(h, _)| *h == hi) else {
-                    continue;
-                };
-                match &outcomes[i][hi] {
-                    HeadOutcome::Binary { score, flag } => {
-                        truth.push(y);
-                        pred.push(usize::from(*flag));
-                        scores.push(*score);
-                    }
-                    HeadOutcome::Multiclass { label, .. } => {
-                        truth.push(y);
-                        pred.push(*label);
-                    }
-                    HeadOutcome::Skipped { .. } => {}
-                }
-            }
-            if truth.is_empty() {
-                continue;
-            }
-            let report: Report = metrics::classification(&truth, &pred, &head.classes);
-            let roc_auc = (head.kind == HeadKind::Binary)
-                .then(|| {
-                    let t: Vec<bool> = truth.iter().map(|&y| y == 1).collect();
-                    metrics::roc(&scores, &t).map(|(a, _)| a)
-                })
-                .flatten();
-            out.push(DevScore {
-                dataset: ds.name.clone(),
-                head: head.name.clone(),
-                n: truth.len(),
-                macro_f1: report.macro_f1,
-                f_avg: report.f_avg,
-                roc_auc,
-            });
-        }
-        if let Some(rec) = &ds.recover {
-            let flagged = |i: usize, name: &str| {
-                model
-                    .heads()
-                    .iter()
-                    .position(|h| h.name == name)
-                    .is_some_and(|h| {
-                        matches!(outcomes[i][h], HeadOutcome::Binary { flag: true, .. })
-                    })
-            };
-            let mut classes: Vec<String> = rec.rules.iter().map(|(_, v)| v.clone()).collect();
-            classes.push(rec.otherwise.clone());
-            classes.dedup();
-            let (mut truth, mut pred) = (Vec::new(), Vec::new());
-            for &i in &rows {
-                let Some(raw) = dev[i].raw.as_deref() else {
-                    continue;
-                };
-                let Some(t) = classes.iter().position(|c| c == raw) else {
-                    continue;
-                };
-                let value = rec
-                    .rules
-                    .iter()
-                    .find(|(h, _)| flagged(i, h))
-                    .map_or(&rec.otherwise, |(_, v)| v);
-                truth.push(t);
-                pred.push(classes.iter().position(|c| c == value).unwrap_or(0));
-            }
-            let report = metrics::classification(&truth, &pred, &classes);
-            out.push(DevScore {
-                dataset: ds.name.clone(),
-                head: format!("column:{}", rec.column),
-                n: truth.len(),
-                macro_f1: report.macro_f1,
-                f_avg: None,
-                roc_auc: None,
-            });
-        }
-    }
-    out
 }
 
 fn today() -> String {
