@@ -524,20 +524,18 @@ mod tests {
         assert_eq!(fresh.features, reused.features);
     }
 
+    /// A count of bucket `bucket`, occurring `count` times, of a word n-gram or not.
+    fn c(bucket: u32, count: u8, word: bool) -> Count {
+        Count {
+            bucket,
+            count,
+            word,
+        }
+    }
+
     #[test]
     fn weigh_is_l2_normalized() {
-        let counts = [
-            Count {
-                bucket: 1,
-                count: 1,
-                word: false,
-            },
-            Count {
-                bucket: 2,
-                count: 3,
-                word: false,
-            },
-        ];
+        let counts = [c(1, 1, false), c(2, 3, false)];
         let mut out = Vec::new();
         weigh(&counts, |b| b as f32, true, false, &mut out);
         let norm: f32 = out.iter().map(|(_, v)| v * v).sum();
@@ -547,23 +545,7 @@ mod tests {
 
     #[test]
     fn block_norm_gives_char_and_word_blocks_equal_mass() {
-        let counts = [
-            Count {
-                bucket: 1,
-                count: 1,
-                word: false,
-            },
-            Count {
-                bucket: 2,
-                count: 2,
-                word: false,
-            },
-            Count {
-                bucket: 3,
-                count: 1,
-                word: true,
-            },
-        ];
+        let counts = [c(1, 1, false), c(2, 2, false), c(3, 1, true)];
         let mut out = Vec::new();
         weigh(&counts, |_| 2.0, true, true, &mut out);
         let chars: f32 = out[..2].iter().map(|(_, v)| v * v).sum();
