@@ -418,7 +418,8 @@ impl Model {
         let script = crate::lang::script(text);
         // Long comments (a paragraph, not a tweet): a binary head also scores every
         // sentence-sized chunk and keeps the highest score, so one hateful sentence in a long
-        // prayer is not averaged away by L2 normalization.
+        // prayer is not averaged away by L2 normalization. (Crossed copies — a target's or a
+        // known domain's — are added below for the whole comment only.)
         let mut chunk_max = Vec::new();
         if text.chars().count() > LONG_COMMENT {
             let mut chunk_scores = Vec::new();
