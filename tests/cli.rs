@@ -364,3 +364,34 @@ fn train_with_a_missing_label_column_fails_listing_the_available_columns() {
     );
     assert!(!out.exists(), "no model is written on failure");
 }
+
+/// The `hate` score of every output line of a `classify` run with the default model.
+fn hate_scores(args: &[&str], stdin: &str) -> Vec<f64> {
+    let output = moderato(args, stdin);
+    assert_success(&output, "classify with the default model");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON output line");
+            v["heads"]["hate"]["score"].as_f64().expect("hate score")
+        })
+        .collect()
+}
+
+#[test]
+fn classify_domain_flag_applies_to_comments_without_their_own_domain() {
+    let text = "They are all traitors and should be thrown out of the country";
+    let plain = serde_json::json!({"id": 1, "text": text}).to_string();
+    let own = serde_json::json!({"id": 2, "text": text, "domain": "davidson2017"}).to_string();
+    let input = format!("{plain}\n{own}\n");
+    let without = hate_scores(&["classify"], &input);
+    let with = hate_scores(&["classify", "--domain", "mpold"], &input);
+    assert_ne!(
+        without[0], with[0],
+        "--domain changes the score of a comment without one"
+    );
+    assert_eq!(
+        without[1], with[1],
+        "a comment's own domain wins over --domain"
+    );
+}

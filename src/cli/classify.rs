@@ -29,6 +29,10 @@ pub struct ClassifyArgs {
     /// Add the N n-grams that contributed most to every flagged head.
     #[arg(long, default_value_t = 0)]
     explain: usize,
+    /// Domain for comments that carry none (a site's calibration, e.g. `mpold`); a comment's
+    /// own `domain` field wins.
+    #[arg(long)]
+    domain: Option<String>,
 }
 
 /// Runs `moderato classify`.
@@ -76,7 +80,10 @@ pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
             .map_init(
                 Scratch::default,
                 |scratch, (n, line)| match Comment::parse(line) {
-                    Ok(comment) => {
+                    Ok(mut comment) => {
+                        if comment.domain.is_none() {
+                            comment.domain.clone_from(&a.domain);
+                        }
                         let out = label(&model, &model_ref, &comment, scratch, a.explain);
                         (true, serde_json::to_vec(&out).unwrap_or_default())
                     }
