@@ -137,25 +137,20 @@ impl Head {
             })
     }
 
-    /// Turns raw column scores (already including bias) into probabilities (Platt for binary
-    /// heads with the pooled calibration, temperature softmax for multiclass heads).
+    /// Turns a multiclass head's raw scores (bias included) into probabilities: softmax at the
+    /// head's temperature. (Binary heads go through [`Head::calibration`] and [`platt`].)
     pub fn probabilities(&self, raw: &[f32], out: &mut Vec<f32>) {
         out.clear();
-        match self.kind {
-            HeadKind::Binary => out.push(platt(raw[0], self.platt)),
-            HeadKind::Multiclass => {
-                let t = self.temperature.max(1e-3);
-                let max = raw.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z / t));
-                let mut sum = 0.0;
-                for &z in raw {
-                    let e = (z / t - max).exp();
-                    sum += e;
-                    out.push(e);
-                }
-                for p in out.iter_mut() {
-                    *p /= sum;
-                }
-            }
+        let t = self.temperature.max(1e-3);
+        let max = raw.iter().fold(f32::NEG_INFINITY, |m, &z| m.max(z / t));
+        let mut sum = 0.0;
+        for &z in raw {
+            let e = (z / t - max).exp();
+            sum += e;
+            out.push(e);
+        }
+        for p in out.iter_mut() {
+            *p /= sum;
         }
     }
 }

@@ -109,43 +109,74 @@ pub fn pooled_slice(
     Some(c)
 }
 
+/// How a multiclass head decides, fit on dev: its temperature, its class offsets (empty when
+/// not tuned) and the dev score (F_avg or macro-F1) of that decision rule.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    /// Softmax temperature.
+    pub temperature: f32,
+    /// Per-class offsets on log-probabilities.
+    pub offsets: Vec<f32>,
+    /// Dev score of `argmax(log p + offset)`.
+    pub score: f64,
+}
+
+/// Fits a multiclass head's decision rule on dev raw scores (`classes` per row).
+pub fn multiclass(
+    raw: &[f32],
+    classes: usize,
+    truth: &[usize],
+    names: &[String],
+    offsets: bool,
+) -> Decision {
+    let temperature = temperature(raw, classes, truth);
+    let zeros = vec![0.0; classes];
+    let (offsets, score) = if offsets {
+        class_offsets(raw, classes, temperature, truth, names)
+    } else {
+        (
+            Vec::new(),
+            decision_score(raw, classes, temperature, &zeros, truth, names),
+        )
+    };
+    Decision {
+        temperature,
+        offsets,
+        score,
+    }
+}
+
+/// Dev score of `argmax(raw / t + offset)`, the rule of `Head::decide`.
+fn decision_score(
+    raw: &[f32],
+    classes: usize,
+    t: f32,
+    off: &[f32],
+    truth: &[usize],
+    names: &[String],
+) -> f64 {
+    let pred: Vec<usize> = raw
+        .chunks_exact(classes)
+        .map(|z| {
+            let shifted: Vec<f32> = z.iter().zip(off).map(|(v, o)| v / t + o).collect();
+            crate::model::argmax(&shifted)
+        })
+        .collect();
+    crate::eval::metrics::classification(truth, &pred, names).primary()
+}
+
 /// Per-class offsets on log-probabilities that maximize dev macro-F1 (F_avg for stance
 /// classes), by coordinate ascent over a grid in [-1, 1]; a change is kept only when it gains
-/// more than 0.002, so small dev sets do not buy noise.
+/// more than 0.002, so small dev sets do not buy noise. Returns the offsets and their score.
+/// (Log-probabilities differ from `raw / t` by a per-row constant, which no argmax sees.)
 pub fn class_offsets(
     raw: &[f32],
     classes: usize,
     temperature: f32,
     truth: &[usize],
     names: &[String],
-) -> Vec<f32> {
-    let logp: Vec<f32> = raw
-        .chunks_exact(classes)
-        .flat_map(|z| {
-            let max = z
-                .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
-            let lse = z
-                .iter()
-                .map(|&v| (v / temperature - max).exp())
-                .sum::<f32>()
-                .ln()
-                + max;
-            z.iter()
-                .map(move |&v| v / temperature - lse)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let score = |off: &[f32]| -> f64 {
-        let pred: Vec<usize> = logp
-            .chunks_exact(classes)
-            .map(|l| {
-                let shifted: Vec<f32> = l.iter().zip(off).map(|(a, b)| a + b).collect();
-                crate::model::argmax(&shifted)
-            })
-            .collect();
-        crate::eval::metrics::classification(truth, &pred, names).primary()
-    };
+) -> (Vec<f32>, f64) {
+    let score = |off: &[f32]| decision_score(raw, classes, temperature, off, truth, names);
     let mut off = vec![0.0f32; classes];
     let mut best = score(&off);
     for _round in 0..2 {
@@ -160,7 +191,7 @@ pub fn class_offsets(
             }
         }
     }
-    off
+    (off, best)
 }
 
 /// Finds the softmax temperature that minimizes the dev log loss (golden-section search on

@@ -334,15 +334,15 @@ fn fit_head(
         outputs,
         dim: columns.buckets.len(),
     };
-    let mut best: Option<(f64, f64, Vec<f64>, solver::SolveReport)> = None;
+    let mut best: Option<Candidate> = None;
     let mut warm = None;
     let mut tried = Vec::new();
     let mut worse = 0;
     for &c in &grid {
         bar.set_message(format!("{} C={c}", spec.name));
         let (w, report) = problem.solve(c, warm.take(), &lbfgs);
-        let score = if dv.rows.is_empty() {
-            0.0
+        let (score, decision) = if dv.rows.is_empty() {
+            (0.0, None)
         } else {
             let raw = margins(&dev_problem, &w);
             selection_score(
@@ -356,8 +356,14 @@ fn fit_head(
         };
         tracing::info!(head = %spec.name, c, iterations = report.iterations, converged = report.converged, dev = score, "solved");
         tried.push(serde_json::json!({"c": c, "dev": score, "iterations": report.iterations, "converged": report.converged}));
-        if best.as_ref().is_none_or(|b| score > b.0) {
-            best = Some((score, c, w.clone(), report));
+        if best.as_ref().is_none_or(|b| score > b.score) {
+            best = Some(Candidate {
+                score,
+                c,
+                w: w.clone(),
+                report,
+                decision,
+            });
             worse = 0;
         } else {
             worse += 1;
@@ -369,7 +375,14 @@ fn fit_head(
             break;
         }
     }
-    let Some((_, c, w, report)) = best else {
+    let Some(Candidate {
+        c,
+        w,
+        report,
+        decision,
+        ..
+    }) = best
+    else {
         return Err(TrainError::NoRows(spec.name.clone()));
     };
     let dim = columns.buckets.len();
@@ -422,12 +435,10 @@ fn fit_head(
                     }
                 }
             }
+            // Fit on dev when C was selected, with the same weights.
             HeadKind::Multiclass => {
-                let truth: Vec<usize> = dv.labels.iter().map(|&y| y as usize).collect();
-                temperature = calibrate::temperature(&raw, outputs, &truth);
-                if config.solver.class_offsets {
-                    offsets =
-                        calibrate::class_offsets(&raw, outputs, temperature, &truth, &spec.classes);
+                if let Some(d) = decision {
+                    (temperature, offsets) = (d.temperature, d.offsets);
                 }
             }
         }
@@ -518,9 +529,18 @@ fn margins(p: &Problem, w: &[f64]) -> Vec<f32> {
     out
 }
 
+/// The best C so far: its dev score, weights, solver report and multiclass decision rule.
+struct Candidate {
+    score: f64,
+    c: f64,
+    w: Vec<f64>,
+    report: solver::SolveReport,
+    decision: Option<calibrate::Decision>,
+}
+
 /// The dev score that picks C, with the decision rule the head will use: the best threshold for
-/// binary heads; argmax (after the dev-tuned class offsets, if enabled) for multiclass heads,
-/// scored by F_avg or macro-F1.
+/// binary heads; for multiclass heads the fitted temperature and class offsets (returned, so
+/// the chosen C's need not be fit again), scored by F_avg or macro-F1.
 fn selection_score(
     raw: &[f32],
     labels: &[u32],
@@ -528,33 +548,23 @@ fn selection_score(
     kind: HeadKind,
     classes: &[String],
     offsets: bool,
-) -> f64 {
+) -> (f64, Option<calibrate::Decision>) {
     match kind {
         HeadKind::Binary => {
             let truth: Vec<bool> = labels.iter().map(|&y| y == 1).collect();
             let (t, _) = metrics::best_f1_threshold(raw, &truth);
             let pred: Vec<usize> = raw.iter().map(|&f| usize::from(f >= t)).collect();
             let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
-            metrics::classification(&truth, &pred, &["no".into(), "yes".into()]).macro_f1
+            let classes = ["no".into(), "yes".into()];
+            (
+                metrics::classification(&truth, &pred, &classes).macro_f1,
+                None,
+            )
         }
         HeadKind::Multiclass => {
             let truth: Vec<usize> = labels.iter().map(|&y| y as usize).collect();
-            let off = if offsets {
-                let t = calibrate::temperature(raw, outputs, &truth);
-                let off = calibrate::class_offsets(raw, outputs, t, &truth, classes);
-                // Offsets act on log-probabilities at temperature t: shift raw scores by t·offset.
-                off.iter().map(|o| o * t).collect()
-            } else {
-                vec![0.0; outputs]
-            };
-            let pred: Vec<usize> = raw
-                .chunks_exact(outputs)
-                .map(|z| {
-                    let shifted: Vec<f32> = z.iter().zip(&off).map(|(a, b)| a + b).collect();
-                    crate::model::argmax(&shifted)
-                })
-                .collect();
-            metrics::classification(&truth, &pred, classes).primary()
+            let d = calibrate::multiclass(raw, outputs, &truth, classes, offsets);
+            (d.score, Some(d))
         }
     }
 }
