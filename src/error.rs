@@ -131,4 +131,51 @@ pub enum InputError {
     /// The `text` field is empty.
     #[error("`text` is empty")]
     EmptyText,
+    /// The message has no payload at all (a tombstone).
+    #[error("message has no payload")]
+    NoPayload,
+    /// The payload exceeds the service's `max_payload_bytes`.
+    #[error("payload is {size} bytes, over the limit of {limit} (max_payload_bytes)")]
+    TooLarge {
+        /// Payload size.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+impl InputError {
+    /// A stable, short reason code (dead-letter header, metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotUtf8(_) => "not_utf8",
+            Self::NotJson(_) => "not_json",
+            Self::NoText => "no_text",
+            Self::EmptyText => "empty_text",
+            Self::NoPayload => "no_payload",
+            Self::TooLarge { .. } => "too_large",
+        }
+    }
+}
+
+/// A failure of the streaming service that stops it (bad input never does: it is dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The service settings are unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The model could not be loaded at start.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A Kafka client could not be created or failed in a way retrying cannot fix.
+    #[error("kafka {what}: {source}")]
+    Kafka {
+        /// What was being done, e.g. "consumer config".
+        what: &'static str,
+        /// librdkafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The in-process broker of `demo` / `--embedded-broker` could not start.
+    #[error("embedded broker: {0}")]
+    Embedded(String),
 }

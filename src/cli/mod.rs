@@ -1,7 +1,9 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
 mod classify;
+mod demo;
 mod eval;
+mod serve;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +46,10 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Evaluate a model head on a labelled CSV.
     Eval(eval::EvalArgs),
+    /// Run the Kafka service: comments in, labels out, bad messages to a dead-letter topic.
+    Serve(serve::ServeArgs),
+    /// Zero-setup demo: an in-process broker, the real service, sample comments, live output.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command.
@@ -52,6 +58,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Demo(a) => demo::run(a),
     }
 }
 
@@ -85,16 +93,47 @@ pub fn default_model_candidates() -> Vec<PathBuf> {
     v
 }
 
-/// Loads `--model`, or the default model from the first candidate that exists.
-pub fn load_model(path: Option<&Path>) -> anyhow::Result<moderato::Model> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
+/// `--model`, or the first default-model candidate that exists.
+pub fn model_path(path: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match path {
+        Some(p) => Ok(p.to_path_buf()),
         None => default_model_candidates()
             .into_iter()
             .find(|p| p.exists())
-            .context("no --model given and no models/default.model found; train one with `moderato train --config training/default.toml`")?,
-    };
+            .context("no --model given and no models/default.model found; train one with `moderato train --config training/default.toml`"),
+    }
+}
+
+/// Loads `--model`, or the default model from the first candidate that exists.
+pub fn load_model(path: Option<&Path>) -> anyhow::Result<moderato::Model> {
+    let path = model_path(path)?;
     let model = moderato::model::file::load(&path)?;
     tracing::info!(path = %path.display(), name = %model.info.name, version = %model.info.version, "model loaded");
     Ok(model)
+}
+
+/// The async runtime of `serve` and `demo`: enough workers that a rebalance callback, which
+/// blocks one of them while in-flight batches drain, never starves the others.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

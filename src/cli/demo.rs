@@ -1,0 +1,268 @@
+//! `moderato demo`: the whole service on one machine with nothing installed. An in-process
+//! Kafka broker, the real serve pipeline, the bundled sample comments (or lines typed on stdin)
+//! produced to it, and the labelled stream printed as it arrives.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use moderato::stream::embedded::EmbeddedBroker;
+use moderato::stream::{ModelSlot, NoObserver, ServeConfig};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+
+/// The sample comments: the two Algeria Times comments and a few English and Arabic ones.
+const SAMPLES: &str = include_str!("../../examples/comments.jsonl");
+/// A malformed message, to show the dead-letter path.
+const MALFORMED: &str = r#"{"id": "bad-1", "txt": "a comment with its field misnamed"}"#;
+
+/// Arguments of `moderato demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Model file (default: the shipped default model).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Do not read comments from stdin after the samples.
+    #[arg(long)]
+    no_stdin: bool,
+    /// Keep serving after the input ends, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+    /// Pause between sample comments, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pace_ms: u64,
+}
+
+/// Texts by id, so the view can print a label next to the comment it labels.
+type Texts = Arc<Mutex<HashMap<String, String>>>;
+
+/// Runs `moderato demo`.
+pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let cfg = ServeConfig::with_brokers("embedded")?;
+    let broker = EmbeddedBroker::start(&[
+        (cfg.input_topic.as_str(), 3),
+        (cfg.output_topic.as_str(), 3),
+        (cfg.dlq_topic.as_str(), 1),
+    ])?;
+    let cfg = ServeConfig {
+        brokers: broker.bootstrap_servers(),
+        model: a.model.clone(),
+        ..cfg
+    };
+    let path = super::model_path(cfg.model.as_deref())?;
+    let slot = Arc::new(ModelSlot::new(super::load_model(Some(&path))?, Some(path)));
+    println!("moderato demo: in-process Kafka broker at {}", cfg.brokers);
+    println!(
+        "  {} → moderato serve → {} (labels) / {} (dead letters)\n",
+        cfg.input_topic, cfg.output_topic, cfg.dlq_topic
+    );
+    let code = super::runtime()?.block_on(demo(cfg, slot, a))?;
+    drop(broker);
+    Ok(code)
+}
+
+async fn demo(cfg: ServeConfig, slot: Arc<ModelSlot>, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(super::serve::serve(
+        cfg.clone(),
+        slot,
+        Arc::new(NoObserver),
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    let texts: Texts = Arc::default();
+    let shown = Arc::new(AtomicUsize::new(0));
+    let view = tokio::spawn(view(cfg.clone(), Arc::clone(&texts), Arc::clone(&shown)));
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .create()
+        .context("demo producer")?;
+
+    let mut sent = 0usize;
+    for line in SAMPLES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .chain([MALFORMED])
+    {
+        send(&producer, &cfg, &texts, line, sent).await?;
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(a.pace_ms)).await;
+    }
+    if !a.no_stdin {
+        let stdin = tokio::io::stdin();
+        if std::io::stdin().is_terminal() {
+            println!("Type a comment and press Enter (Ctrl-D to finish):");
+        }
+        let mut lines = tokio::io::BufReader::new(stdin).lines();
+        while let Some(line) = lines.next_line().await.context("reading stdin")? {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let payload = if line.trim_start().starts_with('{') {
+                line
+            } else {
+                serde_json::json!({"id": format!("stdin-{}", sent + 1), "text": line}).to_string()
+            };
+            send(&producer, &cfg, &texts, &payload, sent).await?;
+            sent += 1;
+        }
+    }
+    let all_shown = async {
+        while shown.load(Ordering::SeqCst) < sent {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), all_shown)
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "only {} of {sent} comments came back within 30 s",
+            shown.load(Ordering::SeqCst)
+        );
+    }
+    if a.keep_running {
+        println!("\nStill serving at {} (Ctrl-C to stop).", cfg.brokers);
+        super::stop_signal().await;
+    }
+    let _ = stop_tx.send(());
+    let summary = service.await.context("service task")??;
+    view.abort();
+    println!(
+        "\n{} comments in: {} labelled, {} dead-lettered.",
+        summary.consumed, summary.produced, summary.dead_lettered
+    );
+    Ok(if shown.load(Ordering::SeqCst) >= sent && summary.drained {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn send(
+    producer: &FutureProducer,
+    cfg: &ServeConfig,
+    texts: &Texts,
+    payload: &str,
+    n: usize,
+) -> anyhow::Result<()> {
+    let value: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
+    let id = match &value["id"] {
+        Value::String(s) => s.clone(),
+        Value::Null => format!("#{n}"),
+        other => other.to_string(),
+    };
+    let text = value["text"].as_str().unwrap_or(payload).to_string();
+    texts
+        .lock()
+        .map_err(|_| anyhow::anyhow!("texts lock poisoned"))?
+        .insert(id.clone(), text);
+    producer
+        .send(
+            FutureRecord::to(&cfg.input_topic).key(&id).payload(payload),
+            Duration::from_secs(5),
+        )
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("producing to {}: {e}", cfg.input_topic))?;
+    Ok(())
+}
+
+/// Prints the output and dead-letter topics as records arrive.
+async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", "moderato-demo-view")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .context("demo view consumer")?;
+    consumer.subscribe(&[&cfg.output_topic, &cfg.dlq_topic])?;
+    let color = std::io::stdout().is_terminal();
+    loop {
+        let m = consumer.recv().await?;
+        let key = m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default();
+        let text = texts
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&key).cloned())
+            .unwrap_or_default();
+        let out = if m.topic() == cfg.dlq_topic {
+            let reason = m
+                .headers()
+                .and_then(|h| {
+                    use rdkafka::message::Headers;
+                    h.iter()
+                        .find(|h| h.key == "moderato-error-message")
+                        .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                })
+                .unwrap_or_default();
+            format!(
+                "{}  {}\n    {}\n",
+                paint(color, "2", &format!("{:<32}", key)),
+                paint(color, "33", &format!("dead letter: {reason}")),
+                clip(&text, 100)
+            )
+        } else {
+            let record: Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            render(&record, &key, &text, color)
+        };
+        println!("{out}");
+        shown.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// One labelled record, for a terminal.
+fn render(record: &Value, id: &str, text: &str, color: bool) -> String {
+    let lang = moderato::lang::script(text).code();
+    let mut flags = Vec::new();
+    let mut stance = String::new();
+    if let Some(heads) = record["heads"].as_object() {
+        for (name, h) in heads {
+            if h["flag"].as_bool() == Some(true) {
+                flags.push(format!("{name} {:.2}", h["score"].as_f64().unwrap_or(0.0)));
+            } else if let (Some(label), Some(target)) = (h["label"].as_str(), h["target"].as_str())
+            {
+                let p = h["scores"][label].as_f64().unwrap_or(0.0);
+                stance = format!("\n    {name} toward {target}: {label} {p:.2}");
+            }
+        }
+    }
+    let verdict = if flags.is_empty() {
+        paint(color, "32", "ok")
+    } else {
+        paint(color, "1;31", &flags.join(" · "))
+    };
+    format!(
+        "{}  {lang}  {verdict}{stance}\n    {}\n",
+        paint(color, "2", &format!("{id:<32}")),
+        clip(text, 100)
+    )
+}
+
+fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn clip(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}

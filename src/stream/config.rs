@@ -1,0 +1,407 @@
+//! Settings of `moderato serve`: one struct read from the command line, `MODERATO_*`
+//! environment variables and a TOML file, in that order of precedence, then checked field by
+//! field so a bad value is refused at start with its name.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// How input payloads are read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// A JSON object `{"id", "text", "target"?, "meta"?, ...}`.
+    #[default]
+    Json,
+    /// The payload is the comment text (UTF-8); id = `topic/partition/offset`.
+    Text,
+}
+
+/// Every setting as given, each optional: the command line and the config file both fill one.
+#[derive(Clone, Debug, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ServeSettings {
+    /// Kafka bootstrap servers, HOST:PORT[,HOST:PORT...].
+    #[arg(long, env = "MODERATO_BROKERS")]
+    pub brokers: Option<String>,
+    /// Topic the comments are read from [default: comments].
+    #[arg(long, env = "MODERATO_INPUT_TOPIC")]
+    pub input_topic: Option<String>,
+    /// Topic the labelled records are written to [default: comment-labels].
+    #[arg(long, env = "MODERATO_OUTPUT_TOPIC")]
+    pub output_topic: Option<String>,
+    /// Consumer group; run more instances in one group to share the partitions [default: moderato].
+    #[arg(long, env = "MODERATO_GROUP")]
+    pub group: Option<String>,
+    /// Dead-letter topic for messages that cannot be classified [default: INPUT_TOPIC.dlq].
+    #[arg(long, env = "MODERATO_DLQ_TOPIC")]
+    pub dlq_topic: Option<String>,
+    /// Model file [default: the shipped default model]; a change to it is hot-reloaded.
+    #[arg(long, env = "MODERATO_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Payload format of the input topic [default: json].
+    #[arg(long, value_enum, env = "MODERATO_INPUT_FORMAT")]
+    pub input_format: Option<InputFormat>,
+    /// Most messages classified together [default: 1000].
+    #[arg(long, env = "MODERATO_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// Longest wait to fill a batch, in milliseconds [default: 5].
+    #[arg(long, env = "MODERATO_BATCH_TIMEOUT_MS")]
+    pub batch_timeout_ms: Option<u64>,
+    /// Longer texts are classified on this many leading characters and marked truncated
+    /// [default: 10000].
+    #[arg(long, env = "MODERATO_MAX_TEXT_CHARS")]
+    pub max_text_chars: Option<usize>,
+    /// Larger payloads go to the dead-letter topic [default: 1000000, Kafka's message.max.bytes].
+    #[arg(long, env = "MODERATO_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// How often stored offsets are committed, in milliseconds [default: 1000].
+    #[arg(long, env = "MODERATO_COMMIT_INTERVAL_MS")]
+    pub commit_interval_ms: Option<u64>,
+    /// Longest drain on SIGINT / SIGTERM or a rebalance, in milliseconds [default: 10000].
+    #[arg(long, env = "MODERATO_SHUTDOWN_TIMEOUT_MS")]
+    pub shutdown_timeout_ms: Option<u64>,
+    /// How often the model file is checked for changes, in milliseconds; 0 = only on SIGHUP
+    /// [default: 2000].
+    #[arg(long, env = "MODERATO_RELOAD_POLL_MS")]
+    pub reload_poll_ms: Option<u64>,
+    /// Domain (calibration) for comments that name none, e.g. a site's data set.
+    #[arg(long, env = "MODERATO_DOMAIN")]
+    pub domain: Option<String>,
+    /// Name of this instance, sent in the `moderato-instance` header [default: host-pid].
+    #[arg(long, env = "MODERATO_INSTANCE")]
+    pub instance: Option<String>,
+    /// HTTP address of the metrics, health and dashboard side; `off` disables it
+    /// [default: 127.0.0.1:9464].
+    #[arg(long, env = "MODERATO_HTTP")]
+    pub http: Option<String>,
+    /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
+    /// `producer.` prefixes aim at one client).
+    #[arg(skip)]
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl ServeSettings {
+    /// Reads a TOML settings file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Fills every setting missing here from `fallback` (command line over file).
+    pub fn or(self, fallback: ServeSettings) -> ServeSettings {
+        let mut librdkafka = fallback.librdkafka;
+        librdkafka.extend(self.librdkafka);
+        ServeSettings {
+            brokers: self.brokers.or(fallback.brokers),
+            input_topic: self.input_topic.or(fallback.input_topic),
+            output_topic: self.output_topic.or(fallback.output_topic),
+            group: self.group.or(fallback.group),
+            dlq_topic: self.dlq_topic.or(fallback.dlq_topic),
+            model: self.model.or(fallback.model),
+            input_format: self.input_format.or(fallback.input_format),
+            batch_size: self.batch_size.or(fallback.batch_size),
+            batch_timeout_ms: self.batch_timeout_ms.or(fallback.batch_timeout_ms),
+            max_text_chars: self.max_text_chars.or(fallback.max_text_chars),
+            max_payload_bytes: self.max_payload_bytes.or(fallback.max_payload_bytes),
+            commit_interval_ms: self.commit_interval_ms.or(fallback.commit_interval_ms),
+            shutdown_timeout_ms: self.shutdown_timeout_ms.or(fallback.shutdown_timeout_ms),
+            reload_poll_ms: self.reload_poll_ms.or(fallback.reload_poll_ms),
+            domain: self.domain.or(fallback.domain),
+            instance: self.instance.or(fallback.instance),
+            http: self.http.or(fallback.http),
+            librdkafka,
+        }
+    }
+
+    /// Applies the defaults and checks every field.
+    pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let brokers = self.brokers.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
+            invalid(
+                "brokers",
+                "missing: pass --brokers HOST:PORT, set MODERATO_BROKERS or `brokers` in the config file",
+            )
+        })?;
+        let input_topic = topic("input_topic", self.input_topic, "comments")?;
+        let output_topic = topic("output_topic", self.output_topic, "comment-labels")?;
+        let dlq_topic = topic("dlq_topic", self.dlq_topic, &format!("{input_topic}.dlq"))?;
+        if output_topic == input_topic || dlq_topic == input_topic {
+            return Err(invalid(
+                "output_topic",
+                "the output and dead-letter topics must differ from the input topic",
+            ));
+        }
+        let group = self.group.unwrap_or_else(|| "moderato".into());
+        if group.trim().is_empty() {
+            return Err(invalid("group", "must not be empty"));
+        }
+        let batch_size = ranged("batch_size", self.batch_size.unwrap_or(1000), 1, 100_000)?;
+        let batch_timeout = ranged(
+            "batch_timeout_ms",
+            self.batch_timeout_ms.unwrap_or(5),
+            0,
+            60_000,
+        )?;
+        let max_text_chars = ranged(
+            "max_text_chars",
+            self.max_text_chars.unwrap_or(10_000),
+            1,
+            10_000_000,
+        )?;
+        let max_payload_bytes = ranged(
+            "max_payload_bytes",
+            self.max_payload_bytes.unwrap_or(1_000_000),
+            64,
+            100_000_000,
+        )?;
+        let commit_interval = ranged(
+            "commit_interval_ms",
+            self.commit_interval_ms.unwrap_or(1000),
+            10,
+            600_000,
+        )?;
+        let shutdown_timeout = ranged(
+            "shutdown_timeout_ms",
+            self.shutdown_timeout_ms.unwrap_or(10_000),
+            100,
+            3_600_000,
+        )?;
+        let reload_poll = ranged(
+            "reload_poll_ms",
+            self.reload_poll_ms.unwrap_or(2000),
+            0,
+            3_600_000,
+        )?;
+        for key in self.librdkafka.keys() {
+            if key.trim().is_empty() || key.contains(char::is_whitespace) {
+                return Err(invalid(
+                    &format!("librdkafka.{key}"),
+                    "a property name has no spaces",
+                ));
+            }
+        }
+        let http = match self.http.as_deref() {
+            Some("off") => None,
+            Some(addr) => Some(addr.parse().map_err(|_| {
+                invalid(
+                    "http",
+                    &format!("`{addr}` is not HOST:PORT (e.g. 127.0.0.1:9464) or `off`"),
+                )
+            })?),
+            None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
+        };
+        let instance = self.instance.unwrap_or_else(default_instance);
+        Ok(ServeConfig {
+            brokers,
+            input_topic,
+            output_topic,
+            dlq_topic,
+            group,
+            model: self.model,
+            input_format: self.input_format.unwrap_or_default(),
+            batch_size,
+            batch_timeout: Duration::from_millis(batch_timeout),
+            max_text_chars,
+            max_payload_bytes,
+            commit_interval: Duration::from_millis(commit_interval),
+            shutdown_timeout: Duration::from_millis(shutdown_timeout),
+            reload_poll: (reload_poll > 0).then(|| Duration::from_millis(reload_poll)),
+            domain: self.domain,
+            instance,
+            http,
+            librdkafka: self.librdkafka,
+        })
+    }
+}
+
+/// Checked settings of a running service.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Input topic.
+    pub input_topic: String,
+    /// Output topic.
+    pub output_topic: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// Model file (`None`: the shipped default).
+    pub model: Option<PathBuf>,
+    /// Input payload format.
+    pub input_format: InputFormat,
+    /// Most messages per batch.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch.
+    pub batch_timeout: Duration,
+    /// Classification prefix length, in characters.
+    pub max_text_chars: usize,
+    /// Dead-letter limit on payload size.
+    pub max_payload_bytes: usize,
+    /// Offset commit interval.
+    pub commit_interval: Duration,
+    /// Longest drain on shutdown or rebalance.
+    pub shutdown_timeout: Duration,
+    /// Model-file poll interval (`None`: SIGHUP only).
+    pub reload_poll: Option<Duration>,
+    /// Default domain for comments that name none.
+    pub domain: Option<String>,
+    /// This instance's name.
+    pub instance: String,
+    /// HTTP side address (`None`: off).
+    pub http: Option<std::net::SocketAddr>,
+    /// Pass-through librdkafka properties.
+    pub librdkafka: BTreeMap<String, String>,
+}
+
+impl ServeConfig {
+    /// A config with defaults for everything but the brokers (tests, demo).
+    pub fn with_brokers(brokers: &str) -> Result<Self, ConfigError> {
+        ServeSettings {
+            brokers: Some(brokers.into()),
+            ..ServeSettings::default()
+        }
+        .resolve()
+    }
+
+    /// The pass-through properties for one client (`consumer` or `producer`): unprefixed ones
+    /// plus those with that client's prefix, without it.
+    pub fn client_properties(&self, client: &str) -> Vec<(String, String)> {
+        let prefix = format!("{client}.");
+        let other = if client == "consumer" {
+            "producer."
+        } else {
+            "consumer."
+        };
+        self.librdkafka
+            .iter()
+            .filter(|(k, _)| !k.starts_with(other))
+            .map(|(k, v)| (k.strip_prefix(&prefix).unwrap_or(k).to_string(), v.clone()))
+            .collect()
+    }
+
+    /// The pass-through properties with secrets hidden, for logs.
+    pub fn redacted_properties(&self) -> BTreeMap<String, String> {
+        self.librdkafka
+            .iter()
+            .map(|(k, v)| {
+                let secret = ["password", "secret", "key", "token", "jaas"]
+                    .iter()
+                    .any(|s| k.to_ascii_lowercase().contains(s));
+                (k.clone(), if secret { "***".into() } else { v.clone() })
+            })
+            .collect()
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+fn ranged<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(field, &format!("{value} is outside {min}..={max}")));
+    }
+    Ok(value)
+}
+
+/// A Kafka topic name: 1–249 characters of `[A-Za-z0-9._-]`.
+fn topic(field: &str, value: Option<String>, default: &str) -> Result<String, ConfigError> {
+    let name = value.unwrap_or_else(|| default.to_string());
+    let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty() || name.len() > 249 || !name.chars().all(legal) {
+        return Err(invalid(
+            field,
+            &format!("`{name}` is not a Kafka topic name (1-249 characters of A-Z a-z 0-9 . _ -)"),
+        ));
+    }
+    Ok(name)
+}
+
+fn default_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "moderato".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_everything_but_brokers() {
+        let err = ServeSettings::default().resolve().unwrap_err();
+        assert!(err.to_string().contains("`brokers`"), "{err}");
+        let cfg = ServeConfig::with_brokers("localhost:9092").expect("valid");
+        assert_eq!(cfg.input_topic, "comments");
+        assert_eq!(cfg.dlq_topic, "comments.dlq");
+        assert_eq!(cfg.batch_size, 1000);
+    }
+
+    #[test]
+    fn command_line_wins_over_file_and_bad_fields_are_named() {
+        let file: ServeSettings = toml::from_str(
+            "brokers = \"a:1\"\nbatch_size = 10\n[librdkafka]\n\"sasl.password\" = \"hunter2\"\n",
+        )
+        .expect("parses");
+        let cli = ServeSettings {
+            batch_size: Some(20),
+            ..ServeSettings::default()
+        };
+        let cfg = cli.or(file).resolve().expect("valid");
+        assert_eq!((cfg.brokers.as_str(), cfg.batch_size), ("a:1", 20));
+        assert_eq!(cfg.redacted_properties()["sasl.password"], "***");
+
+        let bad = ServeSettings {
+            batch_size: Some(0),
+            ..ServeSettings::default()
+        };
+        let err = bad.or(cfg_file("brokers = \"a:1\"")).resolve().unwrap_err();
+        assert!(err.to_string().contains("`batch_size`"), "{err}");
+        let err = toml::from_str::<ServeSettings>("brokerz = \"a\"").unwrap_err();
+        assert!(err.to_string().contains("brokerz"), "{err}");
+        let bad_topic = cfg_file("brokers = \"a:1\"\noutput_topic = \"no spaces\"").resolve();
+        assert!(bad_topic
+            .unwrap_err()
+            .to_string()
+            .contains("`output_topic`"));
+    }
+
+    #[test]
+    fn client_prefixes_aim_properties_at_one_client() {
+        let cfg = cfg_file(
+            "brokers = \"a:1\"\n[librdkafka]\n\"consumer.fetch.wait.max.ms\" = \"10\"\n\"producer.linger.ms\" = \"2\"\n\"security.protocol\" = \"ssl\"\n",
+        )
+        .resolve()
+        .expect("valid");
+        let consumer = cfg.client_properties("consumer");
+        assert!(consumer.contains(&("fetch.wait.max.ms".into(), "10".into())));
+        assert!(consumer.contains(&("security.protocol".into(), "ssl".into())));
+        assert!(!consumer.iter().any(|(k, _)| k.contains("linger")));
+    }
+
+    fn cfg_file(text: &str) -> ServeSettings {
+        toml::from_str(text).expect("parses")
+    }
+}

@@ -1,0 +1,31 @@
+//! An in-process Kafka broker (librdkafka's mock cluster) for the zero-setup demo and
+//! `serve --embedded-broker`: real Kafka protocol on a loopback port, no persistence.
+
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+
+use crate::error::StreamError;
+
+/// A running mock cluster; it stops when dropped.
+pub struct EmbeddedBroker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl EmbeddedBroker {
+    /// Starts one broker and creates `topics` (name, partitions) with the mock API (the admin
+    /// `create_topics` request hangs on the mock cluster).
+    pub fn start(topics: &[(&str, i32)]) -> Result<Self, StreamError> {
+        let cluster = MockCluster::new(1).map_err(|e| StreamError::Embedded(e.to_string()))?;
+        for (name, partitions) in topics {
+            cluster
+                .create_topic(name, *partitions, 1)
+                .map_err(|e| StreamError::Embedded(format!("creating topic {name}: {e}")))?;
+        }
+        Ok(Self { cluster })
+    }
+
+    /// The address any Kafka client can bootstrap from.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+}

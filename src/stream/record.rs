@@ -1,0 +1,306 @@
+//! One Kafka message in, one record out: a labelled JSON record for the output topic, or a dead
+//! letter carrying the original bytes and the reason. Pure functions, no Kafka client.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::config::{InputFormat, ServeConfig};
+use crate::classify::{label, Comment, Labelled, ModelRef};
+use crate::error::InputError;
+use crate::model::{Model, Scratch};
+
+/// Where a message came from: the coordinates consumers de-duplicate on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Source {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// The input's Kafka timestamp (ms since the epoch), when it has one.
+    pub timestamp: Option<i64>,
+}
+
+/// What the service read: payload, key, headers and coordinates.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    /// Coordinates.
+    pub source: Source,
+    /// Message key (kept on the output, so partitioning by thread or author survives).
+    pub key: Option<Vec<u8>>,
+    /// Payload (`None` for a tombstone).
+    pub payload: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// Which topic a record goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// The labelled-output topic.
+    Output,
+    /// The dead-letter topic.
+    DeadLetter,
+}
+
+/// A record ready to produce.
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    /// Target topic.
+    pub destination: Destination,
+    /// Key (the input's).
+    pub key: Option<Vec<u8>>,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The input it answers.
+    pub source: Source,
+    /// Names of flagged heads (empty for dead letters), for metrics and dashboards.
+    pub labels: Vec<String>,
+    /// Dead-letter reason code, if any.
+    pub reason: Option<&'static str>,
+}
+
+/// Header naming the model version on every output record.
+pub const MODEL_VERSION_HEADER: &str = "moderato-model-version";
+/// Header naming the instance that produced a record.
+pub const INSTANCE_HEADER: &str = "moderato-instance";
+/// Dead-letter header: the reason code (`not_utf8`, `not_json`, `no_text`, ...).
+pub const ERROR_HEADER: &str = "moderato-error";
+
+/// Output fields the record writes itself; an input field of the same name is not passed through.
+const RESERVED: &[&str] = &[
+    "id",
+    "labels",
+    "heads",
+    "skipped",
+    "explain",
+    "model",
+    "source",
+    "truncated",
+];
+
+#[derive(Serialize)]
+struct StreamRecord<'a> {
+    #[serde(flatten)]
+    labelled: &'a Labelled,
+    source: &'a Source,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
+    #[serde(flatten)]
+    passthrough: &'a Map<String, Value>,
+}
+
+/// Decodes a payload into a comment, cutting its text to `max_text_chars` (the flag says whether
+/// it was cut).
+pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<(Comment, bool), InputError> {
+    let payload = msg.payload.as_deref().ok_or(InputError::NoPayload)?;
+    if payload.len() > cfg.max_payload_bytes {
+        return Err(InputError::TooLarge {
+            size: payload.len(),
+            limit: cfg.max_payload_bytes,
+        });
+    }
+    let mut comment = match cfg.input_format {
+        InputFormat::Json => Comment::parse(payload)?,
+        InputFormat::Text => {
+            let text =
+                std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
+            if text.trim().is_empty() {
+                return Err(InputError::EmptyText);
+            }
+            let s = &msg.source;
+            Comment {
+                id: Value::from(format!("{}/{}/{}", s.topic, s.partition, s.offset)),
+                text: text.to_string(),
+                target: None,
+                domain: None,
+                extra: Map::new(),
+            }
+        }
+    };
+    if comment.domain.is_none() {
+        comment.domain.clone_from(&cfg.domain);
+    }
+    let truncated = match comment.text.char_indices().nth(cfg.max_text_chars) {
+        Some((cut, _)) => {
+            comment.text.truncate(cut);
+            true
+        }
+        None => false,
+    };
+    Ok((comment, truncated))
+}
+
+/// Turns one message into the record to produce: its labels, or its dead letter.
+pub fn process(
+    msg: Inbound,
+    cfg: &ServeConfig,
+    model: &Model,
+    model_ref: &ModelRef,
+    scratch: &mut Scratch,
+) -> Outbound {
+    match decode(&msg, cfg) {
+        Ok((comment, truncated)) => {
+            let labelled = label(model, model_ref, &comment, scratch, 0);
+            let mut passthrough = comment.extra;
+            passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
+            if let Some(domain) = comment.domain {
+                passthrough.insert("domain".into(), Value::from(domain));
+            }
+            if let Some(target) = comment.target {
+                passthrough.insert("target".into(), Value::from(target));
+            }
+            let record = StreamRecord {
+                labelled: &labelled,
+                source: &msg.source,
+                truncated,
+                passthrough: &passthrough,
+            };
+            let payload = serde_json::to_vec(&record).unwrap_or_default();
+            Outbound {
+                destination: Destination::Output,
+                key: msg.key,
+                payload,
+                headers: vec![
+                    (
+                        MODEL_VERSION_HEADER.into(),
+                        model_ref.version.clone().into_bytes(),
+                    ),
+                    (INSTANCE_HEADER.into(), cfg.instance.clone().into_bytes()),
+                ],
+                source: msg.source,
+                labels: labelled.labels,
+                reason: None,
+            }
+        }
+        Err(e) => dead_letter(msg, &e, cfg),
+    }
+}
+
+/// The dead letter of a message: original key, bytes and headers, plus the reason and source.
+pub fn dead_letter(msg: Inbound, error: &InputError, cfg: &ServeConfig) -> Outbound {
+    let s = &msg.source;
+    let mut headers = msg.headers;
+    headers.extend([
+        (ERROR_HEADER.to_string(), error.code().as_bytes().to_vec()),
+        (
+            "moderato-error-message".into(),
+            error.to_string().into_bytes(),
+        ),
+        ("moderato-source-topic".into(), s.topic.clone().into_bytes()),
+        (
+            "moderato-source-partition".into(),
+            s.partition.to_string().into_bytes(),
+        ),
+        (
+            "moderato-source-offset".into(),
+            s.offset.to_string().into_bytes(),
+        ),
+        (INSTANCE_HEADER.into(), cfg.instance.clone().into_bytes()),
+    ]);
+    if let Some(ts) = s.timestamp {
+        headers.push((
+            "moderato-source-timestamp".into(),
+            ts.to_string().into_bytes(),
+        ));
+    }
+    Outbound {
+        destination: Destination::DeadLetter,
+        key: msg.key,
+        payload: msg.payload.unwrap_or_default(),
+        headers,
+        source: msg.source,
+        labels: Vec::new(),
+        reason: Some(error.code()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound(payload: &[u8]) -> Inbound {
+        Inbound {
+            source: Source {
+                topic: "comments".into(),
+                partition: 2,
+                offset: 7,
+                timestamp: Some(1_700_000_000_000),
+            },
+            key: Some(b"thread-9".to_vec()),
+            payload: Some(payload.to_vec()),
+            headers: vec![("trace".into(), b"abc".to_vec())],
+        }
+    }
+
+    fn cfg() -> ServeConfig {
+        let mut c = ServeConfig::with_brokers("localhost:1").expect("valid");
+        c.max_text_chars = 5;
+        c.max_payload_bytes = 100;
+        c
+    }
+
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary() {
+        let (c, truncated) =
+            decode(&inbound("{\"text\":\"مرحبا بكم\"}".as_bytes()), &cfg()).expect("valid");
+        assert!(truncated);
+        assert_eq!(c.text, "مرحبا");
+        let (c, truncated) = decode(&inbound(b"{\"text\":\"short\"}"), &cfg()).expect("valid");
+        assert!(!truncated);
+        assert_eq!(c.text, "short");
+    }
+
+    #[test]
+    fn text_format_takes_the_payload_and_names_it_by_its_coordinates() {
+        let mut c = cfg();
+        c.input_format = InputFormat::Text;
+        let (comment, _) = decode(&inbound(b"hello"), &c).expect("valid");
+        assert_eq!(comment.id, Value::from("comments/2/7"));
+        assert_eq!(
+            decode(&inbound(b"   "), &c).unwrap_err(),
+            InputError::EmptyText
+        );
+    }
+
+    #[test]
+    fn each_bad_payload_gets_its_reason() {
+        let c = cfg();
+        let big = vec![b'x'; 101];
+        let mut tomb = inbound(b"");
+        tomb.payload = None;
+        for (msg, code) in [
+            (inbound(b"\xff{"), "not_utf8"),
+            (inbound(b"{oops"), "not_json"),
+            (inbound(b"{\"id\":1}"), "no_text"),
+            (inbound(b"{\"text\":\"\"}"), "empty_text"),
+            (inbound(&big), "too_large"),
+            (tomb, "no_payload"),
+        ] {
+            assert_eq!(decode(&msg, &c).unwrap_err().code(), code);
+        }
+    }
+
+    #[test]
+    fn dead_letter_keeps_bytes_key_and_headers_and_names_the_source() {
+        let msg = inbound(b"{oops");
+        let err = decode(&msg, &cfg()).unwrap_err();
+        let dl = dead_letter(msg, &err, &cfg());
+        assert_eq!(dl.destination, Destination::DeadLetter);
+        assert_eq!(dl.payload, b"{oops");
+        assert_eq!(dl.key.as_deref(), Some(&b"thread-9"[..]));
+        let h = |name: &str| {
+            dl.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(h("trace").as_deref(), Some("abc"));
+        assert_eq!(h(ERROR_HEADER).as_deref(), Some("not_json"));
+        assert_eq!(h("moderato-source-partition").as_deref(), Some("2"));
+        assert_eq!(h("moderato-source-offset").as_deref(), Some("7"));
+    }
+}
