@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests (each test binary uses a subset of them).
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,85 @@
+# moderato: streaming stance and toxicity classifier for reader comments.
+#
+#   docker build -t moderato .
+#   docker run --rm -e MODERATO_BROKERS=kafka:9092 -p 9464:9464 moderato        # serve
+#   docker run --rm -i moderato classify --input - < examples/comments.jsonl      # one-off
+#
+# Stage 1 builds the release binary; stage 2 is a slim Debian with the binary, the shipped
+# default model and nothing else. Plain Dockerfile syntax (no BuildKit-only features), so
+# the classic builder works too.
+
+# ---------------------------------------------------------------------------------------
+# Stage 1: build
+# ---------------------------------------------------------------------------------------
+FROM rust:1-bookworm AS build
+
+# rdkafka-sys builds its bundled librdkafka with ./configure (bash, mklove) and `make libs`
+# (C and C++, python3 for the version string and the linker script); no cmake. Its only
+# default feature is libz: libz-sys finds the system zlib through pkg-config and links it
+# dynamically (zlib1g is in debian:bookworm-slim). The rust image has most of this
+# already; naming it keeps the build honest if the base image slims down.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends \
+        build-essential bash make python3 pkg-config zlib1g-dev; \
+    rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+
+# Dependency layer: the manifest, the lock file and empty targets. This layer (and the
+# ~2-minute librdkafka build in it) is rebuilt only when Cargo.toml or Cargo.lock change.
+# benches/score.rs must exist because Cargo.toml declares the bench target explicitly.
+COPY Cargo.toml Cargo.lock ./
+RUN set -eux; \
+    mkdir -p src benches; \
+    echo 'fn main() {}' > src/main.rs; \
+    : > src/lib.rs; \
+    echo 'fn main() {}' > benches/score.rs; \
+    cargo build --release --locked; \
+    rm -rf src benches
+
+# The real sources. src/cli/demo.rs embeds examples/comments.jsonl with include_str!, so
+# examples/ is a build input. Touch the crate roots so cargo rebuilds the crate even when
+# the copied files are older than the stub build above.
+COPY src ./src
+COPY benches/score.rs ./benches/score.rs
+COPY examples ./examples
+RUN set -eux; \
+    touch src/main.rs src/lib.rs; \
+    cargo build --release --locked; \
+    install -D -m 0755 target/release/moderato /out/moderato
+
+# ---------------------------------------------------------------------------------------
+# Stage 2: runtime
+# ---------------------------------------------------------------------------------------
+FROM debian:bookworm-slim
+
+LABEL org.opencontainers.image.title="moderato" \
+      org.opencontainers.image.description="Streaming stance and toxicity classifier for reader comments" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+
+# Runtime libraries: libc, libgcc_s, libm and libz.so.1, all already in bookworm-slim.
+RUN set -eux; \
+    groupadd --system --gid 10001 moderato; \
+    useradd --system --uid 10001 --gid moderato --home-dir /app --no-create-home \
+        --shell /usr/sbin/nologin moderato
+
+COPY --from=build /out/moderato /usr/local/bin/moderato
+COPY models/default.model /app/models/default.model
+# HTTP health probe for orchestrators (bash /dev/tcp; the image has no curl).
+COPY deploy/moderato-healthcheck.sh /usr/local/bin/moderato-healthcheck
+RUN chmod 0755 /usr/local/bin/moderato-healthcheck
+
+WORKDIR /app
+USER moderato:moderato
+
+# The model is hot-reloaded when this file changes: mount a newer model over it, or point
+# MODERATO_MODEL elsewhere.
+ENV MODERATO_MODEL=/app/models/default.model \
+    MODERATO_HTTP=0.0.0.0:9464
+
+# Metrics, health and dashboard side (MODERATO_HTTP).
+EXPOSE 9464
+
+ENTRYPOINT ["moderato"]
+CMD ["serve"]
