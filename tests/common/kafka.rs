@@ -195,7 +195,12 @@ impl Serve {
                 "--dlq-topic",
                 DLQ,
             ])
-            .args(["--instance", instance, "--http", "off"])
+            .args(["--instance", instance])
+            .args(if extra.contains(&"--http") {
+                &[][..]
+            } else {
+                &["--http", "off"][..]
+            })
             .args([
                 "-X",
                 "session.timeout.ms=6000",
