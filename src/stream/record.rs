@@ -87,6 +87,7 @@ struct StreamRecord<'a> {
     #[serde(flatten)]
     labelled: &'a Labelled,
     source: &'a Source,
+    lang: &'static str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
     #[serde(flatten)]
@@ -156,6 +157,7 @@ pub fn process(
             let record = StreamRecord {
                 labelled: &labelled,
                 source: &msg.source,
+                lang: crate::lang::script(&comment.text).code(),
                 truncated,
                 passthrough: &passthrough,
             };
