@@ -4,7 +4,7 @@
 //! [`normalize`] (Unicode and Arabic normalization) → [`features`] (hashed character and word
 //! n-grams) → [`model`] (sparse linear heads: binary toxicity flags, target-conditioned stance)
 //! → [`classify`] (the JSON record a comment becomes). [`train`] builds models from labelled CSV
-//! files and [`eval`] measures them. [`stream`] runs it as a Kafka service.
+//! files and [`eval`] measures them. [`stream`] runs it as a Kafka service and [`serve`] lets operators watch it.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};
@@ -25,6 +25,7 @@ pub mod lang;
 pub mod model;
 pub mod normalize;
 pub mod plot;
+pub mod serve;
 pub mod stream;
 pub mod train;
 

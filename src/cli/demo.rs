@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use moderato::stream::embedded::EmbeddedBroker;
-use moderato::stream::{ModelSlot, NoObserver, ServeConfig};
+use moderato::stream::ServeConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
@@ -41,6 +41,9 @@ pub struct DemoArgs {
     /// Pause between sample comments, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pace_ms: u64,
+    /// Address of the dashboard and metrics; `off` for none.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    http: String,
 }
 
 /// Texts by id, so the view can print a label next to the comment it labels.
@@ -60,27 +63,34 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         ..cfg
     };
     let path = super::model_path(cfg.model.as_deref())?;
-    let slot = Arc::new(ModelSlot::new(super::load_model(Some(&path))?, Some(path)));
+    let cfg = ServeConfig {
+        http: match a.http.as_str() {
+            "off" => None,
+            addr => Some(
+                addr.parse()
+                    .with_context(|| format!("--http `{addr}` is not HOST:PORT or `off`"))?,
+            ),
+        },
+        ..cfg
+    };
     println!("moderato demo: in-process Kafka broker at {}", cfg.brokers);
     println!(
         "  {} → moderato serve → {} (labels) / {} (dead letters)\n",
         cfg.input_topic, cfg.output_topic, cfg.dlq_topic
     );
-    let code = super::runtime()?.block_on(demo(cfg, slot, a))?;
+    if let Some(addr) = cfg.http {
+        println!("  dashboard: http://{addr}/   metrics: http://{addr}/metrics\n");
+    }
+    let code = super::runtime()?.block_on(demo(cfg, path, a))?;
     drop(broker);
     Ok(code)
 }
 
-async fn demo(cfg: ServeConfig, slot: Arc<ModelSlot>, a: DemoArgs) -> anyhow::Result<ExitCode> {
+async fn demo(cfg: ServeConfig, model: PathBuf, a: DemoArgs) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(super::serve::serve(
-        cfg.clone(),
-        slot,
-        Arc::new(NoObserver),
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
+    let service = tokio::spawn(super::serve::serve(cfg.clone(), model, async move {
+        let _ = stop_rx.await;
+    }));
     let texts: Texts = Arc::default();
     let shown = Arc::new(AtomicUsize::new(0));
     let view = tokio::spawn(view(cfg.clone(), Arc::clone(&texts), Arc::clone(&shown)));

@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Args;
+use moderato::serve::drift::DriftConfig;
+use moderato::serve::live::Live;
+use moderato::serve::{start_http, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
-use moderato::stream::{self, reload, ModelSlot, NoObserver, Observe, ServeConfig, ServeSettings};
+use moderato::stream::{self, reload, ModelSlot, ServeConfig, ServeSettings};
 
 /// Arguments of `moderato serve`; every setting also reads `MODERATO_*` and `--config`.
 #[derive(Args, Debug)]
@@ -67,10 +71,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = settings.resolve()?;
     let path = super::model_path(cfg.model.as_deref())?;
-    let model = super::load_model(Some(&path))?;
-    let slot = Arc::new(ModelSlot::new(model, Some(path)));
-    let summary =
-        super::runtime()?.block_on(serve(cfg, slot, Arc::new(NoObserver), super::stop_signal()))?;
+    let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
     drop(embedded);
     if summary.drained {
         Ok(ExitCode::SUCCESS)
@@ -80,21 +81,43 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The service with its reload watchers, until `stop` resolves.
+/// The whole service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
+/// model loads), then the model, the reload watchers and the Kafka loop.
 pub async fn serve(
     cfg: ServeConfig,
-    slot: Arc<ModelSlot>,
-    observer: Arc<dyn Observe>,
+    model_path: PathBuf,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<stream::RunSummary> {
+    let live = Live::new("serve", cfg.instance.clone(), DriftConfig::default());
+    let telemetry = Arc::new(Telemetry::new(live, true));
+    let http = match cfg.http {
+        Some(addr) => Some(
+            start_http(addr, Arc::clone(&telemetry), cfg.domain.clone())
+                .await
+                .with_context(|| {
+                    format!("cannot listen on --http {addr} (use another address or `off`)")
+                })?,
+        ),
+        None => None,
+    };
+    let loading = model_path.clone();
+    let model = tokio::task::spawn_blocking(move || super::load_model(Some(&loading)))
+        .await
+        .context("model loading task")??;
+    let slot = Arc::new(ModelSlot::new(model, Some(model_path)));
+    let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
     let file = cfg
         .reload_poll
         .map(|every| tokio::spawn(reload::watch_file(Arc::clone(&slot), every)));
-    let summary = stream::run(cfg, slot, observer, stop).await;
+    let summary = stream::run(cfg, slot, telemetry, stop).await;
     hup.abort();
     if let Some(f) = file {
         f.abort();
+    }
+    if let Some(h) = http {
+        let _ = h.stop.send(());
+        let _ = h.task.await;
     }
     Ok(summary?)
 }

@@ -163,7 +163,8 @@ pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
         )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000");
     for (k, v) in cfg.client_properties("consumer") {
         c.set(k, v);
     }

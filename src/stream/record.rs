@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::config::{InputFormat, ServeConfig};
-use crate::classify::{label, Comment, Labelled, ModelRef};
+use crate::classify::{label, Comment, HeadResult, Labelled, ModelRef};
 use crate::error::InputError;
 use crate::model::{Model, Scratch};
 
@@ -57,10 +57,54 @@ pub struct Outbound {
     pub headers: Vec<(String, Vec<u8>)>,
     /// The input it answers.
     pub source: Source,
-    /// Names of flagged heads (empty for dead letters), for metrics and dashboards.
-    pub labels: Vec<String>,
+    /// What metrics and dashboards need of a labelled record (`None` for dead letters).
+    pub summary: Option<Summary>,
     /// Dead-letter reason code, if any.
     pub reason: Option<&'static str>,
+}
+
+/// The gist of a labelled record, for metrics and the live dashboard.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    /// The comment's id, as text.
+    pub id: String,
+    /// Its first 280 characters.
+    pub preview: String,
+    /// Script code (`ar`, `latin`, `other`).
+    pub lang: &'static str,
+    /// Binary heads: (index into the model's heads, score, flagged).
+    pub scores: Vec<(usize, f32, bool)>,
+    /// A conditioned multiclass head's result: (head index, target, label, probability).
+    pub stance: Option<(usize, String, String, f32)>,
+}
+
+impl Summary {
+    fn of(labelled: &Labelled, comment: &Comment, lang: &'static str, model: &Model) -> Self {
+        let mut out = Summary {
+            id: match &labelled.id {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            },
+            preview: comment.text.chars().take(280).collect(),
+            lang,
+            ..Summary::default()
+        };
+        for (i, head) in model.heads().iter().enumerate() {
+            match labelled.heads.get(&head.name) {
+                Some(HeadResult::Binary { flag, score }) => out.scores.push((i, *score, *flag)),
+                Some(HeadResult::Multiclass {
+                    label,
+                    scores,
+                    target: Some(target),
+                }) => {
+                    let p = scores.get(label).copied().unwrap_or(0.0);
+                    out.stance = Some((i, target.clone(), label.clone(), p));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }
 
 /// Header naming the model version on every output record.
@@ -146,6 +190,8 @@ pub fn process(
     match decode(&msg, cfg) {
         Ok((comment, truncated)) => {
             let labelled = label(model, model_ref, &comment, scratch, 0);
+            let lang = crate::lang::script(&comment.text).code();
+            let summary = Summary::of(&labelled, &comment, lang, model);
             let mut passthrough = comment.extra;
             passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
             if let Some(domain) = comment.domain {
@@ -157,7 +203,7 @@ pub fn process(
             let record = StreamRecord {
                 labelled: &labelled,
                 source: &msg.source,
-                lang: crate::lang::script(&comment.text).code(),
+                lang,
                 truncated,
                 passthrough: &passthrough,
             };
@@ -174,7 +220,7 @@ pub fn process(
                     (INSTANCE_HEADER.into(), cfg.instance.clone().into_bytes()),
                 ],
                 source: msg.source,
-                labels: labelled.labels,
+                summary: Some(summary),
                 reason: None,
             }
         }
@@ -215,7 +261,7 @@ pub fn dead_letter(msg: Inbound, error: &InputError, cfg: &ServeConfig) -> Outbo
         payload: msg.payload.unwrap_or_default(),
         headers,
         source: msg.source,
-        labels: Vec::new(),
+        summary: None,
         reason: Some(error.code()),
     }
 }

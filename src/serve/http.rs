@@ -1,0 +1,181 @@
+//! The HTTP side of `serve` and `monitor` (axum): `/metrics`, `/healthz`, `/readyz`,
+//! `POST /v1/classify`, the dashboard page `/` with its data `/api/state` and live feed
+//! `/events` (server-sent events). Handlers only read shared state; the Kafka loop never waits
+//! on them.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::live::now;
+use super::telemetry::Telemetry;
+use crate::classify::{label, Comment};
+use crate::model::Scratch;
+
+/// The dashboard page (self-contained: no CDN, works offline).
+const DASHBOARD: &str = include_str!("dashboard.html");
+/// Largest `POST /v1/classify` body.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Most comments in one `POST /v1/classify`.
+pub const MAX_BATCH: usize = 1000;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct App {
+    /// Metrics, live view, health.
+    pub telemetry: Arc<Telemetry>,
+    /// Domain for comments that name none.
+    pub domain: Option<String>,
+}
+
+/// The routes.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/state", get(state))
+        .route("/events", get(events))
+        .route("/v1/classify", post(classify))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+/// Serves the routes on `listener` until `stop` resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: App,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(DASHBOARD)
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    app.telemetry.refresh();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.telemetry.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    let (ready, parts) = app.telemetry.health.ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(parts)).into_response()
+}
+
+async fn state(State(app): State<App>) -> Json<Value> {
+    let (model, failures) = app.telemetry.model_json();
+    Json(app.telemetry.live.state_json(now(), model, failures))
+}
+
+async fn events(
+    State(app): State<App>,
+) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
+    let live = &app.telemetry.live;
+    let backlog = tokio_stream::iter(live.recent());
+    let updates = BroadcastStream::new(live.subscribe()).filter_map(Result::ok);
+    let stream = backlog
+        .chain(updates)
+        .map(|data| Ok(Event::default().event("comment").data(data)));
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// `POST /v1/classify`: one comment object, or an array of up to `MAX_BATCH`; the same records
+/// as `moderato classify` prints.
+async fn classify(State(app): State<App>, body: Bytes) -> Response {
+    let Some(slot) = app.telemetry.health.model.get() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model not loaded yet".into(),
+        );
+    };
+    let value: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    };
+    let (items, single) = match value {
+        Value::Array(items) => (items, false),
+        other @ Value::Object(_) => (vec![other], true),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "body must be a comment object or an array of them".into(),
+            )
+        }
+    };
+    if items.len() > MAX_BATCH {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "{} comments in one request; at most {MAX_BATCH}",
+                items.len()
+            ),
+        );
+    }
+    let mut comments = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let bytes = serde_json::to_vec(item).unwrap_or_default();
+        match Comment::parse(&bytes) {
+            Ok(mut c) => {
+                if c.domain.is_none() {
+                    c.domain.clone_from(&app.domain);
+                }
+                comments.push(c);
+            }
+            Err(e) => {
+                let at = if single {
+                    String::new()
+                } else {
+                    format!("comment {i}: ")
+                };
+                return error(StatusCode::UNPROCESSABLE_ENTITY, format!("{at}{e}"));
+            }
+        }
+    }
+    let loaded = slot.current();
+    let labelled = tokio::task::spawn_blocking(move || {
+        let mut scratch = Scratch::default();
+        comments
+            .iter()
+            .map(|c| label(&loaded.model, &loaded.model_ref, c, &mut scratch, 0))
+            .collect::<Vec<_>>()
+    })
+    .await;
+    match labelled {
+        Ok(mut out) if single => Json(out.pop()).into_response(),
+        Ok(out) => Json(out).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
