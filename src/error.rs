@@ -175,6 +175,16 @@ pub enum StreamError {
         /// librdkafka's error.
         source: rdkafka::error::KafkaError,
     },
+    /// A file the service writes could not be opened or written.
+    #[error("{what} {path}: {source}")]
+    File {
+        /// Which file, e.g. "feedback file".
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The in-process broker of `demo` / `--embedded-broker` could not start.
     #[error("embedded broker: {0}")]
     Embedded(String),

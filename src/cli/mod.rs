@@ -3,6 +3,7 @@
 mod classify;
 mod demo;
 mod eval;
+mod monitor;
 mod serve;
 mod train;
 
@@ -48,6 +49,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Run the Kafka service: comments in, labels out, bad messages to a dead-letter topic.
     Serve(serve::ServeArgs),
+    /// Watch a label topic: dashboard, metrics and drift alerts over every instance's output.
+    Monitor(monitor::MonitorArgs),
     /// Zero-setup demo: an in-process broker, the real service, sample comments, live output.
     Demo(demo::DemoArgs),
 }
@@ -60,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Monitor(a) => monitor::run(a),
     }
 }
 

@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::live::Live;
-use moderato::serve::{start_http, Telemetry};
+use moderato::serve::{monitor, start_http, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
+use moderato::stream::feedback::{self, RecentTexts};
 use moderato::stream::{self, reload, ModelSlot, ServeConfig, ServeSettings};
 
 /// Arguments of `moderato serve`; every setting also reads `MODERATO_*` and `--config`.
@@ -31,7 +32,8 @@ pub struct ServeArgs {
     embedded_broker: bool,
 }
 
-fn property(s: &str) -> Result<(String, String), String> {
+/// Parses `-X PROPERTY=VALUE`.
+pub fn property(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
         .ok_or_else(|| format!("`{s}` is not PROPERTY=VALUE"))
@@ -89,7 +91,11 @@ pub async fn serve(
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<stream::RunSummary> {
     let live = Live::new("serve", cfg.instance.clone(), DriftConfig::default());
-    let telemetry = Arc::new(Telemetry::new(live, true));
+    let mut telemetry = Telemetry::new(live, true);
+    if let Some(fb) = &cfg.feedback {
+        telemetry.recent = Some(Arc::new(RecentTexts::new(fb.cache)));
+    }
+    let telemetry = Arc::new(telemetry);
     let http = match cfg.http {
         Some(addr) => Some(
             start_http(addr, Arc::clone(&telemetry), cfg.domain.clone())
@@ -107,11 +113,40 @@ pub async fn serve(
     let slot = Arc::new(ModelSlot::new(model, Some(model_path)));
     let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
+    let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));
     let file = cfg
         .reload_poll
         .map(|every| tokio::spawn(reload::watch_file(Arc::clone(&slot), every)));
+    let (feedback_stop, feedback_stopped) = tokio::sync::oneshot::channel::<()>();
+    let feedback = match (&cfg.feedback, &telemetry.recent) {
+        (Some(fb), Some(recent)) => {
+            let (cfg, fb, recent, t) = (
+                cfg.clone(),
+                fb.clone(),
+                Arc::clone(recent),
+                Arc::clone(&telemetry),
+            );
+            Some(tokio::spawn(async move {
+                let counted = |joined: &str| t.metrics.feedback.with_label_values(&[joined]).inc();
+                let stopped = async move {
+                    let _ = feedback_stopped.await;
+                };
+                feedback::run(&cfg, &fb, &recent, counted, stopped).await
+            }))
+        }
+        _ => None,
+    };
     let summary = stream::run(cfg, slot, telemetry, stop).await;
+    let _ = feedback_stop.send(());
+    if let Some(f) = feedback {
+        match f.await {
+            Ok(Ok(n)) => tracing::info!(written = n, "feedback collector stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "feedback collector failed"),
+            Err(e) => tracing::error!(error = %e, "feedback collector task failed"),
+        }
+    }
     hup.abort();
+    drift.abort();
     if let Some(f) = file {
         f.abort();
     }

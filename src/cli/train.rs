@@ -51,6 +51,10 @@ pub struct TrainArgs {
     /// Where to write the model.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Moderator decisions collected by `serve --feedback-topic` (JSONL): trained on as one
+    /// more data set, `feedback` (with --config).
+    #[arg(long, requires = "config")]
+    feedback: Option<PathBuf>,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -82,6 +86,19 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(min) = a.char_min {
         config.featurizer.char_min = min;
+    }
+    // Kept alive until training is done: the feedback CSV lives in it.
+    let feedback_dir = tempfile_dir()?;
+    if let Some(path) = &a.feedback {
+        let stats = train::feedback::add_feedback(&mut config, path, feedback_dir.path())?;
+        eprintln!(
+            "feedback {}: {} decisions → {} comments ({} without text, {} invalid, skipped)",
+            path.display(),
+            stats.lines,
+            stats.comments,
+            stats.without_text,
+            stats.invalid
+        );
     }
     let one_head_with_dev = a.config.is_none() && a.dev.is_some();
     let variants = match (a.block_norm, one_head_with_dev) {
@@ -208,4 +225,32 @@ pub fn summary(dev: &[DevScore]) -> String {
         );
     }
     s
+}
+
+/// A private temporary directory, removed when dropped.
+fn tempfile_dir() -> anyhow::Result<TempDir> {
+    let path = std::env::temp_dir().join(format!(
+        "moderato-train-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(TempDir(path))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

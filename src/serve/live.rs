@@ -185,7 +185,12 @@ impl Live {
         }
     }
 
-    /// Sets the consumer lag of one `topic/partition`.
+    /// The binary heads seen so far.
+    pub fn heads(&self) -> Vec<String> {
+        self.lock().heads.clone()
+    }
+
+    /// Sets the consumer lag of every `topic/partition`.
     pub fn set_lag(&self, lag: BTreeMap<String, i64>) {
         self.lock().lag = lag;
     }

@@ -6,11 +6,13 @@
 //! - [`drift`]: flag-rate drift against a trailing baseline.
 //! - [`telemetry`]: the serve loop's observer feeding both, plus readiness.
 //! - [`http`]: the axum routes.
+//! - [`monitor`]: `moderato monitor`, the same view over a label topic.
 
 pub mod drift;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod monitor;
 pub mod telemetry;
 
 use std::net::SocketAddr;

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::live::{now, used_heads, Item, Live};
 use super::metrics::Metrics;
+use crate::stream::feedback::RecentTexts;
 use crate::stream::pipeline::Observe;
 use crate::stream::record::{Destination, Outbound};
 use crate::stream::reload::{Loaded, ModelSlot};
@@ -51,6 +52,8 @@ pub struct Telemetry {
     pub live: Live,
     /// Readiness.
     pub health: Health,
+    /// Recent comment texts for the feedback join (only when feedback is collected).
+    pub recent: Option<Arc<RecentTexts>>,
 }
 
 impl Telemetry {
@@ -63,6 +66,7 @@ impl Telemetry {
                 needs_model,
                 ..Health::default()
             },
+            recent: None,
         }
     }
 
@@ -98,14 +102,23 @@ impl Telemetry {
                 slot.reload_failures.load(Ordering::Relaxed),
             );
         }
-        for d in self.live.drift_at(now()) {
-            let head = [d.head.as_str()];
-            m.drift_z.with_label_values(&head).set(d.z);
-            m.drift_rate.with_label_values(&head).set(d.rate);
-            m.drift_baseline.with_label_values(&head).set(d.baseline);
+        let drift = self.live.drift_at(now());
+        // A head without a verdict yet (too little history) reads NaN: known, but no value.
+        for head in self.live.heads() {
+            let h = [head.as_str()];
+            let d = drift.iter().find(|d| d.head == head);
+            m.drift_z
+                .with_label_values(&h)
+                .set(d.map_or(f64::NAN, |d| d.z));
+            m.drift_rate
+                .with_label_values(&h)
+                .set(d.map_or(f64::NAN, |d| d.rate));
+            m.drift_baseline
+                .with_label_values(&h)
+                .set(d.map_or(f64::NAN, |d| d.baseline));
             m.drift_alert
-                .with_label_values(&head)
-                .set(i64::from(d.alert));
+                .with_label_values(&h)
+                .set(i64::from(d.is_some_and(|d| d.alert)));
         }
     }
 
@@ -211,6 +224,13 @@ impl Observe for Telemetry {
             })
             .collect();
         self.record_batch(now(), &heads, &model.model_ref.version, &items);
+        if let Some(recent) = &self.recent {
+            for s in records.iter().filter_map(|r| r.summary.as_ref()) {
+                if let Some((text, target)) = &s.full {
+                    recent.insert(&s.id, text, target.as_deref());
+                }
+            }
+        }
     }
 
     fn delivered(&self, record: &Outbound) {

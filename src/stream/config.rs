@@ -79,6 +79,16 @@ pub struct ServeSettings {
     /// [default: 127.0.0.1:9464].
     #[arg(long, env = "MODERATO_HTTP")]
     pub http: Option<String>,
+    /// Topic of moderator decisions `{"id", "text"?, "head", "label"}` to collect (off unless set).
+    #[arg(long, env = "MODERATO_FEEDBACK_TOPIC")]
+    pub feedback_topic: Option<String>,
+    /// JSONL file the decisions are appended to, joined with their comment's text
+    /// [default: feedback.jsonl].
+    #[arg(long, env = "MODERATO_FEEDBACK_FILE")]
+    pub feedback_file: Option<PathBuf>,
+    /// Recent comment texts kept for the feedback join [default: 100000].
+    #[arg(long, env = "MODERATO_FEEDBACK_CACHE")]
+    pub feedback_cache: Option<usize>,
     /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
     /// `producer.` prefixes aim at one client).
     #[arg(skip)]
@@ -121,6 +131,9 @@ impl ServeSettings {
             domain: self.domain.or(fallback.domain),
             instance: self.instance.or(fallback.instance),
             http: self.http.or(fallback.http),
+            feedback_topic: self.feedback_topic.or(fallback.feedback_topic),
+            feedback_file: self.feedback_file.or(fallback.feedback_file),
+            feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
             librdkafka,
         }
     }
@@ -202,6 +215,21 @@ impl ServeSettings {
             None => Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9464))),
         };
         let instance = self.instance.unwrap_or_else(default_instance);
+        let feedback = match self.feedback_topic {
+            Some(t) => Some(FeedbackConfig {
+                topic: topic("feedback_topic", Some(t), "")?,
+                file: self
+                    .feedback_file
+                    .unwrap_or_else(|| PathBuf::from("feedback.jsonl")),
+                cache: ranged(
+                    "feedback_cache",
+                    self.feedback_cache.unwrap_or(100_000),
+                    1,
+                    100_000_000,
+                )?,
+            }),
+            None => None,
+        };
         Ok(ServeConfig {
             brokers,
             input_topic,
@@ -220,6 +248,7 @@ impl ServeSettings {
             domain: self.domain,
             instance,
             http,
+            feedback,
             librdkafka: self.librdkafka,
         })
     }
@@ -262,8 +291,21 @@ pub struct ServeConfig {
     pub instance: String,
     /// HTTP side address (`None`: off).
     pub http: Option<std::net::SocketAddr>,
+    /// The feedback collector (`None`: off).
+    pub feedback: Option<FeedbackConfig>,
     /// Pass-through librdkafka properties.
     pub librdkafka: BTreeMap<String, String>,
+}
+
+/// Where moderator decisions come from and go.
+#[derive(Clone, Debug)]
+pub struct FeedbackConfig {
+    /// Topic of decisions.
+    pub topic: String,
+    /// JSONL file they are appended to.
+    pub file: PathBuf,
+    /// Recent comment texts kept for the join.
+    pub cache: usize,
 }
 
 impl ServeConfig {

@@ -8,9 +8,11 @@
 //! - [`pipeline`]: the consume → classify → produce → store-offset loop, shutdown, rebalance.
 //! - [`reload`]: hot model reload on SIGHUP or a changed file.
 //! - [`embedded`]: librdkafka's in-process mock broker for the demo.
+//! - [`feedback`]: moderator decisions joined with their comments' text, for retraining.
 
 pub mod config;
 pub mod embedded;
+pub mod feedback;
 pub mod pipeline;
 pub mod record;
 pub mod reload;

@@ -76,6 +76,8 @@ pub struct Summary {
     pub scores: Vec<(usize, f32, bool)>,
     /// A conditioned multiclass head's result: (head index, target, label, probability).
     pub stance: Option<(usize, String, String, f32)>,
+    /// The whole (classified) text and target, kept only when feedback is collected.
+    pub full: Option<(String, Option<String>)>,
 }
 
 impl Summary {
@@ -191,7 +193,10 @@ pub fn process(
         Ok((comment, truncated)) => {
             let labelled = label(model, model_ref, &comment, scratch, 0);
             let lang = crate::lang::script(&comment.text).code();
-            let summary = Summary::of(&labelled, &comment, lang, model);
+            let mut summary = Summary::of(&labelled, &comment, lang, model);
+            if cfg.feedback.is_some() {
+                summary.full = Some((comment.text.clone(), comment.target.clone()));
+            }
             let mut passthrough = comment.extra;
             passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
             if let Some(domain) = comment.domain {

@@ -6,6 +6,7 @@ pub mod calibrate;
 pub mod config;
 pub mod data;
 mod design;
+pub mod feedback;
 pub mod solver;
 mod summary;
 

@@ -1,0 +1,223 @@
+//! `moderato monitor`: watches a label topic that any number of moderato instances write,
+//! aggregates it (rates per head, language, target, model version) into the same live view and
+//! metrics as `serve`, and flags drift.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Statistics};
+use serde_json::Value;
+
+use super::live::{now, Item};
+use super::telemetry::Telemetry;
+use crate::error::StreamError;
+use crate::stream::pipeline::Observe;
+
+/// Settings of `moderato monitor`.
+#[derive(Clone, Debug)]
+pub struct MonitorConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// The label topic.
+    pub topic: String,
+    /// Consumer group (each monitor sees every record only in its own group).
+    pub group: String,
+    /// Read the topic from its start instead of from now on.
+    pub from_beginning: bool,
+    /// Pass-through librdkafka properties.
+    pub librdkafka: Vec<(String, String)>,
+}
+
+struct MonitorContext {
+    telemetry: Arc<Telemetry>,
+}
+
+impl ClientContext for MonitorContext {
+    fn stats(&self, statistics: Statistics) {
+        self.telemetry.statistics(&statistics);
+    }
+}
+
+impl ConsumerContext for MonitorContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let p: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?p, "monitoring partitions");
+                self.telemetry.assigned(&p);
+            }
+            _ => self.telemetry.assigned(&[]),
+        }
+    }
+}
+
+/// A label record, owned, as far as the monitor reads it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Seen {
+    /// Comment id.
+    pub id: String,
+    /// Script code.
+    pub lang: String,
+    /// Binary head names, in record order.
+    pub heads: Vec<String>,
+    /// (head index, score, flag).
+    pub scores: Vec<(usize, f32, bool)>,
+    /// (target, label, probability) of a conditioned head.
+    pub stance: Option<(String, String, f32)>,
+    /// Model version.
+    pub model_version: String,
+    /// Input partition and offset.
+    pub source: (i32, i64),
+}
+
+/// Reads a label record as `serve` writes it; `None` if it is not one.
+pub fn parse_record(payload: &[u8]) -> Option<Seen> {
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    let heads = v.get("heads")?.as_object()?;
+    let mut seen = Seen {
+        id: match &v["id"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+        lang: v["lang"].as_str().unwrap_or("other").to_string(),
+        model_version: v["model"]["version"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        source: (
+            v["source"]["partition"].as_i64().unwrap_or(-1) as i32,
+            v["source"]["offset"].as_i64().unwrap_or(-1),
+        ),
+        ..Seen::default()
+    };
+    for (name, h) in heads {
+        if let (Some(flag), Some(score)) = (h["flag"].as_bool(), h["score"].as_f64()) {
+            seen.scores.push((seen.heads.len(), score as f32, flag));
+            seen.heads.push(name.clone());
+        } else if let (Some(label), Some(target)) = (h["label"].as_str(), h["target"].as_str()) {
+            let p = h["scores"][label].as_f64().unwrap_or(0.0) as f32;
+            seen.stance = Some((target.to_string(), label.to_string(), p));
+        }
+    }
+    Some(seen)
+}
+
+/// Feeds one parsed record to the telemetry.
+pub fn observe(telemetry: &Telemetry, seen: &Seen) {
+    let item = Item {
+        id: &seen.id,
+        text: None,
+        lang: &seen.lang,
+        scores: &seen.scores,
+        stance: seen
+            .stance
+            .as_ref()
+            .map(|(t, l, p)| (t.as_str(), l.as_str(), *p)),
+        dead: None,
+        partition: seen.source.0,
+        offset: seen.source.1,
+    };
+    telemetry.metrics.consumed.inc();
+    telemetry.record_batch(now(), &seen.heads, &seen.model_version, &[item]);
+}
+
+/// Watches the label topic until `stop` resolves; returns how many records it read.
+pub async fn run(
+    cfg: MonitorConfig,
+    telemetry: Arc<Telemetry>,
+    stop: impl Future<Output = ()>,
+) -> Result<u64, StreamError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", &cfg.group)
+        .set("enable.auto.commit", "true")
+        .set(
+            "auto.offset.reset",
+            if cfg.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in &cfg.librdkafka {
+        c.set(k, v);
+    }
+    let consumer: StreamConsumer<MonitorContext> = c
+        .create_with_context(MonitorContext {
+            telemetry: Arc::clone(&telemetry),
+        })
+        .map_err(|source| StreamError::Kafka {
+            what: "monitor consumer config",
+            source,
+        })?;
+    consumer
+        .subscribe(&[&cfg.topic])
+        .map_err(|source| StreamError::Kafka {
+            what: "subscribe",
+            source,
+        })?;
+    tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group, "monitoring");
+    tokio::pin!(stop);
+    let (mut read, mut skipped) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            () = &mut stop => break,
+            m = consumer.recv() => match m {
+                Ok(m) => match m.payload().and_then(parse_record) {
+                    Some(seen) => {
+                        read += 1;
+                        observe(&telemetry, &seen);
+                    }
+                    None => {
+                        skipped += 1;
+                        tracing::debug!(offset = m.offset(), "not a label record; skipped");
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "consumer error; librdkafka retries"),
+            },
+        }
+    }
+    tracing::info!(read, skipped, "monitor stopped");
+    Ok(read)
+}
+
+/// Every 10 s: updates the drift gauges and logs when a head's drift alert starts or ends.
+pub async fn watch_drift(telemetry: Arc<Telemetry>) {
+    let mut alerting: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        telemetry.refresh();
+        for d in telemetry.live.drift_at(now()) {
+            let was = alerting.insert(d.head.clone(), d.alert).unwrap_or(false);
+            if d.alert && !was {
+                tracing::warn!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate left its baseline");
+            } else if !d.alert && was {
+                tracing::info!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate back within its baseline");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_record_is_read_back() {
+        let record = br#"{"id":7,"labels":["offensive"],"heads":{"hate":{"flag":false,"score":0.1},"offensive":{"flag":true,"score":0.9},"stance":{"label":"AGAINST","scores":{"AGAINST":0.7,"FAVOR":0.2,"NONE":0.1},"target":"Atheism"}},"model":{"name":"default","version":"v9","sha256":"x"},"source":{"topic":"c","partition":2,"offset":5,"timestamp":1},"lang":"latin"}"#;
+        let seen = parse_record(record).expect("a label record");
+        assert_eq!(seen.id, "7");
+        assert_eq!(seen.heads, vec!["hate", "offensive"]);
+        assert_eq!(seen.scores, vec![(0, 0.1, false), (1, 0.9, true)]);
+        assert_eq!(seen.stance, Some(("Atheism".into(), "AGAINST".into(), 0.7)));
+        assert_eq!((seen.model_version.as_str(), seen.source), ("v9", (2, 5)));
+        assert!(parse_record(b"{\"not\": \"a record\"}").is_none());
+    }
+}

@@ -1,0 +1,240 @@
+//! The moderators' feedback loop, collecting side: decisions `{"id", "text"?, "head", "label",
+//! "target"?}` read from a topic are joined with the text of the comment they judge (from the
+//! decision itself, or from the recent comments this instance classified) and appended to a
+//! JSONL file that `moderato train --feedback` learns from.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::OpenOptions;
+use std::future::Future;
+use std::io::Write;
+use std::sync::Mutex;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::{FeedbackConfig, ServeConfig};
+use crate::error::StreamError;
+
+/// The texts of the comments classified lately, by id, oldest evicted first.
+pub struct RecentTexts {
+    inner: Mutex<(HashMap<String, (String, Option<String>)>, VecDeque<String>)>,
+    capacity: usize,
+}
+
+impl RecentTexts {
+    /// A cache of at most `capacity` comments.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Remembers a comment's text and target.
+    pub fn insert(&self, id: &str, text: &str, target: Option<&str>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *g;
+        if map
+            .insert(
+                id.to_string(),
+                (text.to_string(), target.map(str::to_string)),
+            )
+            .is_none()
+        {
+            order.push_back(id.to_string());
+        }
+        while order.len() > self.capacity {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// The text and target of a recent comment.
+    pub fn get(&self, id: &str) -> Option<(String, Option<String>)> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.0.get(id).cloned()
+    }
+}
+
+/// A moderator's decision as it arrives.
+#[derive(Debug, Deserialize)]
+pub struct Decision {
+    /// The comment's id (string or number).
+    pub id: Value,
+    /// The comment's text, if the sender has it.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// The comment's target, for a stance decision.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Which head the decision is about.
+    pub head: String,
+    /// The decided label: `true`/`false` (or "1"/"0", "yes"/"no") for a binary head, a class
+    /// for a multiclass head.
+    pub label: Value,
+}
+
+/// One line of the feedback file.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct FeedbackLine {
+    /// Comment id, as text.
+    pub id: String,
+    /// The comment's text (`None`: not found; training skips the line).
+    pub text: Option<String>,
+    /// Target, for stance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Head.
+    pub head: String,
+    /// Label as sent.
+    pub label: Value,
+    /// Where the text came from: `message`, `recent` or `missing`.
+    pub joined: String,
+    /// When it was written (seconds since the epoch).
+    pub at: f64,
+}
+
+/// Joins a decision with its comment's text.
+pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
+    let id = match &d.id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let (text, target, joined) = match (d.text, recent.get(&id)) {
+        (Some(t), _) if !t.trim().is_empty() => (Some(t), d.target, "message"),
+        (_, Some((t, target))) => (Some(t), d.target.or(target), "recent"),
+        _ => (None, d.target, "missing"),
+    };
+    FeedbackLine {
+        id,
+        text,
+        target,
+        head: d.head,
+        label: d.label,
+        joined: joined.into(),
+        at,
+    }
+}
+
+/// Reads decisions until `stop`, appending joined lines to the feedback file; `counted` is told
+/// each line's `joined` value. Returns the number of lines written.
+pub async fn run(
+    cfg: &ServeConfig,
+    fb: &FeedbackConfig,
+    recent: &RecentTexts,
+    counted: impl Fn(&str),
+    stop: impl Future<Output = ()>,
+) -> Result<u64, StreamError> {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("group.id", format!("{}-feedback", cfg.group))
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in cfg.client_properties("consumer") {
+        c.set(k, v);
+    }
+    let consumer: StreamConsumer = c.create().map_err(|source| StreamError::Kafka {
+        what: "feedback consumer config",
+        source,
+    })?;
+    consumer
+        .subscribe(&[&fb.topic])
+        .map_err(|source| StreamError::Kafka {
+            what: "subscribe to the feedback topic",
+            source,
+        })?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&fb.file)
+        .map_err(|source| StreamError::File {
+            what: "feedback file",
+            path: fb.file.clone(),
+            source,
+        })?;
+    tracing::info!(topic = %fb.topic, file = %fb.file.display(), "collecting moderator feedback");
+    tokio::pin!(stop);
+    let mut written = 0u64;
+    loop {
+        let m = tokio::select! {
+            () = &mut stop => break,
+            m = consumer.recv() => m,
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "feedback consumer error; librdkafka retries");
+                continue;
+            }
+        };
+        let decision: Decision = match m.payload().map(serde_json::from_slice) {
+            Some(Ok(d)) => d,
+            _ => {
+                tracing::warn!(
+                    offset = m.offset(),
+                    "feedback message is not {{\"id\", \"head\", \"label\"}}; skipped"
+                );
+                counted("invalid");
+                continue;
+            }
+        };
+        let line = join(decision, recent, crate::serve::live::now());
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
+            tracing::error!(error = %e, file = %fb.file.display(), "cannot append feedback");
+            continue;
+        }
+        counted(&line.joined);
+        written += 1;
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decision(json: &str) -> Decision {
+        serde_json::from_str(json).expect("a decision")
+    }
+
+    #[test]
+    fn decisions_are_joined_from_the_message_or_the_recent_comments() {
+        let recent = RecentTexts::new(2);
+        recent.insert("a", "text of a", None);
+        recent.insert("b", "text of b", Some("Atheism"));
+        let l = join(
+            decision(r#"{"id": "a", "head": "offensive", "label": true}"#),
+            &recent,
+            1.0,
+        );
+        assert_eq!(
+            (l.text.as_deref(), l.joined.as_str()),
+            (Some("text of a"), "recent")
+        );
+        let l = join(
+            decision(r#"{"id": "b", "head": "stance", "label": "FAVOR"}"#),
+            &recent,
+            1.0,
+        );
+        assert_eq!(l.target.as_deref(), Some("Atheism"));
+        let l = join(
+            decision(r#"{"id": 9, "text": "sent along", "head": "hate", "label": 0}"#),
+            &recent,
+            1.0,
+        );
+        assert_eq!((l.id.as_str(), l.joined.as_str()), ("9", "message"));
+        // The cache holds two: a third evicts the oldest.
+        recent.insert("c", "text of c", None);
+        let l = join(
+            decision(r#"{"id": "a", "head": "hate", "label": 1}"#),
+            &recent,
+            1.0,
+        );
+        assert_eq!((l.text, l.joined.as_str()), (None, "missing"));
+    }
+}
