@@ -1,0 +1,207 @@
+//! Watching a running service against a real broker (tansu): `/metrics` counters move as
+//! messages flow, the Grafana dashboard's queries name metrics the service really exports,
+//! moderator feedback is joined with the comment text, and `monitor` aggregates a label stream.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::{comment, create_topics, free_port, produce, unique, Serve, Tansu, OUTPUT};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{json, Value};
+
+fn get(url: &str) -> Option<String> {
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()
+}
+
+/// The value of one sample line of a Prometheus exposition (`name{labels}` exactly).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Polls `url` until `done` holds for its body, for at most a minute.
+fn wait_for(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = get(url).unwrap_or_default();
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what} never happened at {url}:\n{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+async fn send(brokers: &str, topic: &str, payloads: &[Value]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for p in payloads {
+        let body = p.to_string();
+        producer
+            .send(FutureRecord::<(), _>::to(topic).payload(&body), Duration::from_secs(5))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("sent");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
+    let broker = Tansu::start();
+    create_topics(&broker, 2).await;
+    broker.create_topic("feedback", 1).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let feedback_file = dir.path().join("feedback.jsonl");
+    let port = free_port();
+    let http = format!("127.0.0.1:{port}");
+    let fb = feedback_file.to_string_lossy().into_owned();
+    let serve = Serve::start(
+        &broker.brokers,
+        &unique("observe"),
+        "obs",
+        &["--http", &http, "--feedback-topic", "feedback", "--feedback-file", &fb],
+    );
+    let base = format!("http://{http}");
+    wait_for(&format!("{base}/healthz"), "healthz", |b| b.starts_with("ok"));
+
+    let mut payloads: Vec<(String, Vec<u8>)> =
+        (0..450).map(|i| (format!("k{i}"), comment(i))).collect();
+    payloads.extend((450..500).map(|i| {
+        let c = json!({"id": i, "text": "God is great and faith guides me", "target": "Atheism"});
+        (format!("k{i}"), c.to_string().into_bytes())
+    }));
+    payloads.extend((0..5).map(|i| (format!("bad{i}"), b"{broken".to_vec())));
+    produce(&broker.brokers, payloads).await;
+    let metrics = wait_for(&format!("{base}/metrics"), "500 labelled records", |m| {
+        sample(m, "moderato_messages_produced_total") == Some(500.0)
+            && sample(m, "moderato_dead_letters_total{reason=\"not_json\"}") == Some(5.0)
+    });
+    assert_eq!(sample(&metrics, "moderato_messages_consumed_total"), Some(505.0));
+    assert_eq!(sample(&metrics, "moderato_end_to_end_seconds_count"), Some(500.0));
+    let classified: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("moderato_classified_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(classified, 500.0);
+    assert!(metrics.contains("moderato_flagged_total{head=\"offensive\""), "{metrics}");
+    let ready = wait_for(&format!("{base}/readyz"), "ready", |b| b.contains("\"ready\":true"));
+    assert!(ready.contains("partitions_assigned"));
+    let state: Value =
+        serde_json::from_str(&get(&format!("{base}/api/state")).unwrap_or_default()).expect("state");
+    assert_eq!(state["totals"]["labelled"], 500);
+
+    // Every query of the provisioned Grafana dashboard names a metric this service exports
+    // (lag arrives with librdkafka's statistics, every 5 s).
+    let metrics = wait_for(&format!("{base}/metrics"), "consumer lag", |m| {
+        m.contains("moderato_consumer_lag{")
+    });
+    let exported = dir.path().join("metrics.txt");
+    std::fs::write(&exported, &metrics).expect("write metrics");
+    let check = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-grafana"))
+        .arg("--metrics")
+        .arg(&exported)
+        .output()
+        .expect("python3 runs scripts/check-grafana");
+    assert!(
+        check.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Moderators' decisions name comments by id only; serve joins them with the text it saw.
+    let decisions: Vec<Value> = (0..3)
+        .map(|i| json!({"id": i, "head": "offensive", "label": i % 2 == 0}))
+        .chain([json!({"id": "never-seen", "head": "hate", "label": true})])
+        .collect();
+    send(&broker.brokers, "feedback", &decisions).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines: Vec<Value> = loop {
+        let text = std::fs::read_to_string(&feedback_file).unwrap_or_default();
+        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if lines.len() >= 4 || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(lines.len(), 4, "{}", serve.log_text());
+    let original: Value = serde_json::from_slice(&comment(1)).expect("json");
+    assert_eq!(lines[1]["text"], original["text"], "joined with the text serve classified");
+    assert_eq!(lines[1]["joined"], "recent");
+    assert_eq!(lines[3]["joined"], "missing");
+    assert!(lines[3]["text"].is_null());
+}
+
+/// A label record as `serve` writes it.
+fn label_record(i: usize, offensive: bool) -> Value {
+    json!({
+        "id": i, "labels": if offensive { json!(["offensive"]) } else { json!([]) },
+        "heads": {
+            "offensive": {"flag": offensive, "score": if offensive { 0.9 } else { 0.1 }},
+            "hate": {"flag": false, "score": 0.05},
+            "stance": {"label": "AGAINST", "scores": {"AGAINST": 0.6, "FAVOR": 0.3, "NONE": 0.1}, "target": "Atheism"}
+        },
+        "model": {"name": "default", "version": if i % 2 == 0 { "v1" } else { "v2" }, "sha256": "x"},
+        "source": {"topic": "comments", "partition": 0, "offset": i, "timestamp": 1},
+        "lang": if i % 3 == 0 { "ar" } else { "latin" }
+    })
+}
+
+struct Monitor(Child);
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_aggregates_a_label_stream_from_many_instances() {
+    let broker = Tansu::start();
+    create_topics(&broker, 2).await;
+    let records: Vec<Value> = (0..300).map(|i| label_record(i, i % 4 == 0)).collect();
+    send(&broker.brokers, OUTPUT, &records).await;
+    let port = free_port();
+    let _monitor = Monitor(
+        Command::new(env!("CARGO_BIN_EXE_moderato"))
+            .args(["monitor", "--brokers", &broker.brokers, "--topic", OUTPUT])
+            .args(["--from-beginning", "--http", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("monitor starts"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let body = wait_for(&format!("{base}/api/state"), "300 records aggregated", |b| {
+        serde_json::from_str::<Value>(b).is_ok_and(|v| v["totals"]["labelled"] == 300)
+    });
+    let state: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(state["mode"], "monitor");
+    let rate = state["windows"]["1m"]["rates"]["offensive"].as_f64().expect("rate");
+    assert!((rate - 0.25).abs() < 1e-9, "{rate}");
+    assert_eq!(state["models_seen"]["v1"], 150);
+    assert_eq!(state["models_seen"]["v2"], 150);
+    assert_eq!(state["languages"]["ar"]["total"], 100);
+    assert_eq!(state["stance"]["Atheism"]["AGAINST"], 300);
+    let metrics = get(&format!("{base}/metrics")).unwrap_or_default();
+    assert_eq!(
+        sample(&metrics, "moderato_flagged_total{head=\"offensive\",lang=\"ar\",model_version=\"v1\"}"),
+        Some(25.0),
+        "{metrics}"
+    );
+}
