@@ -23,9 +23,13 @@ fn get(url: &str) -> Option<String> {
 
 /// The value of one sample line of a Prometheus exposition (`name{labels}` exactly).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// Polls `url` until `done` holds for its body, for at most a minute.
@@ -36,7 +40,10 @@ fn wait_for(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
         if done(&body) {
             return body;
         }
-        assert!(Instant::now() < deadline, "{what} never happened at {url}:\n{body}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened at {url}:\n{body}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -49,7 +56,10 @@ async fn send(brokers: &str, topic: &str, payloads: &[Value]) {
     for p in payloads {
         let body = p.to_string();
         producer
-            .send(FutureRecord::<(), _>::to(topic).payload(&body), Duration::from_secs(5))
+            .send(
+                FutureRecord::<(), _>::to(topic).payload(&body),
+                Duration::from_secs(5),
+            )
             .await
             .map_err(|(e, _)| e)
             .expect("sent");
@@ -70,10 +80,19 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         &broker.brokers,
         &unique("observe"),
         "obs",
-        &["--http", &http, "--feedback-topic", "feedback", "--feedback-file", &fb],
+        &[
+            "--http",
+            &http,
+            "--feedback-topic",
+            "feedback",
+            "--feedback-file",
+            &fb,
+        ],
     );
     let base = format!("http://{http}");
-    wait_for(&format!("{base}/healthz"), "healthz", |b| b.starts_with("ok"));
+    wait_for(&format!("{base}/healthz"), "healthz", |b| {
+        b.starts_with("ok")
+    });
 
     let mut payloads: Vec<(String, Vec<u8>)> =
         (0..450).map(|i| (format!("k{i}"), comment(i))).collect();
@@ -87,19 +106,30 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         sample(m, "moderato_messages_produced_total") == Some(500.0)
             && sample(m, "moderato_dead_letters_total{reason=\"not_json\"}") == Some(5.0)
     });
-    assert_eq!(sample(&metrics, "moderato_messages_consumed_total"), Some(505.0));
-    assert_eq!(sample(&metrics, "moderato_end_to_end_seconds_count"), Some(500.0));
+    assert_eq!(
+        sample(&metrics, "moderato_messages_consumed_total"),
+        Some(505.0)
+    );
+    assert_eq!(
+        sample(&metrics, "moderato_end_to_end_seconds_count"),
+        Some(500.0)
+    );
     let classified: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("moderato_classified_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(classified, 500.0);
-    assert!(metrics.contains("moderato_flagged_total{head=\"offensive\""), "{metrics}");
-    let ready = wait_for(&format!("{base}/readyz"), "ready", |b| b.contains("\"ready\":true"));
+    assert!(
+        metrics.contains("moderato_flagged_total{head=\"offensive\""),
+        "{metrics}"
+    );
+    let ready = wait_for(&format!("{base}/readyz"), "ready", |b| {
+        b.contains("\"ready\":true")
+    });
     assert!(ready.contains("partitions_assigned"));
-    let state: Value =
-        serde_json::from_str(&get(&format!("{base}/api/state")).unwrap_or_default()).expect("state");
+    let state: Value = serde_json::from_str(&get(&format!("{base}/api/state")).unwrap_or_default())
+        .expect("state");
     assert_eq!(state["totals"]["labelled"], 500);
 
     // Every query of the provisioned Grafana dashboard names a metric this service exports
@@ -110,7 +140,10 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
     let exported = dir.path().join("metrics.txt");
     std::fs::write(&exported, &metrics).expect("write metrics");
     let check = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-grafana"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/check-grafana"
+        ))
         .arg("--metrics")
         .arg(&exported)
         .output()
@@ -131,7 +164,10 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines: Vec<Value> = loop {
         let text = std::fs::read_to_string(&feedback_file).unwrap_or_default();
-        let lines: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let lines: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         if lines.len() >= 4 || Instant::now() > deadline {
             break lines;
         }
@@ -139,7 +175,10 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
     };
     assert_eq!(lines.len(), 4, "{}", serve.log_text());
     let original: Value = serde_json::from_slice(&comment(1)).expect("json");
-    assert_eq!(lines[1]["text"], original["text"], "joined with the text serve classified");
+    assert_eq!(
+        lines[1]["text"], original["text"],
+        "joined with the text serve classified"
+    );
     assert_eq!(lines[1]["joined"], "recent");
     assert_eq!(lines[3]["joined"], "missing");
     assert!(lines[3]["text"].is_null());
@@ -187,12 +226,16 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
             .expect("monitor starts"),
     );
     let base = format!("http://127.0.0.1:{port}");
-    let body = wait_for(&format!("{base}/api/state"), "300 records aggregated", |b| {
-        serde_json::from_str::<Value>(b).is_ok_and(|v| v["totals"]["labelled"] == 300)
-    });
+    let body = wait_for(
+        &format!("{base}/api/state"),
+        "300 records aggregated",
+        |b| serde_json::from_str::<Value>(b).is_ok_and(|v| v["totals"]["labelled"] == 300),
+    );
     let state: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(state["mode"], "monitor");
-    let rate = state["windows"]["1m"]["rates"]["offensive"].as_f64().expect("rate");
+    let rate = state["windows"]["1m"]["rates"]["offensive"]
+        .as_f64()
+        .expect("rate");
     assert!((rate - 0.25).abs() < 1e-9, "{rate}");
     assert_eq!(state["models_seen"]["v1"], 150);
     assert_eq!(state["models_seen"]["v2"], 150);
@@ -200,7 +243,10 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
     assert_eq!(state["stance"]["Atheism"]["AGAINST"], 300);
     let metrics = get(&format!("{base}/metrics")).unwrap_or_default();
     assert_eq!(
-        sample(&metrics, "moderato_flagged_total{head=\"offensive\",lang=\"ar\",model_version=\"v1\"}"),
+        sample(
+            &metrics,
+            "moderato_flagged_total{head=\"offensive\",lang=\"ar\",model_version=\"v1\"}"
+        ),
         Some(25.0),
         "{metrics}"
     );
