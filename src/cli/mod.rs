@@ -48,7 +48,7 @@ enum Command {
     /// Evaluate a model head on a labelled CSV.
     Eval(eval::EvalArgs),
     /// Run the Kafka service: comments in, labels out, bad messages to a dead-letter topic.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Watch a label topic: dashboard, metrics and drift alerts over every instance's output.
     Monitor(monitor::MonitorArgs),
     /// Zero-setup demo: an in-process broker, the real service, sample comments, live output.
@@ -61,7 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Serve(a) => serve::run(a),
+        Command::Serve(a) => serve::run(*a),
         Command::Demo(a) => demo::run(a),
         Command::Monitor(a) => monitor::run(a),
     }

@@ -18,9 +18,12 @@ use serde_json::Value;
 use super::config::{FeedbackConfig, ServeConfig};
 use crate::error::StreamError;
 
+/// A comment's text and target.
+type Remembered = (String, Option<String>);
+
 /// The texts of the comments classified lately, by id, oldest evicted first.
 pub struct RecentTexts {
-    inner: Mutex<(HashMap<String, (String, Option<String>)>, VecDeque<String>)>,
+    inner: Mutex<(HashMap<String, Remembered>, VecDeque<String>)>,
     capacity: usize,
 }
 
@@ -54,7 +57,7 @@ impl RecentTexts {
     }
 
     /// The text and target of a recent comment.
-    pub fn get(&self, id: &str) -> Option<(String, Option<String>)> {
+    pub fn get(&self, id: &str) -> Option<Remembered> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.0.get(id).cloned()
     }
