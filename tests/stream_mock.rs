@@ -59,9 +59,107 @@ async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
     assert!(summary.drained);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
+    let broker = EmbeddedBroker::start(&[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]).expect("mock broker");
+    let mut cfg = ServeConfig::with_brokers(&broker.bootstrap_servers()).expect("valid");
+    cfg.input_topic = INPUT.into();
+    cfg.output_topic = OUTPUT.into();
+    cfg.dlq_topic = DLQ.into();
+    cfg.group = "faulty".into();
+    let payloads = (0..50)
+        .map(|i| (format!("k{i}"), common::kafka::comment(i)))
+        .collect();
+    let sent = produce(&broker.bootstrap_servers(), payloads).await;
+    // The service's first produce requests are refused, permanently as far as librdkafka is
+    // concerned: only the service's own retry gets the records out.
+    broker.fail_produce_requests(
+        5,
+        rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+    );
+    let model = file::load(&common::default_model_path()).expect("default model");
+    let slot = Arc::new(ModelSlot::new(model, None));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(stream::run(cfg, slot, Arc::new(NoObserver), async move {
+        let _ = stopped.await;
+    }));
+    let got = collect(&broker.bootstrap_servers(), Duration::from_secs(60), |g| {
+        g.len() >= sent.len()
+    })
+    .await;
+    stop.send(()).expect("service still running");
+    let summary = service.await.expect("task").expect("run");
+    assert!(summary.retries > 0, "the faults were hit: {summary:?}");
+    let answered: std::collections::BTreeSet<i64> = got.iter().map(|g| g.source.1).collect();
+    assert_eq!(
+        answered.len(),
+        sent.len(),
+        "every input answered despite the faults"
+    );
+    assert_eq!(summary.produced, 50);
+}
+
+#[test]
+fn serve_with_an_embedded_broker_prints_its_address_and_serves_any_client() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moderato"))
+        .args(["serve", "--embedded-broker", "--http", "off"])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    let address = first
+        .trim()
+        .strip_prefix("embedded broker: ")
+        .unwrap_or_else(|| panic!("prints its address first: {first:?}"))
+        .to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let got = runtime.block_on(async {
+        let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &address)
+            .create()
+            .expect("producer");
+        let payload = common::kafka::comment(1);
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), _>::to("comments").payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("sent to the embedded broker");
+        let consumer: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &address)
+            .set("group.id", "reader")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .expect("consumer");
+        rdkafka::consumer::Consumer::subscribe(&consumer, &["comment-labels"]).expect("subscribe");
+        let m = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("a label within a minute")
+            .expect("a message");
+        rdkafka::Message::payload(&m)
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let record: serde_json::Value = serde_json::from_slice(&got).expect("JSON");
+    assert_eq!(record["id"], 1);
+}
+
 #[test]
 fn demo_prints_the_labelled_samples_and_the_dead_letter() {
-    let out = common::moderato(&["demo", "--no-stdin", "--pace-ms", "0"], "");
+    let out = common::moderato(
+        &["demo", "--no-stdin", "--pace-ms", "0", "--http", "off"],
+        "",
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", common::describe(&out));
     assert!(text.contains("algeriatimes-isis-alqaeda-c2"), "{text}");
@@ -72,7 +170,7 @@ fn demo_prints_the_labelled_samples_and_the_dead_letter() {
 #[test]
 fn demo_labels_lines_typed_on_stdin() {
     let out = common::moderato(
-        &["demo", "--pace-ms", "0"],
+        &["demo", "--pace-ms", "0", "--http", "off"],
         "you are a stupid pathetic idiot\n",
     );
     let text = String::from_utf8_lossy(&out.stdout);
@@ -82,4 +180,42 @@ fn demo_labels_lines_typed_on_stdin() {
         .find(|l| l.starts_with("stdin-"))
         .unwrap_or_else(|| panic!("the typed comment is labelled: {text}"));
     assert!(line.contains("offensive"), "{line}");
+}
+
+#[test]
+fn json_logs_carry_no_comment_text() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moderato"))
+        .args([
+            "--log-format",
+            "json",
+            "demo",
+            "--no-stdin",
+            "--pace-ms",
+            "0",
+            "--http",
+            "off",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("demo runs");
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    let samples = include_str!("../examples/comments.jsonl");
+    for sample in samples.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(sample).expect("sample JSON");
+        let text = v["text"].as_str().expect("text");
+        let probe: String = text.chars().take(24).collect();
+        assert!(
+            !stderr.contains(&probe),
+            "comment text in the logs: {probe}"
+        );
+    }
 }

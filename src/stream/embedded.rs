@@ -24,6 +24,12 @@ impl EmbeddedBroker {
         Ok(Self { cluster })
     }
 
+    /// Makes the next `n` produce requests fail with `error` (fault injection for tests).
+    pub fn fail_produce_requests(&self, n: usize, error: rdkafka::types::RDKafkaRespErr) {
+        self.cluster
+            .request_errors(rdkafka::types::RDKafkaApiKey::Produce, &vec![error; n]);
+    }
+
     /// The address any Kafka client can bootstrap from.
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()

@@ -61,6 +61,8 @@ pub struct RunSummary {
     pub produced: u64,
     /// Dead letters acknowledged.
     pub dead_lettered: u64,
+    /// Deliveries that failed and were sent again.
+    pub retries: u64,
     /// Whether everything read was acknowledged and committed before the timeout.
     pub drained: bool,
 }
@@ -232,6 +234,7 @@ pub async fn run(
     let (sent_tx, sent_rx) = mpsc::channel::<Sent>(4);
     let produced = Arc::new(AtomicUsize::new(0));
     let dead = Arc::new(AtomicUsize::new(0));
+    let retries = Arc::new(AtomicUsize::new(0));
     let work = tokio::spawn(work_stage(
         batch_rx,
         sent_tx,
@@ -247,7 +250,11 @@ pub async fn run(
         Arc::clone(&cfg),
         Arc::clone(&inflight),
         observer,
-        (Arc::clone(&produced), Arc::clone(&dead)),
+        [
+            Arc::clone(&produced),
+            Arc::clone(&dead),
+            Arc::clone(&retries),
+        ],
     ));
 
     let consumed = consume_stage(&consumer, &cfg, &inflight, batch_tx, shutdown).await;
@@ -275,6 +282,7 @@ pub async fn run(
         consumed,
         produced: produced.load(Ordering::Relaxed) as u64,
         dead_lettered: dead.load(Ordering::Relaxed) as u64,
+        retries: retries.load(Ordering::Relaxed) as u64,
         drained: drained && flushed && committed,
     };
     tracing::info!(?summary, "stopped");
@@ -451,7 +459,7 @@ async fn ack_stage(
     cfg: Arc<ServeConfig>,
     inflight: Arc<InFlight>,
     observer: Arc<dyn Observe>,
-    (produced, dead): (Arc<AtomicUsize>, Arc<AtomicUsize>),
+    [produced, dead, retries]: [Arc<AtomicUsize>; 3],
 ) {
     while let Some(Sent {
         mut records,
@@ -478,6 +486,7 @@ async fn ack_stage(
                 if is_too_large(&error) {
                     shrink(record);
                 }
+                retries.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 delivery = enqueue(&producer, &cfg, record).await;
