@@ -134,6 +134,9 @@ pub enum InputError {
     /// The message has no payload at all (a tombstone).
     #[error("message has no payload")]
     NoPayload,
+    /// Classifying the message failed inside moderato (a bug; the message is kept).
+    #[error("internal error while classifying: {0}")]
+    Internal(String),
     /// The payload exceeds the service's `max_payload_bytes`.
     #[error("payload is {size} bytes, over the limit of {limit} (max_payload_bytes)")]
     TooLarge {
@@ -154,6 +157,7 @@ impl InputError {
             Self::EmptyText => "empty_text",
             Self::NoPayload => "no_payload",
             Self::TooLarge { .. } => "too_large",
+            Self::Internal(_) => "internal",
         }
     }
 }

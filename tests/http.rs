@@ -31,10 +31,7 @@ fn load(t: &Telemetry) {
 }
 
 async fn call(t: &Arc<Telemetry>, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let app = router(App {
-        telemetry: Arc::clone(t),
-        domain: None,
-    });
+    let app = router(App::new(Arc::clone(t), None, 10_000));
     let req = Request::builder()
         .method(method)
         .uri(uri)

@@ -133,14 +133,22 @@ async fn demo(cfg: ServeConfig, model: PathBuf, a: DemoArgs) -> anyhow::Result<E
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    if tokio::time::timeout(Duration::from_secs(30), all_shown)
-        .await
-        .is_err()
-    {
-        eprintln!(
-            "only {} of {sent} comments came back within 30 s",
-            shown.load(Ordering::SeqCst)
-        );
+    let mut service = service;
+    tokio::select! {
+        done = tokio::time::timeout(Duration::from_secs(30), all_shown) => {
+            if done.is_err() {
+                eprintln!(
+                    "only {} of {sent} comments came back within 30 s",
+                    shown.load(Ordering::SeqCst)
+                );
+            }
+        }
+        // The service stopped on its own (e.g. its HTTP port is taken): say why at once.
+        ended = &mut service => {
+            view.abort();
+            ended.context("service task")??;
+            anyhow::bail!("the service stopped before the comments came back");
+        }
     }
     if a.keep_running {
         println!("\nStill serving at {} (Ctrl-C to stop).", cfg.brokers);

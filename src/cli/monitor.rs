@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use moderato::serve::drift::DriftConfig;
+use moderato::serve::http::App;
 use moderato::serve::live::Live;
 use moderato::serve::monitor::{self, MonitorConfig};
 use moderato::serve::{start_http, Telemetry};
@@ -54,8 +55,16 @@ pub fn run(a: MonitorArgs) -> anyhow::Result<ExitCode> {
     if a.drift_window_secs < 10 || a.drift_window_secs % 10 != 0 {
         anyhow::bail!("--drift-window-secs must be a positive multiple of 10 (the bucket length)");
     }
-    if a.drift_sigmas <= 0.0 {
+    if a.drift_sigmas.is_nan() || a.drift_sigmas <= 0.0 {
         anyhow::bail!("--drift-sigmas must be positive");
+    }
+    let min_windows = DriftConfig::default().min_windows as u64;
+    let shortest = min_windows.saturating_mul(a.drift_window_secs);
+    if a.drift_baseline_secs < shortest || a.drift_baseline_secs > 86_400 {
+        anyhow::bail!(
+            "--drift-baseline-secs must hold at least {min_windows} windows ({} s) and at most 86400 s",
+            shortest
+        );
     }
     let drift = DriftConfig {
         sigmas: a.drift_sigmas,
@@ -74,7 +83,7 @@ pub fn run(a: MonitorArgs) -> anyhow::Result<ExitCode> {
         librdkafka: a.properties,
     };
     super::runtime()?.block_on(async move {
-        let http = start_http(a.http, Arc::clone(&telemetry), None)
+        let http = start_http(a.http, App::new(Arc::clone(&telemetry), None, 10_000))
             .await
             .with_context(|| format!("cannot listen on --http {}", a.http))?;
         let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use moderato::serve::drift::DriftConfig;
+use moderato::serve::http::App;
 use moderato::serve::live::Live;
 use moderato::serve::{monitor, start_http, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
@@ -98,11 +99,18 @@ pub async fn serve(
     let telemetry = Arc::new(telemetry);
     let http = match cfg.http {
         Some(addr) => Some(
-            start_http(addr, Arc::clone(&telemetry), cfg.domain.clone())
-                .await
-                .with_context(|| {
-                    format!("cannot listen on --http {addr} (use another address or `off`)")
-                })?,
+            start_http(
+                addr,
+                App::new(
+                    Arc::clone(&telemetry),
+                    cfg.domain.clone(),
+                    cfg.max_text_chars,
+                ),
+            )
+            .await
+            .with_context(|| {
+                format!("cannot listen on --http {addr} (use another address or `off`)")
+            })?,
         ),
         None => None,
     };

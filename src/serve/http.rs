@@ -38,6 +38,22 @@ pub struct App {
     pub telemetry: Arc<Telemetry>,
     /// Domain for comments that name none.
     pub domain: Option<String>,
+    /// Longer texts are classified on this many leading characters (as in the stream).
+    pub max_text_chars: usize,
+    /// Classification requests served at once (each may hold a 1 MiB body).
+    pub permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl App {
+    /// Handlers over `telemetry`, with the stream's defaults.
+    pub fn new(telemetry: Arc<Telemetry>, domain: Option<String>, max_text_chars: usize) -> Self {
+        Self {
+            telemetry,
+            domain,
+            max_text_chars,
+            permits: Arc::new(tokio::sync::Semaphore::new(4)),
+        }
+    }
 }
 
 /// The routes.
@@ -121,61 +137,62 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
             "model not loaded yet".into(),
         );
     };
-    let value: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")),
+    let Ok(_permit) = app.permits.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
     };
-    let (items, single) = match value {
-        Value::Array(items) => (items, false),
-        other @ Value::Object(_) => (vec![other], true),
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "body must be a comment object or an array of them".into(),
-            )
-        }
-    };
-    if items.len() > MAX_BATCH {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
+    let loaded = slot.current();
+    let (domain, max_chars) = (app.domain.clone(), app.max_text_chars);
+    // Parsing and scoring are CPU work: off the async runtime.
+    let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (StatusCode, String)> {
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
+        let (items, single) = match value {
+            Value::Array(items) => (items, false),
+            other @ Value::Object(_) => (vec![other], true),
+            _ => {
+                let msg = "body must be a comment object or an array of them";
+                return Err((StatusCode::BAD_REQUEST, msg.into()));
+            }
+        };
+        if items.len() > MAX_BATCH {
+            let msg = format!(
                 "{} comments in one request; at most {MAX_BATCH}",
                 items.len()
-            ),
-        );
-    }
-    let mut comments = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let bytes = serde_json::to_vec(item).unwrap_or_default();
-        match Comment::parse(&bytes) {
-            Ok(mut c) => {
-                if c.domain.is_none() {
-                    c.domain.clone_from(&app.domain);
-                }
-                comments.push(c);
-            }
-            Err(e) => {
+            );
+            return Err((StatusCode::PAYLOAD_TOO_LARGE, msg));
+        }
+        let mut scratch = Scratch::default();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let bytes = serde_json::to_vec(item).unwrap_or_default();
+            let mut c = Comment::parse(&bytes).map_err(|e| {
                 let at = if single {
                     String::new()
                 } else {
                     format!("comment {i}: ")
                 };
-                return error(StatusCode::UNPROCESSABLE_ENTITY, format!("{at}{e}"));
+                (StatusCode::UNPROCESSABLE_ENTITY, format!("{at}{e}"))
+            })?;
+            if c.domain.is_none() {
+                c.domain.clone_from(&domain);
             }
+            if let Some((cut, _)) = c.text.char_indices().nth(max_chars) {
+                c.text.truncate(cut);
+            }
+            out.push(label(&loaded.model, &loaded.model_ref, &c, &mut scratch, 0));
         }
-    }
-    let loaded = slot.current();
-    let labelled = tokio::task::spawn_blocking(move || {
-        let mut scratch = Scratch::default();
-        comments
-            .iter()
-            .map(|c| label(&loaded.model, &loaded.model_ref, c, &mut scratch, 0))
-            .collect::<Vec<_>>()
+        // Serialized from the records themselves, so scores print exactly as `classify`'s.
+        let body = if single {
+            serde_json::to_vec(&out.pop())
+        } else {
+            serde_json::to_vec(&out)
+        };
+        Ok(body.unwrap_or_default())
     })
     .await;
-    match labelled {
-        Ok(mut out) if single => Json(out.pop()).into_response(),
-        Ok(out) => Json(out).into_response(),
+    match answer {
+        Ok(Ok(body)) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(Err((status, message))) => error(status, message),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

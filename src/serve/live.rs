@@ -52,7 +52,10 @@ struct Bucket {
     start: i64,
     total: u64,
     dead: u64,
+    /// Per head: comments flagged, and comments the head scored (its rate's denominator: a
+    /// record from a model without the head does not dilute it).
     flagged: Vec<u64>,
+    scored: Vec<u64>,
 }
 
 #[derive(Default)]
@@ -131,26 +134,27 @@ impl Live {
             items.iter().filter(|i| i.dead.is_none()).count() as u64;
         let width = s.heads.len();
         let bucket = s.bucket(t, keep, width);
-        let mut counts = (0u64, 0u64, vec![0u64; width]);
+        let (mut total, mut dead) = (0u64, 0u64);
+        let (mut flagged, mut scored) = (vec![0u64; width], vec![0u64; width]);
         for item in items {
             if item.dead.is_some() {
-                counts.1 += 1;
+                dead += 1;
                 continue;
             }
-            counts.0 += 1;
+            total += 1;
             for &(h, _, flag) in item.scores {
-                if flag {
-                    if let Some(&Some(j)) = map.get(h) {
-                        counts.2[j] += 1;
-                    }
+                if let Some(&Some(j)) = map.get(h) {
+                    scored[j] += 1;
+                    flagged[j] += u64::from(flag);
                 }
             }
         }
         let b = &mut s.buckets[bucket];
-        b.total += counts.0;
-        b.dead += counts.1;
-        for (j, c) in counts.2.iter().enumerate() {
-            b.flagged[j] += c;
+        b.total += total;
+        b.dead += dead;
+        for j in 0..width {
+            b.flagged[j] += flagged[j];
+            b.scored[j] += scored[j];
         }
         for item in items {
             s.tally(item);
@@ -215,7 +219,7 @@ impl Live {
                 let w = window_of(b.start);
                 if (0..windows).contains(&w) {
                     let e = &mut sums[w as usize];
-                    e.0 += b.total;
+                    e.0 += b.scored.get(h).copied().unwrap_or(0);
                     e.1 += b.flagged.get(h).copied().unwrap_or(0);
                 }
             }
@@ -249,13 +253,12 @@ impl Live {
                     let k: u64 = since(secs)
                         .map(|b| b.flagged.get(h).copied().unwrap_or(0))
                         .sum();
+                    let n: u64 = since(secs)
+                        .map(|b| b.scored.get(h).copied().unwrap_or(0))
+                        .sum();
                     (
                         head.clone(),
-                        json!(if total > 0 {
-                            k as f64 / total as f64
-                        } else {
-                            0.0
-                        }),
+                        json!(if n > 0 { k as f64 / n as f64 } else { 0.0 }),
                     )
                 })
                 .collect();
@@ -322,6 +325,7 @@ impl State {
         self.heads.push(name.to_string());
         for b in &mut self.buckets {
             b.flagged.push(0);
+            b.scored.push(0);
         }
         self.heads.len() - 1
     }
@@ -335,6 +339,7 @@ impl State {
         self.buckets.push_back(Bucket {
             start,
             flagged: vec![0; width],
+            scored: vec![0; width],
             ..Bucket::default()
         });
         while self.buckets.len() > keep {
@@ -352,16 +357,26 @@ impl State {
         self.labelled += 1;
         let flagged = item.scores.iter().any(|s| s.2);
         self.flagged_comments += u64::from(flagged);
-        let lang = self.languages.entry(item.lang.to_string()).or_default();
-        lang.0 += 1;
-        lang.1 += u64::from(flagged);
+        // Look up before inserting: the keys are few, the items many.
+        if !self.languages.contains_key(item.lang) {
+            self.languages.insert(item.lang.to_string(), (0, 0));
+        }
+        if let Some(lang) = self.languages.get_mut(item.lang) {
+            lang.0 += 1;
+            lang.1 += u64::from(flagged);
+        }
         if let Some((target, label, _)) = item.stance {
-            *self
-                .stance
-                .entry(target.to_string())
-                .or_default()
-                .entry(label.to_string())
-                .or_default() += 1;
+            if !self.stance.contains_key(target) {
+                self.stance.insert(target.to_string(), BTreeMap::new());
+            }
+            if let Some(labels) = self.stance.get_mut(target) {
+                match labels.get_mut(label) {
+                    Some(n) => *n += 1,
+                    None => {
+                        labels.insert(label.to_string(), 1);
+                    }
+                }
+            }
         }
     }
 }

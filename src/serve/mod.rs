@@ -16,7 +16,6 @@ pub mod monitor;
 pub mod telemetry;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,15 +33,10 @@ pub struct HttpHandle {
 }
 
 /// Binds `addr` now (so a taken port fails at start) and serves the HTTP side in a task.
-pub async fn start_http(
-    addr: SocketAddr,
-    telemetry: Arc<Telemetry>,
-    domain: Option<String>,
-) -> std::io::Result<HttpHandle> {
+pub async fn start_http(addr: SocketAddr, app: http::App) -> std::io::Result<HttpHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let app = http::App { telemetry, domain };
     let task = tokio::spawn(http::serve_on(listener, app, async move {
         let _ = stopped.await;
     }));

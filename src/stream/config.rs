@@ -203,6 +203,17 @@ impl ServeSettings {
                     "a property name has no spaces",
                 ));
             }
+            // These carry the delivery guarantee; overriding them would silently void it.
+            let bare = key
+                .strip_prefix("consumer.")
+                .or_else(|| key.strip_prefix("producer."))
+                .unwrap_or(key);
+            if GUARANTEES.contains(&bare) {
+                return Err(invalid(
+                    &format!("librdkafka.{key}"),
+                    "moderato sets this itself (at-least-once delivery, --brokers, --group); leave it out",
+                ));
+            }
         }
         let http = match self.http.as_deref() {
             Some("off") => None,
@@ -348,6 +359,15 @@ impl ServeConfig {
     }
 }
 
+/// librdkafka properties the service's guarantees and settings rest on.
+const GUARANTEES: &[&str] = &[
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "enable.idempotence",
+    "group.id",
+    "bootstrap.servers",
+];
+
 fn invalid(field: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -423,6 +443,10 @@ mod tests {
         assert!(err.to_string().contains("`batch_size`"), "{err}");
         let err = toml::from_str::<ServeSettings>("brokerz = \"a\"").unwrap_err();
         assert!(err.to_string().contains("brokerz"), "{err}");
+        let voided =
+            cfg_file("brokers = \"a:1\"\n[librdkafka]\n\"enable.auto.offset.store\" = \"true\"\n");
+        let err = voided.resolve().unwrap_err().to_string();
+        assert!(err.contains("librdkafka.enable.auto.offset.store"), "{err}");
         let bad_topic = cfg_file("brokers = \"a:1\"\noutput_topic = \"no spaces\"").resolve();
         assert!(bad_topic
             .unwrap_err()

@@ -135,7 +135,9 @@ pub async fn run(
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", format!("{}-feedback", cfg.group))
-        .set("auto.offset.reset", "earliest");
+        .set("auto.offset.reset", "earliest")
+        // A decision's offset is stored only once its line is in the file.
+        .set("enable.auto.offset.store", "false");
     for (k, v) in cfg.client_properties("consumer") {
         c.set(k, v);
     }
@@ -180,6 +182,7 @@ pub async fn run(
                     offset = m.offset(),
                     "feedback message is not {{\"id\", \"head\", \"label\"}}; skipped"
                 );
+                let _ = consumer.store_offset_from_message(&m);
                 counted("invalid");
                 continue;
             }
@@ -188,8 +191,20 @@ pub async fn run(
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
-            tracing::error!(error = %e, file = %fb.file.display(), "cannot append feedback");
+            // Not stored: the decision is read again (after the seek, or after a restart).
+            tracing::error!(error = %e, file = %fb.file.display(), "cannot append feedback; retrying in 1 s");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let at = rdkafka::Offset::Offset(m.offset());
+            let _ = consumer.seek(
+                m.topic(),
+                m.partition(),
+                at,
+                std::time::Duration::from_secs(5),
+            );
             continue;
+        }
+        if let Err(e) = consumer.store_offset_from_message(&m) {
+            tracing::debug!(error = %e, "feedback offset not stored");
         }
         counted(&line.joined);
         written += 1;

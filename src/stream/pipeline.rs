@@ -10,7 +10,9 @@
 //! The ack task takes batches in the order they were read and stores a batch's offsets only after
 //! all its records are acknowledged, so a stored offset never passes an unacknowledged message:
 //! at-least-once. A failed delivery is retried with backoff, never skipped. Records of one
-//! partition are enqueued in input order on one idempotent producer, which keeps that order.
+//! partition are enqueued in input order on one idempotent producer, which keeps that order
+//! while deliveries succeed; a record that failed for good (after librdkafka's own retries)
+//! and is sent again lands after the records delivered meanwhile.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,7 +32,7 @@ use rdkafka::{ClientContext, Statistics};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
-use super::record::{process, Destination, Inbound, Outbound, Source};
+use super::record::{process_guarded, Destination, Inbound, Outbound, Source};
 use super::reload::{Loaded, ModelSlot};
 use crate::error::StreamError;
 use crate::model::Scratch;
@@ -115,7 +117,16 @@ impl ConsumerContext for FlowContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             self.revocations.fetch_add(1, Ordering::SeqCst);
-            let drained = self.inflight.wait_empty(self.drain_timeout);
+            // This callback runs inside `recv()` on a runtime worker. On a multi-thread runtime,
+            // hand the worker's other tasks (the stages being drained) to the rest first.
+            let wait = || self.inflight.wait_empty(self.drain_timeout);
+            let multi = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let drained = if multi {
+                tokio::task::block_in_place(wait)
+            } else {
+                wait()
+            };
             let commit = consumer.commit_consumer_state(CommitMode::Sync);
             tracing::info!(
                 partitions = tpl.count(),
@@ -126,14 +137,17 @@ impl ConsumerContext for FlowContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The whole assignment, not the rebalance's list: with cooperative rebalancing that
+        // list holds only the partitions that changed.
+        let partitions: Vec<i32> = consumer
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .unwrap_or_default();
+        if let Rebalance::Assign(_) = rebalance {
             tracing::info!(?partitions, "partitions assigned");
-            self.observer.assigned(&partitions);
-        } else if let Rebalance::Revoke(_) = rebalance {
-            self.observer.assigned(&[]);
         }
+        self.observer.assigned(&partitions);
     }
 }
 
@@ -257,16 +271,17 @@ pub async fn run(
         ],
     ));
 
-    let consumed = consume_stage(&consumer, &cfg, &inflight, batch_tx, shutdown).await;
+    let (consumed, deadline) = consume_stage(&consumer, &cfg, &inflight, batch_tx, shutdown).await;
     tracing::info!(consumed, "stopped fetching; draining in-flight batches");
 
-    let deadline = Instant::now() + cfg.shutdown_timeout;
     let drained = tokio::time::timeout_at(deadline.into(), async {
-        let _ = work.await;
-        let _ = ack.await;
+        // A stage that failed (rather than ran dry) means some batch was never finished.
+        let work_ok = matches!(work.await, Ok(true));
+        let ack_ok = ack.await.is_ok();
+        work_ok && ack_ok
     })
     .await
-    .is_ok();
+    .unwrap_or(false);
     // Whatever did not drain is read again by the next owner; closing must not wait for it.
     inflight.done(usize::MAX);
     let left = deadline.saturating_duration_since(Instant::now());
@@ -289,14 +304,15 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Reads messages into batches of up to `batch_size` or `batch_timeout`, until `shutdown`.
+/// Reads messages into batches of up to `batch_size` or `batch_timeout`, until `shutdown`;
+/// returns how many it read and the deadline of the drain that follows.
 async fn consume_stage(
     consumer: &Consumer_,
     cfg: &ServeConfig,
     inflight: &InFlight,
     batch_tx: mpsc::Sender<Vec<Inbound>>,
     shutdown: impl Future<Output = ()>,
-) -> u64 {
+) -> (u64, Instant) {
     tokio::pin!(shutdown);
     let mut batch: Vec<Inbound> = Vec::with_capacity(cfg.batch_size);
     let mut deadline: Option<tokio::time::Instant> = None;
@@ -337,16 +353,36 @@ async fn consume_stage(
                 revocations = now;
                 drop_unassigned(consumer, &mut batch);
             }
-            if !send_batch(&batch_tx, inflight, &mut batch, cfg.batch_size).await {
+            // The hand-over waits while the stages are full (backpressure), but never past a
+            // stop: an abandoned batch was never stored, so its messages are read again.
+            let sent = tokio::select! {
+                sent = send_batch(&batch_tx, inflight, &mut batch, cfg.batch_size) => sent,
+                () = &mut shutdown => {
+                    // Not handed over: the bounded try after the loop gets it.
+                    inflight.done(batch.len());
+                    break;
+                }
+            };
+            if !sent {
                 break;
             }
         }
     }
     drop_unassigned(consumer, &mut batch);
-    send_batch(&batch_tx, inflight, &mut batch, 0).await;
-    consumed
+    let deadline = Instant::now() + cfg.shutdown_timeout;
+    let last = send_batch(&batch_tx, inflight, &mut batch, 0);
+    if tokio::time::timeout_at(deadline.into(), last)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "the last batch could not be handed over before the timeout; it will be read again"
+        );
+    }
+    (consumed, deadline)
 }
 
+/// Hands the batch to the work stage; the messages count as in flight until stored.
 async fn send_batch(
     tx: &mpsc::Sender<Vec<Inbound>>,
     inflight: &InFlight,
@@ -356,9 +392,20 @@ async fn send_batch(
     if batch.is_empty() {
         return true;
     }
+    let n = batch.len();
+    inflight.add(n);
+    let permit = tx.reserve().await;
     let full = std::mem::replace(batch, Vec::with_capacity(capacity));
-    inflight.add(full.len());
-    tx.send(full).await.is_ok()
+    match permit {
+        Ok(p) => {
+            p.send(full);
+            true
+        }
+        Err(_) => {
+            inflight.done(n);
+            false
+        }
+    }
 }
 
 fn drop_unassigned(consumer: &Consumer_, batch: &mut Vec<Inbound>) {
@@ -410,7 +457,7 @@ async fn work_stage(
     slot: Arc<ModelSlot>,
     producer: FutureProducer,
     observer: Arc<dyn Observe>,
-) {
+) -> bool {
     while let Some(batch) = rx.recv().await {
         let loaded = slot.current();
         let started = Instant::now();
@@ -419,7 +466,7 @@ async fn work_stage(
             batch
                 .into_par_iter()
                 .map_init(Scratch::default, |scratch, m| {
-                    process(m, &c, &l.model, &l.model_ref, scratch)
+                    process_guarded(m, &c, &l.model, &l.model_ref, scratch)
                 })
                 .collect::<Vec<_>>()
         })
@@ -430,7 +477,7 @@ async fn work_stage(
                 // A panic in the model is a bug; the batch's offsets are never stored, so the
                 // messages are read again after a restart.
                 tracing::error!(error = %e, "classification task failed; stopping");
-                return;
+                return false;
             }
         };
         observer.classified(&records, &loaded, started.elapsed());
@@ -446,9 +493,10 @@ async fn work_stage(
             .await
             .is_err()
         {
-            return;
+            return false;
         }
     }
+    true
 }
 
 /// Awaits every delivery of each batch in order, re-sending failures, then stores the offsets.
@@ -527,17 +575,37 @@ fn is_too_large(e: &KafkaError) -> bool {
     )
 }
 
-/// Cuts a payload the broker refuses as too large, keeping its head and saying so in a header:
-/// a record that can never be written would otherwise stall its partition for good.
+/// Makes a record the broker refuses as too large smaller, and says so in a header: first the
+/// payload is cut (to 64 KiB, then by half down to 1 KiB), then the key and the input's own
+/// headers go. A record that can never be written would otherwise stall its partition for good.
 fn shrink(record: &mut Outbound) {
     const KEEP: usize = 64 << 10;
     let original = record.payload.len();
-    let keep = if original > KEEP { KEEP } else { original / 2 };
-    record.payload.truncate(keep);
-    record.headers.push((
-        "moderato-payload-cut-from".into(),
-        original.to_string().into_bytes(),
-    ));
+    if original > 1024 {
+        record
+            .payload
+            .truncate(if original > KEEP { KEEP } else { original / 2 });
+    } else {
+        record.key = None;
+        record.headers.retain(|(k, _)| k.starts_with("moderato-"));
+    }
+    if !record
+        .headers
+        .iter()
+        .any(|(k, _)| k == "moderato-payload-cut-from")
+    {
+        record.headers.push((
+            "moderato-payload-cut-from".into(),
+            original.to_string().into_bytes(),
+        ));
+    }
+    tracing::warn!(
+        partition = record.source.partition,
+        offset = record.source.offset,
+        from = original,
+        to = record.payload.len(),
+        "record too large for the broker; cut"
+    );
 }
 
 /// Puts one record on the producer's queue, waiting while the queue is full.
@@ -563,9 +631,7 @@ async fn enqueue(producer: &FutureProducer, cfg: &ServeConfig, r: &mut Outbound)
         };
         if is_too_large(&error) {
             shrink(r);
-            continue;
-        }
-        if !matches!(
+        } else if !matches!(
             error,
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
         ) {

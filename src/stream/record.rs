@@ -125,6 +125,7 @@ const RESERVED: &[&str] = &[
     "explain",
     "model",
     "source",
+    "lang",
     "truncated",
 ];
 
@@ -194,7 +195,8 @@ pub fn process(
             let labelled = label(model, model_ref, &comment, scratch, 0);
             let lang = crate::lang::script(&comment.text).code();
             let mut summary = Summary::of(&labelled, &comment, lang, model);
-            if cfg.feedback.is_some() {
+            // Id-less comments are not remembered: a decision could not name them.
+            if cfg.feedback.is_some() && !labelled.id.is_null() {
                 summary.full = Some((comment.text.clone(), comment.target.clone()));
             }
             let mut passthrough = comment.extra;
@@ -230,6 +232,32 @@ pub fn process(
             }
         }
         Err(e) => dead_letter(msg, &e, cfg),
+    }
+}
+
+/// Like [`process`], but a panic while classifying (a bug) dead-letters the message with reason
+/// `internal` instead of stopping the service on it at every restart.
+pub fn process_guarded(
+    msg: Inbound,
+    cfg: &ServeConfig,
+    model: &Model,
+    model_ref: &ModelRef,
+    scratch: &mut Scratch,
+) -> Outbound {
+    let copy = msg.clone();
+    let run = std::panic::AssertUnwindSafe(|| process(msg, cfg, model, model_ref, scratch));
+    match std::panic::catch_unwind(run) {
+        Ok(out) => out,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            tracing::error!(partition = copy.source.partition, offset = copy.source.offset, error = %what, "classification panicked; message dead-lettered");
+            *scratch = Scratch::default();
+            dead_letter(copy, &InputError::Internal(what), cfg)
+        }
     }
 }
 

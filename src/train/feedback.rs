@@ -22,7 +22,8 @@ pub struct FeedbackStats {
     pub comments: usize,
     /// Lines skipped because their comment's text was never found.
     pub without_text: usize,
-    /// Lines skipped because the head is unknown or the label is not one of its classes.
+    /// Lines skipped because they do not parse, the head is unknown or the label is not one of
+    /// its classes.
     pub invalid: usize,
 }
 
@@ -70,8 +71,12 @@ pub fn add_feedback(
             continue;
         }
         stats.lines += 1;
-        let fb: FeedbackLine = serde_json::from_str(&line)
-            .map_err(|e| err(format!("line {}: not a feedback line: {e}", n + 1)))?;
+        // A broken line (e.g. a write cut short by a full disk) is skipped, not fatal.
+        let Ok(fb) = serde_json::from_str::<FeedbackLine>(&line) else {
+            tracing::warn!(line = n + 1, file = %path.display(), "not a feedback line; skipped");
+            stats.invalid += 1;
+            continue;
+        };
         let Some(text) = fb.text.filter(|t| !t.trim().is_empty()) else {
             stats.without_text += 1;
             continue;
