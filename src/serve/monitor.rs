@@ -107,24 +107,35 @@ pub fn parse_record(payload: &[u8]) -> Option<Seen> {
     Some(seen)
 }
 
-/// Feeds one parsed record to the telemetry.
-pub fn observe(telemetry: &Telemetry, seen: &Seen) {
-    let item = Item {
-        id: &seen.id,
-        text: None,
-        lang: &seen.lang,
-        scores: &seen.scores,
-        stance: seen
-            .stance
-            .as_ref()
-            .map(|(t, l, p)| (t.as_str(), l.as_str(), *p)),
-        dead: None,
-        partition: seen.source.0,
-        offset: seen.source.1,
-    };
-    telemetry.metrics.consumed.inc();
-    telemetry.record_batch(now(), &seen.heads, &seen.model_version, &[item]);
+/// Feeds parsed records to the telemetry, one `record_batch` per run of records that share a
+/// model version and head list (usually the whole batch).
+pub fn observe(telemetry: &Telemetry, seen: &[Seen]) {
+    telemetry.metrics.consumed.inc_by(seen.len() as u64);
+    let t = now();
+    for run in seen.chunk_by(|a, b| a.heads == b.heads && a.model_version == b.model_version) {
+        let items: Vec<Item<'_>> = run
+            .iter()
+            .map(|seen| Item {
+                id: &seen.id,
+                text: None,
+                lang: &seen.lang,
+                scores: &seen.scores,
+                stance: seen
+                    .stance
+                    .as_ref()
+                    .map(|(t, l, p)| (t.as_str(), l.as_str(), *p)),
+                dead: None,
+                partition: seen.source.0,
+                offset: seen.source.1,
+            })
+            .collect();
+        telemetry.record_batch(t, &run[0].heads, &run[0].model_version, &items);
+    }
 }
+
+/// Most records aggregated together, and the longest wait to fill such a batch.
+const BATCH: usize = 512;
+const BATCH_WAIT: Duration = Duration::from_millis(50);
 
 /// Watches the label topic until `stop` resolves; returns how many records it read.
 pub async fn run(
@@ -165,14 +176,24 @@ pub async fn run(
     tracing::info!(brokers = %cfg.brokers, topic = %cfg.topic, group = %cfg.group, "monitoring");
     tokio::pin!(stop);
     let (mut read, mut skipped) = (0u64, 0u64);
+    let mut batch: Vec<Seen> = Vec::with_capacity(BATCH);
+    let mut tick = tokio::time::interval(BATCH_WAIT);
     loop {
         tokio::select! {
             () = &mut stop => break,
+            _ = tick.tick() => {
+                observe(&telemetry, &batch);
+                batch.clear();
+            }
             m = consumer.recv() => match m {
                 Ok(m) => match m.payload().and_then(parse_record) {
                     Some(seen) => {
                         read += 1;
-                        observe(&telemetry, &seen);
+                        batch.push(seen);
+                        if batch.len() >= BATCH {
+                            observe(&telemetry, &batch);
+                            batch.clear();
+                        }
                     }
                     None => {
                         skipped += 1;
@@ -183,6 +204,7 @@ pub async fn run(
             },
         }
     }
+    observe(&telemetry, &batch);
     tracing::info!(read, skipped, "monitor stopped");
     Ok(read)
 }
