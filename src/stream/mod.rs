@@ -5,12 +5,15 @@
 //!
 //! - [`config`]: settings from flags, `MODERATO_*` variables and a TOML file, checked at start.
 //! - [`record`]: one message in, one output record or dead letter out (pure).
-//! - [`pipeline`]: the consume → classify → produce → store-offset loop, shutdown, rebalance.
+//! - [`pipeline`]: the consume → classify → produce → store-offset loop and its shutdown,
+//!   with [`consume`] (batches, rebalance drain) and [`deliver`] (produce, acknowledge, store).
 //! - [`reload`]: hot model reload on SIGHUP or a changed file.
 //! - [`embedded`]: librdkafka's in-process mock broker for the demo.
 //! - [`feedback`]: moderator decisions joined with their comments' text, for retraining.
 
 pub mod config;
+pub mod consume;
+pub mod deliver;
 pub mod embedded;
 pub mod feedback;
 pub mod pipeline;
