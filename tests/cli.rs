@@ -395,3 +395,49 @@ fn classify_domain_flag_applies_to_comments_without_their_own_domain() {
         "a comment's own domain wins over --domain"
     );
 }
+
+#[test]
+fn the_example_serve_config_parses_and_resolves() {
+    use moderato::stream::ServeSettings;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/moderato.example.toml");
+    let cfg = ServeSettings::from_file(&path)
+        .expect("deploy/moderato.example.toml parses")
+        .resolve()
+        .expect("and every value is accepted");
+    assert_eq!(cfg.output_topic, "comment-labels");
+    assert_eq!(cfg.client_properties("consumer").len(), 2);
+}
+
+#[test]
+fn serve_refuses_a_bad_config_naming_the_field() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "brokers = \"localhost:9092\"\nbatch_size = 0\n").expect("write");
+    let out = moderato(&["serve", "--config", &path.to_string_lossy()], "");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`batch_size`"), "{stderr}");
+}
+
+#[test]
+fn serve_refuses_a_bad_model_file_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("bad.model");
+    std::fs::write(&path, b"not a model at all").expect("write");
+    let out = moderato(
+        &[
+            "serve",
+            "--brokers",
+            "127.0.0.1:1",
+            "--http",
+            "off",
+            "--model",
+            &path.to_string_lossy(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not a moderato model file"), "{stderr}");
+}
