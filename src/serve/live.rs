@@ -56,6 +56,8 @@ struct Bucket {
     /// record from a model without the head does not dilute it).
     flagged: Vec<u64>,
     scored: Vec<u64>,
+    /// Comments flagged by at least one head.
+    any: u64,
 }
 
 #[derive(Default)]
@@ -134,7 +136,7 @@ impl Live {
             items.iter().filter(|i| i.dead.is_none()).count() as u64;
         let width = s.heads.len();
         let bucket = s.bucket(t, keep, width);
-        let (mut total, mut dead) = (0u64, 0u64);
+        let (mut total, mut dead, mut any) = (0u64, 0u64, 0u64);
         let (mut flagged, mut scored) = (vec![0u64; width], vec![0u64; width]);
         for item in items {
             if item.dead.is_some() {
@@ -142,6 +144,7 @@ impl Live {
                 continue;
             }
             total += 1;
+            any += u64::from(item.scores.iter().any(|s| s.2));
             for &(h, _, flag) in item.scores {
                 if let Some(&Some(j)) = map.get(h) {
                     scored[j] += 1;
@@ -152,6 +155,7 @@ impl Live {
         let b = &mut s.buckets[bucket];
         b.total += total;
         b.dead += dead;
+        b.any += any;
         for j in 0..width {
             b.flagged[j] += flagged[j];
             b.scored[j] += scored[j];
@@ -262,7 +266,16 @@ impl Live {
                     )
                 })
                 .collect();
-            windows.insert(name.into(), json!({"total": total, "rates": rates}));
+            let any: u64 = since(secs).map(|b| b.any).sum();
+            let any = if total > 0 {
+                any as f64 / total as f64
+            } else {
+                0.0
+            };
+            windows.insert(
+                name.into(),
+                json!({"total": total, "rates": rates, "any": any}),
+            );
         }
         let series_buckets: Vec<&Bucket> = since(900).collect();
         let flagged_series: serde_json::Map<String, Value> = s
@@ -461,6 +474,7 @@ mod tests {
         assert_eq!(s["totals"]["dead_letters"], 1);
         assert_eq!(s["totals"]["flagged"], 3);
         assert!((s["windows"]["1m"]["rates"]["offensive"].as_f64().unwrap() - 0.3).abs() < 1e-9);
+        assert!((s["windows"]["5m"]["any"].as_f64().unwrap() - 0.3).abs() < 1e-9);
         assert_eq!(s["series"]["flagged"]["offensive"][0], 3);
         assert_eq!(s["stance"]["Atheism"]["AGAINST"], 10);
         assert_eq!(s["dead_letters_by_reason"]["not_json"], 1);
