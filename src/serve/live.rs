@@ -1,5 +1,5 @@
 //! The live view behind the dashboard: 10-second buckets of the label stream (throughput, flags
-//! per head, dead letters), totals per language, model and stance target, the latest comments,
+//! per head, dead letters, scripts, stance targets), totals per model, the latest comments,
 //! and a server-sent-event feed. `serve` fills it from its batches, `monitor` from a label topic.
 //! One short lock per batch; readers copy what they need out of it.
 
@@ -58,6 +58,10 @@ struct Bucket {
     scored: Vec<u64>,
     /// Comments flagged by at least one head.
     any: u64,
+    /// Per script: (comments, flagged by any head).
+    languages: BTreeMap<String, (u64, u64)>,
+    /// Per stance target: label → comments.
+    stance: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -69,8 +73,6 @@ struct State {
     dead: u64,
     flagged_comments: u64,
     dead_by_reason: BTreeMap<String, u64>,
-    languages: BTreeMap<String, (u64, u64)>,
-    stance: BTreeMap<String, BTreeMap<String, u64>>,
     models_seen: BTreeMap<String, u64>,
     feed: VecDeque<String>,
     tokens: f64,
@@ -161,7 +163,7 @@ impl Live {
             b.scored[j] += scored[j];
         }
         for item in items {
-            s.tally(item);
+            s.tally(bucket, item);
         }
         self.publish(&mut s, t, heads, model_version, items);
     }
@@ -241,9 +243,20 @@ impl Live {
         let current = (t as i64).div_euclid(BUCKET_SECS) * BUCKET_SECS;
         let since = |secs: i64| s.buckets.iter().filter(move |b| b.start > current - secs);
         let throughput = {
-            // The last full bucket, so the figure does not dip at each bucket's start.
-            let last = s.buckets.iter().find(|b| b.start == current - BUCKET_SECS);
-            last.map_or(0.0, |b| b.total as f64 / BUCKET_SECS as f64)
+            // A sliding 10-second window: the current bucket plus the part of the previous one
+            // still inside it (so the figure neither dips at a bucket's start nor reads 0 in a
+            // process younger than one bucket).
+            let total_at = |start: i64| {
+                s.buckets
+                    .iter()
+                    .find(|b| b.start == start)
+                    .map_or(0.0, |b| b.total as f64)
+            };
+            let width = BUCKET_SECS as f64;
+            let into = (t - current as f64).clamp(0.0, width);
+            let counted =
+                total_at(current) + total_at(current - BUCKET_SECS) * (1.0 - into / width);
+            counted / (t - self.started_at).clamp(1.0, width)
         };
         let dead_rate = since(60).map(|b| b.dead).sum::<u64>() as f64 / 60.0;
         let mut windows = serde_json::Map::new();
@@ -290,10 +303,25 @@ impl Live {
                 (head.clone(), json!(v))
             })
             .collect();
-        let languages: serde_json::Map<String, Value> = s
-            .languages
+        // Scripts and stance over the last 15 minutes: what is happening now, not since start.
+        let mut langs: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        let mut stance: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
+        for b in &series_buckets {
+            for (l, (n, k)) in &b.languages {
+                let e = langs.entry(l).or_default();
+                e.0 += n;
+                e.1 += k;
+            }
+            for (target, labels) in &b.stance {
+                let e = stance.entry(target).or_default();
+                for (label, n) in labels {
+                    *e.entry(label).or_default() += n;
+                }
+            }
+        }
+        let languages: serde_json::Map<String, Value> = langs
             .iter()
-            .map(|(l, (n, k))| (l.clone(), json!({"total": n, "flagged": k})))
+            .map(|(l, (n, k))| (l.to_string(), json!({"total": n, "flagged": k})))
             .collect();
         json!({
             "mode": self.mode,
@@ -323,7 +351,7 @@ impl Live {
                 "flagged": flagged_series,
             },
             "languages": languages,
-            "stance": s.stance,
+            "stance": stance,
             "drift": drift,
             "reload_failures": reload_failures,
         })
@@ -361,7 +389,7 @@ impl State {
         self.buckets.len() - 1
     }
 
-    fn tally(&mut self, item: &Item<'_>) {
+    fn tally(&mut self, bucket: usize, item: &Item<'_>) {
         if let Some(reason) = item.dead {
             self.dead += 1;
             *self.dead_by_reason.entry(reason.to_string()).or_default() += 1;
@@ -370,19 +398,22 @@ impl State {
         self.labelled += 1;
         let flagged = item.scores.iter().any(|s| s.2);
         self.flagged_comments += u64::from(flagged);
+        let Some(b) = self.buckets.get_mut(bucket) else {
+            return;
+        };
         // Look up before inserting: the keys are few, the items many.
-        if !self.languages.contains_key(item.lang) {
-            self.languages.insert(item.lang.to_string(), (0, 0));
+        if !b.languages.contains_key(item.lang) {
+            b.languages.insert(item.lang.to_string(), (0, 0));
         }
-        if let Some(lang) = self.languages.get_mut(item.lang) {
+        if let Some(lang) = b.languages.get_mut(item.lang) {
             lang.0 += 1;
             lang.1 += u64::from(flagged);
         }
         if let Some((target, label, _)) = item.stance {
-            if !self.stance.contains_key(target) {
-                self.stance.insert(target.to_string(), BTreeMap::new());
+            if !b.stance.contains_key(target) {
+                b.stance.insert(target.to_string(), BTreeMap::new());
             }
-            if let Some(labels) = self.stance.get_mut(target) {
+            if let Some(labels) = b.stance.get_mut(target) {
                 match labels.get_mut(label) {
                     Some(n) => *n += 1,
                     None => {
