@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::live::{now, Item};
 use super::telemetry::Telemetry;
 use crate::error::StreamError;
+use crate::stream::consume::partitions;
 use crate::stream::pipeline::Observe;
 
 /// Settings of `moderato monitor`.
@@ -44,15 +45,16 @@ impl ClientContext for MonitorContext {
 }
 
 impl ConsumerContext for MonitorContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let p: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                tracing::info!(partitions = ?p, "monitoring partitions");
-                self.telemetry.assigned(&p);
-            }
-            _ => self.telemetry.assigned(&[]),
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        // The whole assignment, as serve reports it (cooperative rebalances list only changes).
+        let p = consumer
+            .assignment()
+            .map(|a| partitions(&a))
+            .unwrap_or_default();
+        if let Rebalance::Assign(_) = rebalance {
+            tracing::info!(partitions = ?p, "monitoring partitions");
         }
+        self.telemetry.assigned(&p);
     }
 }
 

@@ -13,7 +13,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
@@ -91,15 +91,20 @@ impl ConsumerContext for FlowContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         // The whole assignment, not the rebalance's list: with cooperative rebalancing that
         // list holds only the partitions that changed.
-        let partitions: Vec<i32> = consumer
+        let partitions = consumer
             .assignment()
-            .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+            .map(|a| partitions(&a))
             .unwrap_or_default();
         if let Rebalance::Assign(_) = rebalance {
             tracing::info!(?partitions, "partitions assigned");
         }
         self.observer.assigned(&partitions);
     }
+}
+
+/// The partition numbers of a list (a consumer's whole assignment, say).
+pub fn partitions(list: &TopicPartitionList) -> Vec<i32> {
+    list.elements().iter().map(|e| e.partition()).collect()
 }
 
 pub(super) fn is_no_offset(r: &Result<(), KafkaError>) -> bool {
@@ -240,11 +245,7 @@ fn drop_unassigned(consumer: &Consumer_, batch: &mut Vec<Inbound>) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
-    let assigned: Vec<i32> = assignment
-        .elements()
-        .iter()
-        .map(|e| e.partition())
-        .collect();
+    let assigned = partitions(&assignment);
     let before = batch.len();
     batch.retain(|m| assigned.contains(&m.source.partition));
     if batch.len() < before {
