@@ -2,6 +2,7 @@
 //! Names follow Prometheus conventions: a `moderato_` prefix, `_total` on counters, base units
 //! (`_seconds`) in the name.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -56,199 +57,178 @@ pub struct Metrics {
     pub drift_baseline: GaugeVec,
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
+/// Makes metrics from fixed options (valid by construction) and registers each as it is made,
+/// so no metric can be declared and then forgotten in the registry.
+struct Add<'a>(&'a Registry);
+
+impl Add<'_> {
+    fn register<M: Collector + Clone + 'static>(&self, made: prometheus::Result<M>) -> M {
+        let metric = made.expect("fixed, valid metric options");
+        // Names are fixed and distinct: registration cannot collide.
+        let _ = self.0.register(Box::new(metric.clone()));
+        metric
+    }
+
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.register(IntCounter::with_opts(Opts::new(name, help)))
+    }
+
+    fn counters(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Gauge {
+        self.register(Gauge::with_opts(Opts::new(name, help)))
+    }
+
+    fn gauges(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.register(GaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.register(IntGauge::with_opts(Opts::new(name, help)))
+    }
+
+    fn int_gauges(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+        self.register(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets),
+        ))
+    }
+
+    fn histograms(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: Vec<f64>,
+        labels: &[&str],
+    ) -> HistogramVec {
+        self.register(HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets),
+            labels,
+        ))
+    }
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
+        let add = Add(&registry);
         let score_buckets = (1..=10).map(|i| f64::from(i) / 10.0).collect();
         let latency_buckets = prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap_or_default();
         let size_buckets = prometheus::exponential_buckets(1.0, 2.0, 15).unwrap_or_default();
-        let m = Metrics {
-            consumed: IntCounter::with_opts(opts(
+        let (lang_version, head) = (&["lang", "model_version"][..], &["head"][..]);
+        Metrics {
+            consumed: add.counter(
                 "moderato_messages_consumed_total",
                 "Messages read from the input topic.",
-            ))
-            .expect("valid metric"),
-            produced: IntCounter::with_opts(opts(
+            ),
+            produced: add.counter(
                 "moderato_messages_produced_total",
                 "Labelled records acknowledged by the broker.",
-            ))
-            .expect("valid metric"),
-            dead_letters: IntCounterVec::new(
-                opts(
-                    "moderato_dead_letters_total",
-                    "Dead letters acknowledged, by reason.",
-                ),
+            ),
+            dead_letters: add.counters(
+                "moderato_dead_letters_total",
+                "Dead letters acknowledged, by reason.",
                 &["reason"],
-            )
-            .expect("valid metric"),
-            classified: IntCounterVec::new(
-                opts(
-                    "moderato_classified_total",
-                    "Comments classified, by script and model version.",
-                ),
-                &["lang", "model_version"],
-            )
-            .expect("valid metric"),
-            flagged: IntCounterVec::new(
-                opts(
-                    "moderato_flagged_total",
-                    "Flags raised (one per flagged head), by head, script and model version.",
-                ),
+            ),
+            classified: add.counters(
+                "moderato_classified_total",
+                "Comments classified, by script and model version.",
+                lang_version,
+            ),
+            flagged: add.counters(
+                "moderato_flagged_total",
+                "Flags raised (one per flagged head), by head, script and model version.",
                 &["head", "lang", "model_version"],
-            )
-            .expect("valid metric"),
-            flagged_comments: IntCounterVec::new(
-                opts(
-                    "moderato_flagged_comments_total",
-                    "Comments with at least one flag, by script and model version.",
-                ),
-                &["lang", "model_version"],
-            )
-            .expect("valid metric"),
-            stance: IntCounterVec::new(
-                opts(
-                    "moderato_stance_total",
-                    "Stance decisions, by target and label.",
-                ),
+            ),
+            flagged_comments: add.counters(
+                "moderato_flagged_comments_total",
+                "Comments with at least one flag, by script and model version.",
+                lang_version,
+            ),
+            stance: add.counters(
+                "moderato_stance_total",
+                "Stance decisions, by target and label.",
                 &["target", "label"],
-            )
-            .expect("valid metric"),
-            score: HistogramVec::new(
-                HistogramOpts::new("moderato_score", "Calibrated score per binary head.")
-                    .buckets(score_buckets),
-                &["head"],
-            )
-            .expect("valid metric"),
-            batch_size: Histogram::with_opts(
-                HistogramOpts::new("moderato_batch_size", "Messages per classified batch.")
-                    .buckets(size_buckets),
-            )
-            .expect("valid metric"),
-            classify_seconds: Histogram::with_opts(
-                HistogramOpts::new("moderato_classify_seconds", "Time to classify one batch.")
-                    .buckets(latency_buckets.clone()),
-            )
-            .expect("valid metric"),
-            end_to_end_seconds: Histogram::with_opts(
-                HistogramOpts::new(
-                    "moderato_end_to_end_seconds",
-                    "Output acknowledged minus the input's Kafka timestamp.",
-                )
-                .buckets(latency_buckets),
-            )
-            .expect("valid metric"),
-            consumer_lag: IntGaugeVec::new(
-                opts(
-                    "moderato_consumer_lag",
-                    "Consumer lag per input partition, in messages.",
-                ),
+            ),
+            score: add.histograms(
+                "moderato_score",
+                "Calibrated score per binary head.",
+                score_buckets,
+                head,
+            ),
+            batch_size: add.histogram(
+                "moderato_batch_size",
+                "Messages per classified batch.",
+                size_buckets,
+            ),
+            classify_seconds: add.histogram(
+                "moderato_classify_seconds",
+                "Time to classify one batch.",
+                latency_buckets.clone(),
+            ),
+            end_to_end_seconds: add.histogram(
+                "moderato_end_to_end_seconds",
+                "Output acknowledged minus the input's Kafka timestamp.",
+                latency_buckets,
+            ),
+            consumer_lag: add.int_gauges(
+                "moderato_consumer_lag",
+                "Consumer lag per input partition, in messages.",
                 &["topic", "partition"],
-            )
-            .expect("valid metric"),
-            assigned_partitions: IntGauge::with_opts(opts(
+            ),
+            assigned_partitions: add.int_gauge(
                 "moderato_assigned_partitions",
                 "Input partitions assigned to this instance.",
-            ))
-            .expect("valid metric"),
-            model_info: IntGaugeVec::new(
-                opts("moderato_model_info", "The serving model (always 1)."),
+            ),
+            model_info: add.int_gauges(
+                "moderato_model_info",
+                "The serving model (always 1).",
                 &["name", "version", "sha256"],
-            )
-            .expect("valid metric"),
-            model_loaded: Gauge::with_opts(opts(
+            ),
+            model_loaded: add.gauge(
                 "moderato_model_loaded_timestamp_seconds",
                 "When the serving model was loaded.",
-            ))
-            .expect("valid metric"),
-            reloads: IntCounter::with_opts(opts(
+            ),
+            reloads: add.counter(
                 "moderato_model_reloads_total",
                 "Successful hot model reloads.",
-            ))
-            .expect("valid metric"),
-            reload_failures: IntCounter::with_opts(opts(
+            ),
+            reload_failures: add.counter(
                 "moderato_model_reload_failures_total",
                 "Refused hot model reloads (the previous model kept serving).",
-            ))
-            .expect("valid metric"),
-            feedback: IntCounterVec::new(
-                opts(
-                    "moderato_feedback_total",
-                    "Moderator decisions written to the feedback file, by whether the text was joined.",
-                ),
+            ),
+            feedback: add.counters(
+                "moderato_feedback_total",
+                "Moderator decisions written to the feedback file, by whether the text was joined.",
                 &["joined"],
-            )
-            .expect("valid metric"),
-            drift_z: GaugeVec::new(
-                opts(
-                    "moderato_drift_z",
-                    "Flag rate of a head against its trailing baseline, in standard deviations.",
-                ),
-                &["head"],
-            )
-            .expect("valid metric"),
-            drift_alert: IntGaugeVec::new(
-                opts(
-                    "moderato_drift_alert",
-                    "1 while a head's flag rate is outside its baseline band.",
-                ),
-                &["head"],
-            )
-            .expect("valid metric"),
-            drift_rate: GaugeVec::new(
-                opts(
-                    "moderato_drift_rate",
-                    "A head's flag rate over the drift window.",
-                ),
-                &["head"],
-            )
-            .expect("valid metric"),
-            drift_baseline: GaugeVec::new(
-                opts(
-                    "moderato_drift_baseline",
-                    "A head's baseline flag rate (trailing mean).",
-                ),
-                &["head"],
-            )
-            .expect("valid metric"),
+            ),
+            drift_z: add.gauges(
+                "moderato_drift_z",
+                "Flag rate of a head against its trailing baseline, in standard deviations.",
+                head,
+            ),
+            drift_alert: add.int_gauges(
+                "moderato_drift_alert",
+                "1 while a head's flag rate is outside its baseline band.",
+                head,
+            ),
+            drift_rate: add.gauges(
+                "moderato_drift_rate",
+                "A head's flag rate over the drift window.",
+                head,
+            ),
+            drift_baseline: add.gauges(
+                "moderato_drift_baseline",
+                "A head's baseline flag rate (trailing mean).",
+                head,
+            ),
             registry,
-        };
-        m.register_all();
-        m
-    }
-
-    fn register_all(&self) {
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(self.consumed.clone()),
-            Box::new(self.produced.clone()),
-            Box::new(self.dead_letters.clone()),
-            Box::new(self.classified.clone()),
-            Box::new(self.flagged.clone()),
-            Box::new(self.flagged_comments.clone()),
-            Box::new(self.stance.clone()),
-            Box::new(self.score.clone()),
-            Box::new(self.batch_size.clone()),
-            Box::new(self.classify_seconds.clone()),
-            Box::new(self.end_to_end_seconds.clone()),
-            Box::new(self.consumer_lag.clone()),
-            Box::new(self.assigned_partitions.clone()),
-            Box::new(self.model_info.clone()),
-            Box::new(self.model_loaded.clone()),
-            Box::new(self.reloads.clone()),
-            Box::new(self.reload_failures.clone()),
-            Box::new(self.feedback.clone()),
-            Box::new(self.drift_z.clone()),
-            Box::new(self.drift_alert.clone()),
-            Box::new(self.drift_rate.clone()),
-            Box::new(self.drift_baseline.clone()),
-        ];
-        for c in collectors {
-            // Names are fixed and distinct: registration cannot collide.
-            let _ = self.registry.register(c);
         }
     }
 
