@@ -6,35 +6,15 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::kafka::free_port;
+use common::{wait_for, KillOnDrop};
 use serde_json::{json, Value};
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_http(url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ureq::get(url)
-        .timeout(Duration::from_secs(2))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "{url} never answered");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// One WebDriver command; returns its `value`.
 fn webdriver(method: &str, url: &str, body: Option<Value>) -> Value {
@@ -81,7 +61,7 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
         .spawn()
         .expect("demo starts");
     let mut stdin = demo.stdin.take().expect("piped stdin");
-    let _demo = Killed(demo);
+    let _demo = KillOnDrop(demo);
     // Keep comments flowing while the browser watches.
     let typing = Arc::new(AtomicBool::new(true));
     let writer = {
@@ -99,10 +79,12 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
         })
     };
     let page = format!("http://{http}/");
-    wait_http(&format!("{page}healthz"));
+    wait_for(&format!("{page}healthz"), "the demo's HTTP side", |b| {
+        !b.is_empty()
+    });
 
     let driver_port = free_port();
-    let _driver = Killed(
+    let _driver = KillOnDrop(
         Command::new("chromedriver")
             .arg(format!("--port={driver_port}"))
             .stdout(Stdio::null())
@@ -111,7 +93,7 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
             .expect("chromedriver is installed (scripts/test installs chromium-driver)"),
     );
     let wd = format!("http://127.0.0.1:{driver_port}");
-    wait_http(&format!("{wd}/status"));
+    wait_for(&format!("{wd}/status"), "chromedriver", |b| !b.is_empty());
     let profile = tempfile::tempdir().expect("profile dir");
     let session = webdriver(
         "POST",

@@ -4,22 +4,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kafka::{comment, create_topics, free_port, produce, unique, Serve, Tansu, OUTPUT};
+use common::{http_get, wait_for, KillOnDrop};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
-
-fn get(url: &str) -> Option<String> {
-    ureq::get(url)
-        .timeout(Duration::from_secs(5))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()
-}
 
 /// The value of one sample line of a Prometheus exposition (`name{labels}` exactly).
 fn sample(metrics: &str, series: &str) -> Option<f64> {
@@ -30,22 +22,6 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
             .parse()
             .ok()
     })
-}
-
-/// Polls `url` until `done` holds for its body, for at most a minute.
-fn wait_for(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let body = get(url).unwrap_or_default();
-        if done(&body) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} never happened at {url}:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 async fn send(brokers: &str, topic: &str, payloads: &[Value]) {
@@ -128,8 +104,9 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         b.contains("\"ready\":true")
     });
     assert!(ready.contains("partitions_assigned"));
-    let state: Value = serde_json::from_str(&get(&format!("{base}/api/state")).unwrap_or_default())
-        .expect("state");
+    let state: Value =
+        serde_json::from_str(&http_get(&format!("{base}/api/state")).unwrap_or_default())
+            .expect("state");
     assert_eq!(state["totals"]["labelled"], 500);
 
     // Every query of the provisioned Grafana dashboard names a metric this service exports
@@ -199,15 +176,6 @@ fn label_record(i: usize, offensive: bool) -> Value {
     })
 }
 
-struct Monitor(Child);
-
-impl Drop for Monitor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_aggregates_a_label_stream_from_many_instances() {
     let broker = Tansu::start();
@@ -215,7 +183,7 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
     let records: Vec<Value> = (0..300).map(|i| label_record(i, i % 4 == 0)).collect();
     send(&broker.brokers, OUTPUT, &records).await;
     let port = free_port();
-    let _monitor = Monitor(
+    let _monitor = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_moderato"))
             .args(["monitor", "--brokers", &broker.brokers, "--topic", OUTPUT])
             .args(["--from-beginning", "--http", &format!("127.0.0.1:{port}")])
@@ -241,7 +209,7 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
     assert_eq!(state["models_seen"]["v2"], 150);
     assert_eq!(state["languages"]["ar"]["total"], 100);
     assert_eq!(state["stance"]["Atheism"]["AGAINST"], 300);
-    let metrics = get(&format!("{base}/metrics")).unwrap_or_default();
+    let metrics = http_get(&format!("{base}/metrics")).unwrap_or_default();
     assert_eq!(
         sample(
             &metrics,

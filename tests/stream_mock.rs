@@ -11,14 +11,22 @@ use moderato::model::file;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::{self, ModelSlot, NoObserver, ServeConfig};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
-    let broker = EmbeddedBroker::start(&[(INPUT, 2), (OUTPUT, 2), (DLQ, 1)]).expect("mock broker");
+/// A mock broker with the test topics (`partitions` each for input and output) and the service
+/// settings that read and write them in `group`.
+fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, ServeConfig) {
+    let topics = [(INPUT, partitions), (OUTPUT, partitions), (DLQ, 1)];
+    let broker = EmbeddedBroker::start(&topics).expect("mock broker");
     let mut cfg = ServeConfig::with_brokers(&broker.bootstrap_servers()).expect("valid");
     cfg.input_topic = INPUT.into();
     cfg.output_topic = OUTPUT.into();
     cfg.dlq_topic = DLQ.into();
-    cfg.group = "mock".into();
+    cfg.group = group.into();
+    (broker, cfg)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
+    let (broker, cfg) = mock_service(2, "mock");
     let model = file::load(&common::default_model_path()).expect("default model");
     let slot = Arc::new(ModelSlot::new(model, None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -61,12 +69,7 @@ async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
-    let broker = EmbeddedBroker::start(&[(INPUT, 1), (OUTPUT, 1), (DLQ, 1)]).expect("mock broker");
-    let mut cfg = ServeConfig::with_brokers(&broker.bootstrap_servers()).expect("valid");
-    cfg.input_topic = INPUT.into();
-    cfg.output_topic = OUTPUT.into();
-    cfg.dlq_topic = DLQ.into();
-    cfg.group = "faulty".into();
+    let (broker, cfg) = mock_service(1, "faulty");
     let payloads = (0..50)
         .map(|i| (format!("k{i}"), common::kafka::comment(i)))
         .collect();

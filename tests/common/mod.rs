@@ -5,7 +5,8 @@ pub mod kafka;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A file under `tests/fixtures/`.
 pub fn fixture(name: &str) -> PathBuf {
@@ -63,4 +64,41 @@ pub fn assert_success(output: &Output, what: &str) {
 /// A path as a `&str` argument.
 pub fn arg(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
+}
+
+/// A child process killed (and reaped) when this is dropped, even when a test panics.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body of a `GET url` answered with a 2xx status, or `None`.
+pub fn http_get(url: &str) -> Option<String> {
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()
+}
+
+/// Polls `url` until `done` holds for its body (empty while it does not answer 2xx), for at
+/// most a minute; `what` names the wait in the failure message.
+pub fn wait_for(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = http_get(url).unwrap_or_default();
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never happened at {url}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
