@@ -73,6 +73,15 @@ impl Comment {
     }
 }
 
+/// A comment id as text: a string id as it is, any other JSON value (a number) as JSON. The
+/// feedback join looks comments up by this, so the stream and the join must both use it.
+pub fn id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A head's result in an output record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use moderato::classify::id_text;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::ServeConfig;
 use rdkafka::config::ClientConfig;
@@ -52,11 +53,7 @@ type Texts = Arc<Mutex<HashMap<String, String>>>;
 /// Runs `moderato demo`.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     let cfg = ServeConfig::with_brokers("embedded")?;
-    let broker = EmbeddedBroker::start(&[
-        (cfg.input_topic.as_str(), 3),
-        (cfg.output_topic.as_str(), 3),
-        (cfg.dlq_topic.as_str(), 1),
-    ])?;
+    let broker = EmbeddedBroker::for_service(&cfg)?;
     let cfg = ServeConfig {
         brokers: broker.bootstrap_servers(),
         model: a.model.clone(),
@@ -177,9 +174,8 @@ async fn send(
 ) -> anyhow::Result<()> {
     let value: Value = serde_json::from_str(payload).unwrap_or(Value::Null);
     let id = match &value["id"] {
-        Value::String(s) => s.clone(),
         Value::Null => format!("#{n}"),
-        other => other.to_string(),
+        other => id_text(other),
     };
     let text = value["text"].as_str().unwrap_or(payload).to_string();
     texts

@@ -61,11 +61,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
             ..settings.clone()
         }
         .resolve()?;
-        let broker = EmbeddedBroker::start(&[
-            (topics.input_topic.as_str(), 3),
-            (topics.output_topic.as_str(), 3),
-            (topics.dlq_topic.as_str(), 1),
-        ])?;
+        let broker = EmbeddedBroker::for_service(&topics)?;
         println!("embedded broker: {}", broker.bootstrap_servers());
         settings.brokers = Some(broker.bootstrap_servers());
         Some(broker)

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::live::{now, Item};
 use super::telemetry::Telemetry;
+use crate::classify::id_text;
 use crate::error::StreamError;
 use crate::stream::consume::partitions;
 use crate::stream::pipeline::Observe;
@@ -82,10 +83,7 @@ pub fn parse_record(payload: &[u8]) -> Option<Seen> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     let heads = v.get("heads")?.as_object()?;
     let mut seen = Seen {
-        id: match &v["id"] {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        },
+        id: id_text(&v["id"]),
         lang: v["lang"].as_str().unwrap_or("other").to_string(),
         model_version: v["model"]["version"]
             .as_str()

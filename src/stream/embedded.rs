@@ -4,6 +4,7 @@
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 
+use super::config::ServeConfig;
 use crate::error::StreamError;
 
 /// A running mock cluster; it stops when dropped.
@@ -22,6 +23,15 @@ impl EmbeddedBroker {
                 .map_err(|e| StreamError::Embedded(format!("creating topic {name}: {e}")))?;
         }
         Ok(Self { cluster })
+    }
+
+    /// A broker with the topics of `cfg`: input and output with 3 partitions, dead letters 1.
+    pub fn for_service(cfg: &ServeConfig) -> Result<Self, StreamError> {
+        Self::start(&[
+            (cfg.input_topic.as_str(), 3),
+            (cfg.output_topic.as_str(), 3),
+            (cfg.dlq_topic.as_str(), 1),
+        ])
     }
 
     /// Makes the next `n` produce requests fail with `error` (fault injection for tests).

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{FeedbackConfig, ServeConfig};
+use crate::classify::id_text;
 use crate::error::StreamError;
 
 /// A comment's text and target.
@@ -103,10 +104,7 @@ pub struct FeedbackLine {
 
 /// Joins a decision with its comment's text.
 pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
-    let id = match &d.id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let id = id_text(&d.id);
     let (text, target, joined) = match (d.text, recent.get(&id)) {
         (Some(t), _) if !t.trim().is_empty() => (Some(t), d.target, "message"),
         (_, Some((t, target))) => (Some(t), d.target.or(target), "recent"),

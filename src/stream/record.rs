@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::config::{InputFormat, ServeConfig};
-use crate::classify::{label, Comment, HeadResult, Labelled, ModelRef};
+use crate::classify::{id_text, label, Comment, HeadResult, Labelled, ModelRef};
 use crate::error::InputError;
 use crate::model::{Model, Scratch};
 
@@ -83,10 +83,7 @@ pub struct Summary {
 impl Summary {
     fn of(labelled: &Labelled, comment: &Comment, lang: &'static str, model: &Model) -> Self {
         let mut out = Summary {
-            id: match &labelled.id {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            },
+            id: id_text(&labelled.id),
             preview: comment.text.chars().take(280).collect(),
             lang,
             ..Summary::default()
