@@ -1,7 +1,6 @@
 //! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
 //! n-grams behind the largest terms are precisely why a comment was flagged.
 
-use std::f32::consts::FRAC_1_SQRT_2;
 
 use serde::Serialize;
 
@@ -49,10 +48,7 @@ pub fn explain(
     );
     // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
     let (key, (shared, own)) = match target {
-        Some(t) => (
-            Some(model.target_key(head, t)),
-            (FRAC_1_SQRT_2, FRAC_1_SQRT_2),
-        ),
+        Some(t) => (Some(model.target_key(head, t)), h.domain_scales),
         None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
         None => (None, (1.0, 1.0)),
     };

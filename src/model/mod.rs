@@ -63,7 +63,8 @@ pub struct Head {
     /// head's F1-optimal threshold. Empty means no offsets.
     #[serde(default)]
     pub offsets: Vec<f32>,
-    /// Scales of the shared and the domain's own feature copy of a set-aware head.
+    /// Scales of the shared and the own feature copy: a set-aware head's domain copy, or a
+    /// conditioned head's target copy (a shared scale of 0: the head was trained per target).
     #[serde(default = "equal_halves")]
     pub domain_scales: (f32, f32),
 }
@@ -455,14 +456,10 @@ impl Model {
                     continue;
                 };
                 target_index = Some(t);
-                raw.iter_mut().for_each(|r| *r *= FRAC_1_SQRT_2);
-                self.add_crossed(
-                    self.target_keys[hi][t],
-                    cols.clone(),
-                    scratch,
-                    &mut raw,
-                    FRAC_1_SQRT_2,
-                );
+                // The shared copy (0 for a head trained per target) and the target's own.
+                let (shared, own) = head.domain_scales;
+                raw.iter_mut().for_each(|r| *r *= shared);
+                self.add_crossed(self.target_keys[hi][t], cols.clone(), scratch, &mut raw, own);
             } else if !head.domains.is_empty() {
                 // Set-aware: shared half always, the domain's own half when it is known.
                 let (shared, own) = head.domain_scales;

@@ -1,4 +1,4 @@
-//! Calibration on dev: Platt scaling for binary heads (linfa's Newton solver), temperature
+//! Calibration on out-of-fold margins: Platt scaling for binary heads (linfa's Newton solver), temperature
 //! scaling for multiclass heads, and the F1-optimal decision threshold.
 
 use linfa::composing::platt_scaling::{platt_newton_method, PlattParams};
@@ -8,7 +8,7 @@ use ndarray::Array1;
 use crate::model::Calibration;
 
 /// Fits Platt's `p = 1 / (1 + exp(a·f + b))` to raw scores and labels with linfa.
-/// Falls back to the identity sigmoid `(-1, 0)` when dev has a single class.
+/// Falls back to the identity sigmoid `(-1, 0)` when the rows have a single class.
 pub fn platt(raw: &[f32], truth: &[bool]) -> (f32, f32) {
     let has_both = truth.iter().any(|&t| t) && truth.iter().any(|&t| !t);
     if !has_both {
@@ -38,12 +38,12 @@ pub fn binary(raw: &[f32], truth: &[bool], bias: f32) -> ((f32, f32), f32) {
     (p, crate::eval::metrics::best_f1_threshold(&probs, truth).0)
 }
 
-/// Fewest dev rows (and positives, and negatives) a domain or script calibration is fit on.
+/// Fewest rows (and positives, and negatives) a domain or script calibration is fit on.
 pub const MIN_SLICE_ROWS: usize = 30;
 /// Fewest rows of each class in a calibration slice.
 pub const MIN_SLICE_CLASS: usize = 5;
 
-/// The calibration of one slice of dev (`rows` index `raw` and `truth`), or `None` when the
+/// The calibration of one slice of the rows (`rows` index `raw` and `truth`), or `None` when the
 /// slice is too small to fit one.
 pub fn slice(
     name: &str,
@@ -109,8 +109,8 @@ pub fn pooled_slice(
     Some(c)
 }
 
-/// How a multiclass head decides, fit on dev: its temperature, its class offsets (empty when
-/// not tuned) and the dev score (F_avg or macro-F1) of that decision rule.
+/// How a multiclass head decides, fit out of fold: its temperature, its class offsets (empty
+/// when not used) and the out-of-fold score (F_avg or macro-F1) of that decision rule.
 #[derive(Clone, Debug)]
 pub struct Decision {
     /// Softmax temperature.
@@ -121,33 +121,8 @@ pub struct Decision {
     pub score: f64,
 }
 
-/// Fits a multiclass head's decision rule on dev raw scores (`classes` per row).
-pub fn multiclass(
-    raw: &[f32],
-    classes: usize,
-    truth: &[usize],
-    names: &[String],
-    offsets: bool,
-) -> Decision {
-    let temperature = temperature(raw, classes, truth);
-    let zeros = vec![0.0; classes];
-    let (offsets, score) = if offsets {
-        class_offsets(raw, classes, temperature, truth, names)
-    } else {
-        (
-            Vec::new(),
-            decision_score(raw, classes, temperature, &zeros, truth, names),
-        )
-    };
-    Decision {
-        temperature,
-        offsets,
-        score,
-    }
-}
-
-/// Dev score of `argmax(raw / t + offset)`, the rule of `Head::decide`.
-fn decision_score(
+/// Score (F_avg or macro-F1) of `argmax(raw / t + offset)`, the rule of `Head::decide`.
+pub fn decision_score(
     raw: &[f32],
     classes: usize,
     t: f32,
@@ -165,9 +140,9 @@ fn decision_score(
     crate::eval::metrics::classification(truth, &pred, names).primary()
 }
 
-/// Per-class offsets on log-probabilities that maximize dev macro-F1 (F_avg for stance
+/// Per-class offsets on log-probabilities that maximize macro-F1 (F_avg for stance
 /// classes), by coordinate ascent over a grid in [-1, 1]; a change is kept only when it gains
-/// more than 0.002, so small dev sets do not buy noise. Returns the offsets and their score.
+/// more than 0.002, so small slices do not buy noise. Returns the offsets and their score.
 /// (Log-probabilities differ from `raw / t` by a per-row constant, which no argmax sees.)
 pub fn class_offsets(
     raw: &[f32],
@@ -194,7 +169,7 @@ pub fn class_offsets(
     (off, best)
 }
 
-/// Finds the softmax temperature that minimizes the dev log loss (golden-section search on
+/// Finds the softmax temperature that minimizes the log loss (golden-section search on
 /// log T in [-3, 3]); `raw` holds `classes` scores per row.
 pub fn temperature(raw: &[f32], classes: usize, truth: &[usize]) -> f32 {
     if truth.is_empty() {

@@ -45,29 +45,41 @@ fn default_data_root() -> PathBuf {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SolverConfig {
-    /// Inverse regularization strengths tried on dev, in order (warm-started).
+    /// Inverse regularization strengths tried by cross-validation, in order (warm-started).
     pub c: Vec<f64>,
     /// L-BFGS iteration cap per C.
     pub max_iter: usize,
-    /// Relative gradient-norm tolerance.
+    /// Relative gradient-norm tolerance of the final fit.
     pub tol: f64,
+    /// The same for the cross-validation fits, which only rank C values and yield out-of-fold
+    /// margins: looser, as those need not be converged to the last digit.
+    pub cv_tol: f64,
     /// Weight classes inversely to their frequency (scikit-learn's "balanced").
     pub balanced: bool,
     /// Weight each data set of a pooled head equally (rather than by its row count).
     pub balance_datasets: bool,
     /// Set-aware binary heads: a learned bias per data set during training, and a calibration
-    /// (Platt + threshold) per data set and per script on dev, picked by a comment's `domain`.
+    /// (Platt + threshold) per data set and per script, fit out of fold, picked by a comment's `domain`.
     pub domains: bool,
-    /// Multiclass heads: tune per-class decision offsets on dev for macro-F1 / F_avg.
+    /// Multiclass heads: tune per-class decision offsets (out of fold) for macro-F1 / F_avg.
     pub class_offsets: bool,
     /// Weight α of a data set's own feature copy against the shared copy (scaled 1 and α, then
     /// both by 1/√(1+α²)); a larger α makes set-specific weights cheaper under the L2 penalty,
     /// leaving the shared weights with what the data sets agree on.
     pub domain_weight: f32,
+    /// Conditioned heads: weight β of the shared feature copy against each target's own copy
+    /// (scaled β and 1, then both by 1/√(1+β²)). 0 trains one model per target in one table,
+    /// as the SemEval baselines do; 1 shares half of every weight across targets.
+    pub target_shared: f32,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
-    /// Stop walking up the C grid after this many C values in a row fail to improve dev.
+    /// Stop walking up the C grid after this many C values in a row fail to improve the
+    /// cross-validated score.
     pub patience: usize,
+    /// Folds of the stratified cross-validation that chooses C and fits the calibration.
+    pub folds: usize,
+    /// Seed of the fold assignment.
+    pub seed: u64,
 }
 
 impl Default for SolverConfig {
@@ -76,13 +88,17 @@ impl Default for SolverConfig {
             c: vec![0.3, 1.0, 3.0, 10.0, 30.0],
             max_iter: 300,
             tol: 1e-4,
+            cv_tol: 1e-3,
             balanced: true,
             balance_datasets: false,
             domains: false,
             class_offsets: true,
             domain_weight: 1.0,
+            target_shared: 0.0,
             min_df: 2,
             patience: 1,
+            folds: 5,
+            seed: 0,
         }
     }
 }
@@ -202,8 +218,20 @@ impl TrainConfig {
                 "must be a positive number".into(),
             );
         }
+        if !(self.solver.target_shared.is_finite() && self.solver.target_shared >= 0.0) {
+            return bad(
+                "solver.target_shared".into(),
+                "must be a number >= 0".into(),
+            );
+        }
         if self.solver.c.is_empty() {
             return bad("solver.c".into(), "give at least one C".into());
+        }
+        if !(2..=20).contains(&self.solver.folds) {
+            return bad(
+                "solver.folds".into(),
+                format!("{} is outside 2..=20", self.solver.folds),
+            );
         }
         for (i, h) in self.heads.iter().enumerate() {
             if h.kind == HeadKind::Multiclass && h.classes.len() < 2 {

@@ -11,6 +11,8 @@ pub(super) struct Design {
     pub(super) labels: Vec<u32>,
     pub(super) datasets: Vec<usize>,
     pub(super) scripts: Vec<crate::lang::Script>,
+    /// Cross-validation stratum of every row: data set, target and class.
+    pub(super) strata: Vec<u64>,
 }
 
 /// Maps buckets (and per-target bias columns) to compact solver columns.
@@ -57,6 +59,8 @@ pub(super) struct HeadData<'a> {
     pub(super) featurizer: &'a Featurizer,
     pub(super) targets: &'a [String],
     pub(super) target_cols: &'a [u32],
+    /// Scales of the shared and the target's own copy of a conditioned head's features.
+    pub(super) target_scales: (f32, f32),
 }
 
 /// The sparse rows of `corpus` labelled for the head; `grow` adds unseen columns (training).
@@ -73,6 +77,7 @@ pub(super) fn design(
         featurizer,
         targets,
         target_cols,
+        ..
     } = *hd;
     let sublinear = featurizer.config().sublinear_tf;
     let block_norm = featurizer.config().block_norm;
@@ -81,6 +86,7 @@ pub(super) fn design(
         labels: Vec::new(),
         datasets: Vec::new(),
         scripts: Vec::new(),
+        strata: Vec::new(),
     };
     let mut values = Vec::new();
     let mut row: Vec<(u32, f32)> = Vec::new();
@@ -137,6 +143,8 @@ pub(super) fn design(
             d.labels.push(class as u32);
             d.datasets.push(ex.dataset);
             d.scripts.push(crate::lang::script(&ex.text));
+            d.strata
+                .push(crate::train::folds::stratum(ex.dataset, target, class as u32));
             continue;
         }
         match target {
@@ -147,13 +155,15 @@ pub(super) fn design(
             ),
             Some(t) => {
                 let key = featurizer.target_key(&targets[t]);
-                let s = std::f32::consts::FRAC_1_SQRT_2;
+                let (shared, own) = hd.target_scales;
                 for &(b, v) in &values {
-                    if let Some(c) = columns.of(b, grow) {
-                        row.push((c, v * s));
+                    if shared != 0.0 {
+                        if let Some(c) = columns.of(b, grow) {
+                            row.push((c, v * shared));
+                        }
                     }
                     if let Some(c) = columns.of(featurizer.cross(b, key), grow) {
-                        row.push((c, v * s));
+                        row.push((c, v * own));
                     }
                 }
                 row.push((target_cols[t], 1.0));
@@ -163,6 +173,8 @@ pub(super) fn design(
         d.labels.push(class as u32);
         d.datasets.push(ex.dataset);
         d.scripts.push(crate::lang::script(&ex.text));
+        d.strata
+            .push(crate::train::folds::stratum(ex.dataset, target, class as u32));
     }
     d
 }

@@ -53,6 +53,16 @@ impl Rows {
         self.len() == 0
     }
 
+    /// The rows `picked`, in that order.
+    pub fn subset(&self, picked: &[usize]) -> Rows {
+        let mut out = Rows::new();
+        for &i in picked {
+            let (idx, val) = self.row(i);
+            out.push(idx.iter().copied().zip(val.iter().copied()));
+        }
+        out
+    }
+
     /// Row `i` as (columns, values).
     #[inline]
     pub fn row(&self, i: usize) -> (&[u32], &[f32]) {

@@ -1,0 +1,466 @@
+//! One head's training, in named steps: lay out its columns → design its rows → cross-validate
+//! C on stratified folds of the training rows → fit the decision rule and calibration on the
+//! out-of-fold margins → refit on every row → fold the bias columns into the head.
+
+use std::collections::BTreeMap;
+
+use indicatif::ProgressBar;
+
+use crate::features::Featurizer;
+use crate::model::{Calibration, HeadKind};
+use crate::train::calibrate;
+use crate::train::config::TrainConfig;
+use crate::train::design::{design, Columns, Design, Domains, HeadData, UNSET};
+use crate::train::folds;
+use crate::train::select::{self, CvData, Scoring, Selection};
+use crate::train::solver::{Lbfgs, Problem};
+use crate::train::{Corpus, TrainError};
+
+/// What one head's training produced.
+pub(super) struct Fitted {
+    /// Bucket of every compact feature column.
+    pub(super) columns: Vec<u32>,
+    /// Weights, `columns.len() × outputs`.
+    pub(super) weights: Vec<f32>,
+    /// Output columns.
+    pub(super) outputs: usize,
+    /// Targets of a conditioned head.
+    pub(super) targets: Vec<String>,
+    /// Bias per output (per target and output for a conditioned head).
+    pub(super) bias: Vec<f32>,
+    /// How the head decides.
+    pub(super) rule: Rule,
+    /// Data sets with a learned correction (set-aware heads).
+    pub(super) domains: Vec<String>,
+    /// Scales of the shared and own feature copies.
+    pub(super) domain_scales: (f32, f32),
+    /// C, the grid and the cross-validation scores, for the model file's `training` record.
+    pub(super) record: serde_json::Value,
+    /// The chosen C's out-of-fold score.
+    pub(super) cv: f64,
+}
+
+/// A head's decision rule and calibration, fit on out-of-fold margins.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Rule {
+    /// Binary: pooled Platt parameters.
+    pub(super) platt: (f32, f32),
+    /// Binary: pooled threshold on the calibrated probability.
+    pub(super) threshold: f32,
+    /// Multiclass: softmax temperature.
+    pub(super) temperature: f32,
+    /// Multiclass: per-class offsets.
+    pub(super) offsets: Vec<f32>,
+    /// Binary: per-domain and per-script calibrations.
+    pub(super) calibrations: Vec<Calibration>,
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Self {
+            platt: (-1.0, 0.0),
+            threshold: 0.5,
+            temperature: 1.0,
+            offsets: Vec::new(),
+            calibrations: Vec::new(),
+        }
+    }
+}
+
+/// Where a head's columns live: feature columns, one bias per target, one per data set.
+struct Layout {
+    outputs: usize,
+    targets: Vec<String>,
+    target_cols: Vec<u32>,
+    /// Bias column and hash key of every data set of a set-aware head (`None`: not labelled).
+    domain_cols: Vec<Option<u32>>,
+    domain_keys: Vec<Option<u64>>,
+    domain_scales: (f32, f32),
+    set_aware: bool,
+}
+
+impl Layout {
+    /// The layout of head `hi`, with its columns so far (the bias columns).
+    fn new(
+        config: &TrainConfig,
+        featurizer: &Featurizer,
+        train: &Corpus,
+        hi: usize,
+    ) -> (Self, Columns) {
+        let spec = &config.heads[hi];
+        let outputs = match spec.kind {
+            HeadKind::Binary => 1,
+            HeadKind::Multiclass => spec.classes.len(),
+        };
+        let labelled = |e: &&crate::train::data::Example| e.labels.iter().any(|(h, _)| *h == hi);
+        let mut targets: Vec<String> = if spec.conditioned {
+            train
+                .examples
+                .iter()
+                .filter(labelled)
+                .filter_map(|e| e.target.clone())
+                .filter(|t| !t.is_empty())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        targets.sort();
+        targets.dedup();
+        let buckets = featurizer.config().buckets();
+        // Extra columns above the bucket range (never colliding with a feature): one bias per
+        // target of a conditioned head, and one per data set of a set-aware binary head.
+        let set_aware = config.solver.domains && spec.kind == HeadKind::Binary;
+        let domain_count = if set_aware { config.datasets.len() } else { 0 };
+        let mut columns = Columns {
+            index: vec![UNSET; buckets + targets.len() + domain_count],
+            buckets: Vec::new(),
+        };
+        let target_cols: Vec<u32> = (0..targets.len())
+            .filter_map(|t| columns.of((buckets + t) as u32, true))
+            .collect();
+        let domain_cols: Vec<Option<u32>> = (0..domain_count)
+            .map(|d| {
+                let has_rows = train
+                    .examples
+                    .iter()
+                    .filter(labelled)
+                    .any(|e| e.dataset == d);
+                has_rows
+                    .then(|| columns.of((buckets + targets.len() + d) as u32, true))
+                    .flatten()
+            })
+            .collect();
+        let domain_keys = (0..domain_count)
+            .map(|d| domain_cols[d].map(|_| featurizer.target_key(&config.datasets[d].name)))
+            .collect();
+        // Scales of the shared and the own copy: a data set's (set-aware heads, weight α on the
+        // own copy) or a target's (conditioned heads, weight β on the shared copy).
+        let domain_scales = if spec.conditioned {
+            let beta = config.solver.target_shared;
+            let norm = (1.0 + beta * beta).sqrt();
+            (beta / norm, 1.0 / norm)
+        } else {
+            let alpha = config.solver.domain_weight;
+            let norm = (1.0 + alpha * alpha).sqrt();
+            (1.0 / norm, alpha / norm)
+        };
+        let layout = Self {
+            outputs,
+            targets,
+            target_cols,
+            domain_cols,
+            domain_keys,
+            domain_scales,
+            set_aware,
+        };
+        (layout, columns)
+    }
+
+    fn domains(&self) -> Domains<'_> {
+        if self.set_aware {
+            Domains::Crossed {
+                keys: &self.domain_keys,
+                cols: &self.domain_cols,
+                scales: self.domain_scales,
+            }
+        } else {
+            Domains::Plain
+        }
+    }
+}
+
+/// Trains head `hi` of `config` on `train` (every labelled row; dev is never read here).
+pub(super) fn fit_head(
+    config: &TrainConfig,
+    featurizer: &Featurizer,
+    idf: &[f32],
+    train: &Corpus,
+    hi: usize,
+    bar: &ProgressBar,
+) -> Result<Fitted, TrainError> {
+    let spec = &config.heads[hi];
+    let (layout, mut columns) = Layout::new(config, featurizer, train, hi);
+    let hd = HeadData {
+        head: hi,
+        idf,
+        featurizer,
+        targets: &layout.targets,
+        target_cols: &layout.target_cols,
+        target_scales: layout.domain_scales,
+    };
+    let tr = design(train, &hd, &mut columns, true, layout.domains());
+    if tr.rows.is_empty() {
+        return Err(TrainError::NoRows(spec.name.clone()));
+    }
+    // The same rows as scored without a domain, for the pooled and per-script calibration.
+    let shared = layout.set_aware.then(|| {
+        design(
+            train,
+            &hd,
+            &mut columns,
+            false,
+            Domains::Shared {
+                scales: layout.domain_scales,
+            },
+        )
+    });
+    let outputs = layout.outputs;
+    let dim = columns.buckets.len();
+    let classes = outputs.max(2);
+    let folds = folds::stratified(&tr.strata, config.solver.folds, config.solver.seed);
+    let per_target = spec.conditioned;
+    let weigh = |rows: &[usize]| row_weights(&tr, rows, classes, per_target, config);
+    let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
+    let lbfgs = Lbfgs {
+        max_iter: config.solver.max_iter,
+        tol: config.solver.tol,
+        ..Lbfgs::default()
+    };
+    bar.set_message(format!("{}: {}-fold CV", spec.name, config.solver.folds));
+    let data = CvData {
+        rows: &tr.rows,
+        shared: shared.as_ref().map(|s| &s.rows),
+        labels: &tr.labels,
+        weigh: &weigh,
+        folds: &folds,
+        outputs,
+        dim,
+    };
+    let scoring = Scoring {
+        kind: spec.kind,
+        classes: &spec.classes,
+        offsets: config.solver.class_offsets,
+    };
+    let cv_lbfgs = Lbfgs {
+        tol: config.solver.cv_tol,
+        ..lbfgs.clone()
+    };
+    let selection = select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
+        .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
+    bar.inc(1);
+    // Refit on every row with the chosen C.
+    bar.set_message(format!("{}: refit C={}", spec.name, selection.c));
+    let all: Vec<usize> = (0..tr.labels.len()).collect();
+    let weights = weigh(&all);
+    let problem = Problem {
+        rows: &tr.rows,
+        labels: &tr.labels,
+        weights: &weights,
+        outputs,
+        dim,
+    };
+    let (w, report) = problem.solve(selection.c, None, &lbfgs);
+    bar.inc(1);
+    let rule = match spec.kind {
+        HeadKind::Binary => binary_rule(config, &tr, &selection, &layout.domain_cols, &w),
+        HeadKind::Multiclass => multiclass_rule(&selection),
+    };
+    let bias = fold_bias(&w, dim, outputs, &layout.target_cols);
+    let (feature_cols, weights_out) =
+        feature_weights(&w, &columns.buckets, outputs, featurizer.config().buckets());
+    let record = serde_json::json!({
+        "c": selection.c, "cv": selection.score, "folds": config.solver.folds,
+        "seed": config.solver.seed, "grid": selection.tried, "train_rows": tr.rows.len(),
+        "features": dim, "iterations": report.iterations, "converged": report.converged,
+    });
+    Ok(Fitted {
+        columns: feature_cols,
+        weights: weights_out,
+        outputs,
+        bias,
+        rule,
+        domains: (0..layout.domain_keys.len())
+            .filter(|&d| layout.domain_keys[d].is_some())
+            .map(|d| config.datasets[d].name.clone())
+            .collect(),
+        domain_scales: layout.domain_scales,
+        targets: layout.targets,
+        record,
+        cv: selection.score,
+    })
+}
+
+/// A binary head's rule from out-of-fold margins: Platt and a threshold pooled over the data
+/// sets (scored without a domain), one calibration per data set (with its domain, whose bias
+/// `w` holds) and one per script.
+fn binary_rule(
+    config: &TrainConfig,
+    tr: &Design,
+    selection: &Selection,
+    domain_cols: &[Option<u32>],
+    w: &[f64],
+) -> Rule {
+    let truth: Vec<bool> = tr.labels.iter().map(|&y| y == 1).collect();
+    let raw = &selection.oof;
+    let shared_raw = selection.oof_shared.as_ref().unwrap_or(raw);
+    let all: Vec<usize> = (0..truth.len()).collect();
+    let (platt, threshold) =
+        match calibrate::pooled_slice("", &all, shared_raw, &truth, &tr.datasets) {
+            Some(c) => (c.platt, c.threshold),
+            None => calibrate::binary(shared_raw, &truth, 0.0),
+        };
+    let mut calibrations = Vec::new();
+    for (d, col) in domain_cols.iter().enumerate() {
+        let Some(col) = col else { continue };
+        let rows: Vec<usize> = all.iter().copied().filter(|&i| tr.datasets[i] == d).collect();
+        // `raw` already includes the domain's bias; record it for scoring.
+        if let Some(mut c) = calibrate::slice(&config.datasets[d].name, &rows, raw, &truth, 0.0) {
+            c.bias = w[*col as usize] as f32;
+            calibrations.push(c);
+        }
+    }
+    for script in [crate::lang::Script::Arabic, crate::lang::Script::Latin] {
+        let rows: Vec<usize> = all.iter().copied().filter(|&i| tr.scripts[i] == script).collect();
+        let name = script.calibration_name();
+        if let Some(c) = calibrate::pooled_slice(&name, &rows, shared_raw, &truth, &tr.datasets) {
+            calibrations.push(c);
+        }
+    }
+    Rule {
+        platt,
+        threshold,
+        calibrations,
+        ..Rule::default()
+    }
+}
+
+/// A multiclass head's rule: the temperature and offsets that cross-validation fit.
+fn multiclass_rule(selection: &Selection) -> Rule {
+    let mut rule = Rule::default();
+    if let Some(d) = &selection.decision {
+        rule.temperature = d.temperature;
+        rule.offsets = d.offsets.clone();
+    }
+    rule
+}
+
+/// The head's bias per output; a conditioned head's target columns are folded in, one bias
+/// vector per target.
+fn fold_bias(w: &[f64], dim: usize, outputs: usize, target_cols: &[u32]) -> Vec<f32> {
+    let global = &w[dim * outputs..];
+    if target_cols.is_empty() {
+        return global.iter().map(|&b| b as f32).collect();
+    }
+    target_cols
+        .iter()
+        .flat_map(|&tc| (0..outputs).map(move |k| (global[k] + w[tc as usize * outputs + k]) as f32))
+        .collect()
+}
+
+/// The feature columns (buckets below `buckets`) with their weights; target and domain bias
+/// columns are dropped, as they live in the bias and the calibrations.
+fn feature_weights(w: &[f64], cols: &[u32], outputs: usize, buckets: usize) -> (Vec<u32>, Vec<f32>) {
+    let mut columns = Vec::new();
+    let mut weights = Vec::new();
+    for (j, &b) in cols.iter().enumerate() {
+        if (b as usize) < buckets {
+            columns.push(b);
+            weights.extend(w[j * outputs..][..outputs].iter().map(|&x| x as f32));
+        }
+    }
+    (columns, weights)
+}
+
+/// Sample weights of the rows `picked`: inverse class frequency among them ("balanced"; within
+/// each target when `per_target`, as one model per target would weigh them) and, optionally,
+/// equal data set mass.
+fn row_weights(
+    d: &Design,
+    picked: &[usize],
+    classes: usize,
+    per_target: bool,
+    config: &TrainConfig,
+) -> Vec<f32> {
+    // The balancing group of a row: its data set and target (stratum without the class).
+    let group = |i: usize| if per_target { d.strata[i] >> 20 } else { 0 };
+    let mut per_class: BTreeMap<(u64, u32), usize> = BTreeMap::new();
+    let mut per_group: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut per_set: BTreeMap<usize, usize> = BTreeMap::new();
+    for &i in picked {
+        *per_class.entry((group(i), d.labels[i])).or_default() += 1;
+        *per_group.entry(group(i)).or_default() += 1;
+        *per_set.entry(d.datasets[i]).or_default() += 1;
+    }
+    let n = picked.len() as f64;
+    picked
+        .iter()
+        .map(|&i| {
+            let mut w = 1.0;
+            if config.solver.balanced {
+                let g = group(i);
+                let in_group = per_group[&g] as f64;
+                let of_class = per_class[&(g, d.labels[i])] as f64;
+                w *= in_group / (classes as f64 * of_class);
+            }
+            if config.solver.balance_datasets {
+                w *= n / (per_set.len() as f64 * per_set[&d.datasets[i]] as f64);
+            }
+            w as f32
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fold_bias_adds_each_targets_column_to_the_global_bias() {
+        // dim 3, outputs 2: weights of columns 0..3, then the global bias (10, 20).
+        let w = [0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 10.0, 20.0];
+        assert_eq!(fold_bias(&w, 3, 2, &[]), vec![10.0, 20.0]);
+        assert_eq!(fold_bias(&w, 3, 2, &[1, 2]), vec![11.0, 22.0, 13.0, 24.0]);
+    }
+
+    #[test]
+    fn feature_weights_drop_bias_columns_above_the_bucket_range() {
+        let w = [1.0, 2.0, 3.0, 0.0];
+        let (cols, weights) = feature_weights(&w, &[7, 1024, 9], 1, 1024);
+        assert_eq!(cols, vec![7, 9]);
+        assert_eq!(weights, vec![1.0, 3.0]);
+    }
+
+    #[test]
+    fn balanced_weights_are_computed_on_the_rows_given() {
+        let d = Design {
+            rows: crate::train::solver::Rows::new(),
+            labels: vec![0, 0, 0, 1, 1, 1],
+            datasets: vec![0; 6],
+            scripts: vec![crate::lang::Script::Latin; 6],
+            strata: vec![0; 6],
+        };
+        let config: TrainConfig = toml::from_str(
+            "name = \"t\"\nheads = []\ndatasets = []\n[solver]\nbalanced = true\n",
+        )
+        .expect("config parses");
+        // Three of class 0 and one of class 1: the rare class weighs three times as much.
+        let w = row_weights(&d, &[0, 1, 2, 3], 2, false, &config);
+        assert_eq!(w, vec![4.0 / 6.0, 4.0 / 6.0, 4.0 / 6.0, 2.0]);
+    }
+
+    #[test]
+    fn per_target_balance_weighs_classes_within_each_target() {
+        use crate::train::folds::stratum;
+        // Target 0: classes 0, 0, 1. Target 1: class 1 twice.
+        let strata = vec![
+            stratum(0, Some(0), 0),
+            stratum(0, Some(0), 0),
+            stratum(0, Some(0), 1),
+            stratum(0, Some(1), 1),
+            stratum(0, Some(1), 1),
+        ];
+        let d = Design {
+            rows: crate::train::solver::Rows::new(),
+            labels: vec![0, 0, 1, 1, 1],
+            datasets: vec![0; 5],
+            scripts: vec![crate::lang::Script::Latin; 5],
+            strata,
+        };
+        let config: TrainConfig = toml::from_str(
+            "name = \"t\"\nheads = []\ndatasets = []\n",
+        )
+        .expect("config parses");
+        let w = row_weights(&d, &[0, 1, 2, 3, 4], 2, true, &config);
+        assert_eq!(w, vec![0.75, 0.75, 1.5, 0.5, 0.5]);
+    }
+}
