@@ -439,12 +439,19 @@ pub fn weigh(
     out: &mut Vec<(u32, f32)>,
 ) {
     out.clear();
-    let mut norms = [0.0f32; 2];
+    out.reserve(counts.len());
+    // Two sums in registers (an indexed array would chain every addition through memory).
+    let (mut chars, mut words) = (0.0f32, 0.0f32);
     for c in counts {
         let v = tf(c.count, sublinear) * idf(c.bucket);
-        norms[usize::from(block_norm && c.word)] += v * v;
+        if block_norm && c.word {
+            words += v * v;
+        } else {
+            chars += v * v;
+        }
         out.push((c.bucket, v));
     }
+    let norms = [chars, words];
     let scale = |n: f32| {
         if n <= 0.0 {
             0.0

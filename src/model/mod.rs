@@ -129,9 +129,15 @@ impl Head {
         script: crate::lang::Script,
     ) -> (f32, (f32, f32), f32) {
         let by_name = |name: &str| self.calibrations.iter().find(|c| c.name == name);
+        // `lang:<code>`, compared without building the string.
+        let by_script = || {
+            self.calibrations
+                .iter()
+                .find(|c| c.name.strip_prefix("lang:") == Some(script.code()))
+        };
         domain
             .and_then(by_name)
-            .or_else(|| by_name(&script.calibration_name()))
+            .or_else(by_script)
             .map_or((0.0, self.platt, self.threshold), |c| {
                 (c.bias, c.platt, c.threshold)
             })
@@ -204,6 +210,7 @@ pub struct Scratch {
     values: Vec<(u32, f32)>,
     cross: Vec<f32>,
     probs: Vec<f32>,
+    raw: Vec<f32>,
 }
 
 /// The outcome of one head for one comment.
@@ -441,7 +448,9 @@ impl Model {
             let cols = head.column..head.column + head.outputs();
             let pooled = head.kind == HeadKind::Binary && !chunk_max.is_empty();
             let source = if pooled { &chunk_max } else { &scratch.base };
-            let mut raw: Vec<f32> = source[cols.clone()].to_vec();
+            let mut raw = std::mem::take(&mut scratch.raw);
+            raw.clear();
+            raw.extend_from_slice(&source[cols.clone()]);
             let mut target_index = None;
             if head.conditioned() {
                 let Some(t) = target.and_then(|t| head.target_index(t)) else {
@@ -452,6 +461,7 @@ impl Model {
                         }
                     };
                     out.push(HeadOutcome::Skipped { reason });
+                    scratch.raw = raw;
                     continue;
                 };
                 target_index = Some(t);
@@ -493,6 +503,7 @@ impl Model {
                     }
                 }
             });
+            scratch.raw = raw;
         }
         out
     }
