@@ -118,7 +118,9 @@ pub struct Scratch {
     pub text: String,
     chars: Vec<char>,
     tokens: Vec<(u32, u32)>,
-    slots: Vec<u32>,
+    buckets: Vec<u32>,
+    slots: Vec<u64>,
+    used: Vec<u32>,
     /// Bucket counts of the last comment, in order of first occurrence.
     pub features: Vec<Count>,
 }
@@ -158,19 +160,29 @@ impl Featurizer {
         }
         let mut text_buf = std::mem::take(&mut scratch.text);
         self.normalizer.normalize_into(text, &mut text_buf);
-        let mut counter = Counter {
-            slots: std::mem::take(&mut scratch.slots),
-            features: std::mem::take(&mut scratch.features),
-        };
-        counter.features.clear();
+        // Hash every n-gram first, then count: two tight loops instead of one whose counting
+        // branches stall the hashing.
+        let mut grams = Buckets(std::mem::take(&mut scratch.buckets));
+        grams.0.clear();
         self.emit(
             &text_buf,
             &mut scratch.chars,
             &mut scratch.tokens,
-            &mut counter,
+            &mut grams,
         );
+        let mut counter = Counter {
+            slots: std::mem::take(&mut scratch.slots),
+            used: std::mem::take(&mut scratch.used),
+            features: std::mem::take(&mut scratch.features),
+        };
+        counter.features.clear();
+        for &b in &grams.0 {
+            counter.add(b & !WORD_GRAM, b & WORD_GRAM != 0);
+        }
         counter.clear();
+        scratch.buckets = grams.0;
         scratch.slots = counter.slots;
+        scratch.used = counter.used;
         scratch.features = counter.features;
         scratch.text = text_buf;
     }
@@ -206,42 +218,37 @@ impl Featurizer {
     ) {
         let cfg = &self.config;
         let bits = cfg.hash_bits;
-        // Padded words, one after the other: " w1  w2 " so each word slice carries its spaces.
+        // One decoding pass: the words one after the other, each followed by one space, after a
+        // leading one (" w1 w2 "), so a word's padded slice shares its spaces with its
+        // neighbours. Word tokens (runs of two or more letters, digits or underscores) never
+        // contain a space, so they are found in the same pass.
         chars.clear();
         tokens.clear();
-        if cfg.char_max > 0 {
-            // The normalizer leaves single ASCII spaces as the only whitespace.
-            for word in normalized.split(' ').filter(|w| !w.is_empty()) {
-                let start = chars.len();
-                chars.push(' ');
+        chars.push(' ');
+        // The normalizer leaves single ASCII spaces as the only whitespace.
+        for word in normalized.split(' ').filter(|w| !w.is_empty()) {
+            let start = chars.len();
+            if word.is_ascii() {
+                // A byte iterator of known length: one capacity check, not one per char.
+                chars.extend(word.bytes().map(char::from));
+            } else {
                 chars.extend(word.chars());
-                chars.push(' ');
-                self.char_grams_of_word(&chars[start..], sink);
+            }
+            chars.push(' ');
+            if cfg.char_max > 0 {
+                self.char_grams_of_word(&chars[start - 1..], sink);
+            }
+            if cfg.word_max > 0 {
+                word_tokens(chars, start, tokens);
             }
         }
         if cfg.word_max == 0 {
             return;
         }
-        // Word tokens: runs of two or more letters, digits or underscores.
-        chars.clear();
-        chars.extend(normalized.chars());
-        let mut i = 0;
-        while i < chars.len() {
-            if is_word_char(chars[i]) {
-                let s = i;
-                while i < chars.len() && is_word_char(chars[i]) {
-                    i += 1;
-                }
-                if i - s >= 2 {
-                    tokens.push((s as u32, i as u32));
-                }
-            } else {
-                i += 1;
-            }
-        }
         for n in 1..=cfg.word_max as usize {
+            let h0 = hash::start(NS_WORD + n as u64, cfg.seed);
             for w in tokens.windows(n) {
-                let mut h = hash::start(NS_WORD + n as u64, cfg.seed);
+                let mut h = h0;
                 for (k, &(s, e)) in w.iter().enumerate() {
                     if k > 0 {
                         h = hash::push(h, ' ');
@@ -256,29 +263,25 @@ impl Featurizer {
     }
 
     /// Emits the character n-grams of one padded word (`char_wb` semantics).
+    #[inline]
     fn char_grams_of_word<S: Sink>(&self, word: &[char], sink: &mut S) {
         let (min, max) = (self.config.char_min as usize, self.config.char_max as usize);
+        let bits = self.config.hash_bits;
+        let h0 = hash::start(NS_CHAR, self.config.seed);
         let len = word.len();
         if len < min {
             // scikit-learn counts a word shorter than the shortest n-gram once, whole.
-            let h = word
-                .iter()
-                .fold(hash::start(NS_CHAR, self.config.seed), |h, &c| {
-                    hash::push(h, c)
-                });
-            sink.char_gram(hash::bucket(h, self.config.hash_bits), word);
+            let h = word.iter().fold(h0, |h, &c| hash::push(h, c));
+            sink.char_gram(hash::bucket(h, bits), word);
             return;
         }
         for start in 0..len {
-            let mut h = hash::start(NS_CHAR, self.config.seed);
-            let longest = max.min(len - start);
-            for n in 1..=longest {
-                h = hash::push(h, word[start + n - 1]);
-                if n >= min {
-                    sink.char_gram(
-                        hash::bucket(h, self.config.hash_bits),
-                        &word[start..start + n],
-                    );
+            let rest = &word[start..];
+            let mut h = h0;
+            for (n, &c) in rest.iter().take(max).enumerate() {
+                h = hash::push(h, c);
+                if n + 1 >= min {
+                    sink.char_gram(hash::bucket(h, bits), &rest[..n + 1]);
                 }
             }
         }
@@ -296,6 +299,22 @@ impl Featurizer {
     }
 }
 
+/// Appends the word tokens of `chars[start..]` (one word, then its trailing space) to
+/// `tokens` as char ranges.
+#[inline]
+fn word_tokens(chars: &[char], start: usize, tokens: &mut Vec<(u32, u32)>) {
+    let mut run = start;
+    for (i, &c) in chars.iter().enumerate().skip(start) {
+        if !is_word_char(c) {
+            if i - run >= 2 {
+                tokens.push((run as u32, i as u32));
+            }
+            run = i + 1;
+        }
+    }
+}
+
+#[inline]
 fn is_word_char(c: char) -> bool {
     match c {
         'a'..='z' | 'A'..='Z' | '0'..='9' | '_' => true,
@@ -309,24 +328,28 @@ fn is_word_char(c: char) -> bool {
 /// Initial size of the counting hash table (grows for long comments).
 const MIN_SLOTS: usize = 4096;
 
-/// Counts buckets in a small open-addressing hash table (linear probing) whose slots hold
-/// `1 + index` into `features`; it stays in L1 cache for a typical comment, where a dense
-/// array of 2^20 counters would not.
+/// Counts buckets in a small open-addressing hash table (linear probing) whose slots hold the
+/// key and the place of its count, `(bucket + 1) | index << 32`, so a probe reads one slot
+/// only; it stays in L1/L2 cache for a typical comment, where a dense array of 2^20 counters
+/// would not.
 struct Counter {
-    slots: Vec<u32>,
+    slots: Vec<u64>,
+    /// The slot of every entry of `features`, so clearing needs no probing.
+    used: Vec<u32>,
     features: Vec<Count>,
 }
 
 impl Counter {
     /// The slot of `bucket`: where it is, or the empty slot where it belongs.
     #[inline]
-    fn find(&self, bucket: u32) -> usize {
-        let mask = self.slots.len() - 1;
-        // Buckets are already hashes; mix once more so low bits are spread for any table size.
-        let mut i = (bucket.wrapping_mul(0x9E37_79B1) >> 7) as usize & mask;
+    fn find(slots: &[u64], bucket: u32) -> usize {
+        let mask = slots.len() - 1;
+        let key = bucket.wrapping_add(1);
+        // Buckets are the top bits of a finalized hash: their low bits are already spread.
+        let mut i = bucket as usize & mask;
         loop {
-            let s = self.slots[i];
-            if s == 0 || self.features[s as usize - 1].bucket == bucket {
+            let s = slots[i];
+            if s == 0 || s as u32 == key {
                 return i;
             }
             i = (i + 1) & mask;
@@ -335,52 +358,59 @@ impl Counter {
 
     #[inline]
     fn add(&mut self, bucket: u32, word: bool) {
-        let i = self.find(bucket);
-        match self.slots[i] {
-            0 => {
-                self.features.push(Count {
-                    bucket,
-                    count: 1,
-                    word,
-                });
-                self.slots[i] = self.features.len() as u32;
-                if self.features.len() * 2 > self.slots.len() {
-                    self.grow();
-                }
+        let i = Self::find(&self.slots, bucket);
+        let s = self.slots[i];
+        if s == 0 {
+            let index = self.features.len();
+            self.features.push(Count {
+                bucket,
+                count: 1,
+                word,
+            });
+            self.slots[i] = u64::from(bucket.wrapping_add(1)) | (index as u64) << 32;
+            self.used.push(i as u32);
+            if self.features.len() * 2 > self.slots.len() {
+                self.grow();
             }
-            s => {
-                let c = &mut self.features[s as usize - 1].count;
-                *c = c.saturating_add(1);
-            }
+        } else if let Some(f) = self.features.get_mut((s >> 32) as usize) {
+            f.count = f.count.saturating_add(1);
         }
     }
 
+    #[cold]
     fn grow(&mut self) {
         self.slots = vec![0; self.slots.len() * 2];
-        for k in 0..self.features.len() {
-            let i = self.find(self.features[k].bucket);
-            self.slots[i] = k as u32 + 1;
+        self.used.clear();
+        for (k, f) in self.features.iter().enumerate() {
+            let i = Self::find(&self.slots, f.bucket);
+            self.slots[i] = u64::from(f.bucket.wrapping_add(1)) | (k as u64) << 32;
+            self.used.push(i as u32);
         }
     }
 
-    /// Empties the used slots only, so a table grown by one long comment stays cheap. Newest
-    /// first: an entry's probe chain only crosses entries inserted before it, still in place.
+    /// Empties the used slots only, so a table grown by one long comment stays cheap.
     fn clear(&mut self) {
-        for k in (0..self.features.len()).rev() {
-            let i = self.find(self.features[k].bucket);
-            self.slots[i] = 0;
+        for &i in &self.used {
+            self.slots[i as usize] = 0;
         }
+        self.used.clear();
     }
 }
 
-impl Sink for Counter {
+/// Flag bit of a word n-gram in [`Buckets`] (buckets have at most 24 bits).
+const WORD_GRAM: u32 = 1 << 31;
+
+/// Collects the bucket of every n-gram in order, word n-grams flagged with [`WORD_GRAM`].
+struct Buckets(Vec<u32>);
+
+impl Sink for Buckets {
     #[inline]
     fn char_gram(&mut self, bucket: u32, _gram: &[char]) {
-        self.add(bucket, false);
+        self.0.push(bucket);
     }
     #[inline]
     fn word_gram(&mut self, bucket: u32, _chars: &[char], _tokens: &[(u32, u32)]) {
-        self.add(bucket, true);
+        self.0.push(bucket | WORD_GRAM);
     }
 }
 
@@ -399,21 +429,29 @@ pub fn tf(count: u8, sublinear: bool) -> f32 {
 
 /// TF-IDF weighs counts with `idf` and L2-normalizes them into `out` as (bucket, value): one
 /// joint norm, or (with `block_norm`) character and word blocks of norm 1/√2 each. Training
-/// and scoring both call this, so they cannot drift apart.
+/// and scoring both call this, so they cannot drift apart. `idf` is called once per count, in
+/// order (the scoring path uses that to prefetch the rows of the counts ahead).
 pub fn weigh(
     counts: &[Count],
-    idf: impl Fn(u32) -> f32,
+    mut idf: impl FnMut(u32) -> f32,
     sublinear: bool,
     block_norm: bool,
     out: &mut Vec<(u32, f32)>,
 ) {
     out.clear();
-    let mut norms = [0.0f32; 2];
+    out.reserve(counts.len());
+    // Two sums in registers (an indexed array would chain every addition through memory).
+    let (mut chars, mut words) = (0.0f32, 0.0f32);
     for c in counts {
         let v = tf(c.count, sublinear) * idf(c.bucket);
-        norms[usize::from(block_norm && c.word)] += v * v;
+        if block_norm && c.word {
+            words += v * v;
+        } else {
+            chars += v * v;
+        }
         out.push((c.bucket, v));
     }
+    let norms = [chars, words];
     let scale = |n: f32| {
         if n <= 0.0 {
             0.0

@@ -130,9 +130,15 @@ impl Head {
         script: crate::lang::Script,
     ) -> (f32, (f32, f32), f32) {
         let by_name = |name: &str| self.calibrations.iter().find(|c| c.name == name);
+        // `lang:<code>`, compared without building the string.
+        let by_script = || {
+            self.calibrations
+                .iter()
+                .find(|c| c.name.strip_prefix("lang:") == Some(script.code()))
+        };
         domain
             .and_then(by_name)
-            .or_else(|| by_name(&script.calibration_name()))
+            .or_else(by_script)
             .map_or((0.0, self.platt, self.threshold), |c| {
                 (c.bias, c.platt, c.threshold)
             })
@@ -205,6 +211,7 @@ pub struct Scratch {
     values: Vec<(u32, f32)>,
     cross: Vec<f32>,
     probs: Vec<f32>,
+    raw: Vec<f32>,
 }
 
 /// The outcome of one head for one comment.
@@ -442,7 +449,9 @@ impl Model {
             let cols = head.column..head.column + head.outputs();
             let pooled = head.kind == HeadKind::Binary && !chunk_max.is_empty();
             let source = if pooled { &chunk_max } else { &scratch.base };
-            let mut raw: Vec<f32> = source[cols.clone()].to_vec();
+            let mut raw = std::mem::take(&mut scratch.raw);
+            raw.clear();
+            raw.extend_from_slice(&source[cols.clone()]);
             let mut target_index = None;
             if head.conditioned() {
                 let Some(t) = target.and_then(|t| head.target_index(t)) else {
@@ -453,6 +462,7 @@ impl Model {
                         }
                     };
                     out.push(HeadOutcome::Skipped { reason });
+                    scratch.raw = raw;
                     continue;
                 };
                 target_index = Some(t);
@@ -490,6 +500,7 @@ impl Model {
                     }
                 }
             });
+            scratch.raw = raw;
         }
         out
     }
@@ -499,32 +510,63 @@ impl Model {
     fn accumulate(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<f32>) {
         self.featurizer.count(text, &mut scratch.features);
         let cfg = self.featurizer.config();
+        let counts = &scratch.features.features;
+        // Rows are scattered over a table larger than L2, and the IDF lookup is the first touch
+        // of each: ask for a row a few features ahead so its cache miss overlaps with the work
+        // on the current one. The dot products below then find every row in cache.
+        const AHEAD: usize = 8;
+        for c in counts.iter().take(AHEAD) {
+            self.table.prefetch(c.bucket);
+        }
+        let mut next = AHEAD;
         features::weigh(
-            &scratch.features.features,
-            |b| self.idf(b),
+            counts,
+            |b| {
+                if let Some(c) = counts.get(next) {
+                    self.table.prefetch(c.bucket);
+                }
+                next += 1;
+                self.idf(b)
+            },
             cfg.sublinear_tf,
             cfg.block_norm,
             &mut scratch.values,
         );
         out.clear();
         out.resize(self.stride, 0.0);
-        // Rows are scattered over a table larger than L2: ask for a row a few features ahead
-        // so its cache miss overlaps with the arithmetic on the current one.
-        const AHEAD: usize = 8;
-        for &(bucket, _) in scratch.values.iter().take(AHEAD) {
-            self.table.prefetch(bucket);
-        }
-        for (i, &(bucket, v)) in scratch.values.iter().enumerate() {
-            if let Some(&(next, _)) = scratch.values.get(i + AHEAD) {
-                self.table.prefetch(next);
-            }
-            let row = self.table.row(bucket);
-            for (acc, w) in out[1..].iter_mut().zip(&row[1..]) {
-                *acc += v * *w as f32;
+        match self.stride {
+            8 => self.dot_rows::<8>(&scratch.values, out),
+            4 => self.dot_rows::<4>(&scratch.values, out),
+            2 => self.dot_rows::<2>(&scratch.values, out),
+            _ => {
+                for &(bucket, v) in &scratch.values {
+                    let row = self.table.row(bucket);
+                    for (acc, w) in out[1..].iter_mut().zip(&row[1..]) {
+                        *acc += v * *w as f32;
+                    }
+                }
             }
         }
         for (acc, s) in out[1..].iter_mut().zip(&self.table.scales()[1..]) {
             *acc *= s;
+        }
+    }
+
+    /// `out[1..N] += Σ value · row[1..N]` for a table of stride `N` (a fixed width the compiler
+    /// vectorizes; column 0, the IDF, is computed alongside and dropped).
+    #[inline]
+    fn dot_rows<const N: usize>(&self, values: &[(u32, f32)], out: &mut [f32]) {
+        let mut acc = [0.0f32; N];
+        for &(bucket, v) in values {
+            let Ok(row) = <&[i16; N]>::try_from(self.table.row(bucket)) else {
+                continue;
+            };
+            for (a, w) in acc.iter_mut().zip(row) {
+                *a += v * *w as f32;
+            }
+        }
+        for (o, a) in out.iter_mut().zip(&acc).skip(1) {
+            *o = *a;
         }
     }
 }
