@@ -1,7 +1,6 @@
 //! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
 //! n-grams behind the largest terms are precisely why a comment was flagged.
 
-
 use serde::Serialize;
 
 use super::{HeadKind, Model};

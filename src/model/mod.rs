@@ -469,7 +469,13 @@ impl Model {
                 // The shared copy (0 for a head trained per target) and the target's own.
                 let (shared, own) = head.domain_scales;
                 raw.iter_mut().for_each(|r| *r *= shared);
-                self.add_crossed(self.target_keys[hi][t], cols.clone(), scratch, &mut raw, own);
+                self.add_crossed(
+                    self.target_keys[hi][t],
+                    cols.clone(),
+                    scratch,
+                    &mut raw,
+                    own,
+                );
             } else if !head.domains.is_empty() {
                 // Set-aware: shared half always, the domain's own half when it is known.
                 let (shared, own) = head.domain_scales;

@@ -143,8 +143,11 @@ pub(super) fn design(
             d.labels.push(class as u32);
             d.datasets.push(ex.dataset);
             d.scripts.push(crate::lang::script(&ex.text));
-            d.strata
-                .push(crate::train::folds::stratum(ex.dataset, target, class as u32));
+            d.strata.push(crate::train::folds::stratum(
+                ex.dataset,
+                target,
+                class as u32,
+            ));
             continue;
         }
         match target {
@@ -173,8 +176,11 @@ pub(super) fn design(
         d.labels.push(class as u32);
         d.datasets.push(ex.dataset);
         d.scripts.push(crate::lang::script(&ex.text));
-        d.strata
-            .push(crate::train::folds::stratum(ex.dataset, target, class as u32));
+        d.strata.push(crate::train::folds::stratum(
+            ex.dataset,
+            target,
+            class as u32,
+        ));
     }
     d
 }

@@ -235,8 +235,9 @@ pub(super) fn fit_head(
         tol: config.solver.cv_tol,
         ..lbfgs.clone()
     };
-    let selection = select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
-        .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
+    let selection =
+        select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
+            .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
     bar.inc(1);
     // Refit on every row with the chosen C.
     bar.set_message(format!("{}: refit C={}", spec.name, selection.c));
@@ -302,7 +303,11 @@ fn binary_rule(
     let mut calibrations = Vec::new();
     for (d, col) in domain_cols.iter().enumerate() {
         let Some(col) = col else { continue };
-        let rows: Vec<usize> = all.iter().copied().filter(|&i| tr.datasets[i] == d).collect();
+        let rows: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| tr.datasets[i] == d)
+            .collect();
         // `raw` already includes the domain's bias; record it for scoring.
         if let Some(mut c) = calibrate::slice(&config.datasets[d].name, &rows, raw, &truth, 0.0) {
             c.bias = w[*col as usize] as f32;
@@ -310,7 +315,11 @@ fn binary_rule(
         }
     }
     for script in [crate::lang::Script::Arabic, crate::lang::Script::Latin] {
-        let rows: Vec<usize> = all.iter().copied().filter(|&i| tr.scripts[i] == script).collect();
+        let rows: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| tr.scripts[i] == script)
+            .collect();
         let name = script.calibration_name();
         if let Some(c) = calibrate::pooled_slice(&name, &rows, shared_raw, &truth, &tr.datasets) {
             calibrations.push(c);
@@ -343,13 +352,20 @@ fn fold_bias(w: &[f64], dim: usize, outputs: usize, target_cols: &[u32]) -> Vec<
     }
     target_cols
         .iter()
-        .flat_map(|&tc| (0..outputs).map(move |k| (global[k] + w[tc as usize * outputs + k]) as f32))
+        .flat_map(|&tc| {
+            (0..outputs).map(move |k| (global[k] + w[tc as usize * outputs + k]) as f32)
+        })
         .collect()
 }
 
 /// The feature columns (buckets below `buckets`) with their weights; target and domain bias
 /// columns are dropped, as they live in the bias and the calibrations.
-fn feature_weights(w: &[f64], cols: &[u32], outputs: usize, buckets: usize) -> (Vec<u32>, Vec<f32>) {
+fn feature_weights(
+    w: &[f64],
+    cols: &[u32],
+    outputs: usize,
+    buckets: usize,
+) -> (Vec<u32>, Vec<f32>) {
     let mut columns = Vec::new();
     let mut weights = Vec::new();
     for (j, &b) in cols.iter().enumerate() {
@@ -429,10 +445,9 @@ mod tests {
             scripts: vec![crate::lang::Script::Latin; 6],
             strata: vec![0; 6],
         };
-        let config: TrainConfig = toml::from_str(
-            "name = \"t\"\nheads = []\ndatasets = []\n[solver]\nbalanced = true\n",
-        )
-        .expect("config parses");
+        let config: TrainConfig =
+            toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n[solver]\nbalanced = true\n")
+                .expect("config parses");
         // Three of class 0 and one of class 1: the rare class weighs three times as much.
         let w = row_weights(&d, &[0, 1, 2, 3], 2, false, &config);
         assert_eq!(w, vec![4.0 / 6.0, 4.0 / 6.0, 4.0 / 6.0, 2.0]);
@@ -456,10 +471,8 @@ mod tests {
             scripts: vec![crate::lang::Script::Latin; 5],
             strata,
         };
-        let config: TrainConfig = toml::from_str(
-            "name = \"t\"\nheads = []\ndatasets = []\n",
-        )
-        .expect("config parses");
+        let config: TrainConfig =
+            toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses");
         let w = row_weights(&d, &[0, 1, 2, 3, 4], 2, true, &config);
         assert_eq!(w, vec![0.75, 0.75, 1.5, 0.5, 0.5]);
     }

@@ -229,11 +229,18 @@ fn today() -> String {
     now_rfc3339()[..10].replace('-', ".")
 }
 
-/// Current UTC time as RFC 3339 (civil-from-days, no time-zone database needed).
+/// Current UTC time as RFC 3339 (civil-from-days, no time-zone database needed). When
+/// `SOURCE_DATE_EPOCH` is set (the reproducible-builds convention), that time instead, so two
+/// trainings on the same data give byte-identical model files.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        });
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;

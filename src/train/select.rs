@@ -122,15 +122,19 @@ pub(super) fn cross_validate(
             })
             .collect();
         let oof = out_of_fold(data, data.rows, &fold_rows, &solved);
-        let (score, decision) =
-            score_margins(&oof, data.labels, data.folds, data.outputs, scoring);
+        let (score, decision) = score_margins(&oof, data.labels, data.folds, data.outputs, scoring);
         let entry = Tried {
             c,
             cv: score,
             iterations: solved.iter().map(|(_, r)| r.iterations).max().unwrap_or(0),
             converged: solved.iter().all(|(_, r)| r.converged),
         };
-        tracing::info!(c, cv = score, iterations = entry.iterations, "cross-validated");
+        tracing::info!(
+            c,
+            cv = score,
+            iterations = entry.iterations,
+            "cross-validated"
+        );
         tried.push(entry);
         if best.as_ref().is_none_or(|b| score > b.score) {
             let oof_shared = data
@@ -366,8 +370,14 @@ mod tests {
             panic!("selection ran")
         };
         for f in 0..4 {
-            let margins: Vec<f32> = (0..40).filter(|&i| folds[i] == f).map(|i| sel.oof[i]).collect();
-            assert!(margins.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6), "{margins:?}");
+            let margins: Vec<f32> = (0..40)
+                .filter(|&i| folds[i] == f)
+                .map(|i| sel.oof[i])
+                .collect();
+            assert!(
+                margins.windows(2).all(|w| (w[0] - w[1]).abs() < 1e-6),
+                "{margins:?}"
+            );
         }
     }
 }
