@@ -46,7 +46,12 @@ pub struct TrainArgs {
     /// Normalize character and word n-grams as two blocks (`featurizer.block_norm`): `on`,
     /// `off`, or `auto` (one-head mode: train both, keep the better cross-validated score).
     #[arg(long, value_enum, default_value = "auto")]
-    block_norm: BlockNorm,
+    block_norm: Choice,
+    /// NB-weighted one-vs-rest regressions (NBSVM) instead of one softmax regression: `on`,
+    /// `off`, or `auto` (one-head mode without --target: train both, keep the better
+    /// cross-validated score).
+    #[arg(long, value_enum, default_value = "auto")]
+    nb: Choice,
     /// Override the data root of a config (default: the config's, `../shared/data`).
     #[arg(long)]
     data_root: Option<PathBuf>,
@@ -103,38 +108,24 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let one_head = a.config.is_none();
-    let variants = match (a.block_norm, one_head) {
-        (BlockNorm::On, _) => vec![true],
-        (BlockNorm::Off, _) => vec![false],
-        (BlockNorm::Auto, true) => vec![false, true],
-        (BlockNorm::Auto, false) => vec![config.featurizer.block_norm],
+    let block_norms = match (a.block_norm, one_head) {
+        (Choice::On, _) => vec![true],
+        (Choice::Off, _) => vec![false],
+        (Choice::Auto, true) => vec![false, true],
+        (Choice::Auto, false) => vec![config.featurizer.block_norm],
+    };
+    let nbs = match (a.nb, one_head && a.target.is_none()) {
+        (Choice::On, _) => vec![true],
+        (Choice::Off, _) => vec![false],
+        (Choice::Auto, true) => vec![false, true],
+        (Choice::Auto, false) => vec![config.solver.nb],
     };
     if !a.c.is_empty() {
         config.solver.c = a.c.clone();
         config.heads.iter_mut().for_each(|h| h.c = None);
     }
     let started = std::time::Instant::now();
-    let mut best: Option<train::Trained> = None;
-    for (v, block_norm) in variants.into_iter().enumerate() {
-        config.featurizer.block_norm = block_norm;
-        if v > 0 {
-            // Later variants are cross-validated at the C the first one chose (one grid walk,
-            // not one per variant: training time stays within a minute on 22,000 rows).
-            if let Some(first) = &best {
-                config.solver.c = first.cv.iter().map(|c| c.c).take(1).collect();
-                config.heads.iter_mut().for_each(|h| h.c = None);
-            }
-        }
-        let trained = train::train(&config, !a.quiet)?;
-        let score = trained.cv_score();
-        tracing::info!(block_norm, cv = score, "featurizer variant trained");
-        if best.as_ref().is_none_or(|b| score > b.cv_score()) {
-            best = Some(trained);
-        }
-    }
-    let Some(trained) = best else {
-        bail!("no featurizer variant was trained");
-    };
+    let trained = best_variant(&config, &nbs, &block_norms, !a.quiet)?;
     let mut model = trained.model;
     file::save(&mut model, &out)?;
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -161,15 +152,49 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How `--block-norm` is chosen.
+/// A setting that is on, off, or chosen by cross-validation.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum BlockNorm {
-    /// Two blocks of norm 1/√2.
+enum Choice {
+    /// On.
     On,
-    /// One joint norm.
+    /// Off.
     Off,
     /// Decided by cross-validation (one-head mode), else the config's setting.
     Auto,
+}
+
+/// Trains every variant and keeps the best cross-validated one. Each NB setting gets its own
+/// walk up the C grid; the other block normalizations are cross-validated at the C that walk
+/// chose, which keeps training to a few grid walks however many variants there are.
+fn best_variant(
+    base: &TrainConfig,
+    nbs: &[bool],
+    block_norms: &[bool],
+    progress: bool,
+) -> anyhow::Result<train::Trained> {
+    let mut best: Option<train::Trained> = None;
+    for &nb in nbs {
+        let mut walked: Option<Vec<f64>> = None;
+        for &block_norm in block_norms {
+            let mut config = base.clone();
+            config.solver.nb = nb;
+            config.featurizer.block_norm = block_norm;
+            if let Some(chosen) = &walked {
+                config.solver.c = chosen.clone();
+                config.heads.iter_mut().for_each(|h| h.c = None);
+            }
+            let trained = train::train(&config, progress)?;
+            let score = trained.cv_score();
+            tracing::info!(nb, block_norm, cv = score, "variant cross-validated");
+            if walked.is_none() {
+                walked = Some(trained.cv.iter().map(|c| c.c).take(1).collect());
+            }
+            if best.as_ref().is_none_or(|b| score > b.cv_score()) {
+                best = Some(trained);
+            }
+        }
+    }
+    best.context("no variant was trained")
 }
 
 /// Builds the config of a single multiclass head named after the label column.

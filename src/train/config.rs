@@ -71,6 +71,9 @@ pub struct SolverConfig {
     /// (scaled β and 1, then both by 1/√(1+β²)). 0 trains one model per target in one table,
     /// as the SemEval baselines do; 1 shares half of every weight across targets.
     pub target_shared: f32,
+    /// Unconditioned multiclass heads: one NB-weighted logistic regression per class (NBSVM's
+    /// log-count ratios, folded into the weights) instead of one softmax regression.
+    pub nb: bool,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
     /// Stop walking up the C grid after this many C values in a row fail to improve the
@@ -95,6 +98,7 @@ impl Default for SolverConfig {
             class_offsets: true,
             domain_weight: 1.0,
             target_shared: 0.0,
+            nb: false,
             min_df: 2,
             patience: 1,
             folds: 5,

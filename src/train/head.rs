@@ -2,8 +2,6 @@
 //! C on stratified folds of the training rows → fit the decision rule and calibration on the
 //! out-of-fold margins → refit on every row → fold the bias columns into the head.
 
-use std::collections::BTreeMap;
-
 use indicatif::ProgressBar;
 
 use crate::features::Featurizer;
@@ -13,7 +11,8 @@ use crate::train::config::TrainConfig;
 use crate::train::design::{design, Columns, Design, Domains, HeadData, UNSET};
 use crate::train::folds;
 use crate::train::select::{self, CvData, Scoring, Selection};
-use crate::train::solver::{Lbfgs, Problem};
+use crate::train::learner::{Learner, NbOneVsRest, Plain, Weighting};
+use crate::train::solver::Lbfgs;
 use crate::train::{Corpus, TrainError};
 
 /// What one head's training produced.
@@ -206,10 +205,26 @@ pub(super) fn fit_head(
     });
     let outputs = layout.outputs;
     let dim = columns.buckets.len();
-    let classes = outputs.max(2);
     let folds = folds::stratified(&tr.strata, config.solver.folds, config.solver.seed);
-    let per_target = spec.conditioned;
-    let weigh = |rows: &[usize]| row_weights(&tr, rows, classes, per_target, config);
+    let weighting = Weighting {
+        config,
+        per_target: spec.conditioned,
+    };
+    let plain = Plain {
+        design: &tr,
+        outputs,
+        dim,
+        weighting,
+    };
+    let nb = NbOneVsRest {
+        design: &tr,
+        outputs,
+        dim,
+        weighting,
+        alpha: 1.0,
+    };
+    let use_nb = config.solver.nb && spec.kind == HeadKind::Multiclass && !spec.conditioned;
+    let learner: &dyn Learner = if use_nb { &nb } else { &plain };
     let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
     let lbfgs = Lbfgs {
         max_iter: config.solver.max_iter,
@@ -221,7 +236,7 @@ pub(super) fn fit_head(
         rows: &tr.rows,
         shared: shared.as_ref().map(|s| &s.rows),
         labels: &tr.labels,
-        weigh: &weigh,
+        learner,
         folds: &folds,
         outputs,
         dim,
@@ -242,15 +257,8 @@ pub(super) fn fit_head(
     // Refit on every row with the chosen C.
     bar.set_message(format!("{}: refit C={}", spec.name, selection.c));
     let all: Vec<usize> = (0..tr.labels.len()).collect();
-    let weights = weigh(&all);
-    let problem = Problem {
-        rows: &tr.rows,
-        labels: &tr.labels,
-        weights: &weights,
-        outputs,
-        dim,
-    };
-    let (w, report) = problem.solve(selection.c, None, &lbfgs);
+    let refit = learner.fit(&all, selection.c, None, &lbfgs);
+    let (w, report) = (refit.weights, refit.report);
     bar.inc(1);
     let rule = match spec.kind {
         HeadKind::Binary => binary_rule(config, &tr, &selection, &layout.domain_cols, &w),
@@ -260,7 +268,7 @@ pub(super) fn fit_head(
     let (feature_cols, weights_out) =
         feature_weights(&w, &columns.buckets, outputs, featurizer.config().buckets());
     let record = serde_json::json!({
-        "c": selection.c, "cv": selection.score, "folds": config.solver.folds,
+        "c": selection.c, "cv": selection.score, "folds": config.solver.folds, "nb": use_nb,
         "seed": config.solver.seed, "grid": selection.tried, "train_rows": tr.rows.len(),
         "features": dim, "iterations": report.iterations, "converged": report.converged,
     });
@@ -377,45 +385,6 @@ fn feature_weights(
     (columns, weights)
 }
 
-/// Sample weights of the rows `picked`: inverse class frequency among them ("balanced"; within
-/// each target when `per_target`, as one model per target would weigh them) and, optionally,
-/// equal data set mass.
-fn row_weights(
-    d: &Design,
-    picked: &[usize],
-    classes: usize,
-    per_target: bool,
-    config: &TrainConfig,
-) -> Vec<f32> {
-    // The balancing group of a row: its data set and target (stratum without the class).
-    let group = |i: usize| if per_target { d.strata[i] >> 20 } else { 0 };
-    let mut per_class: BTreeMap<(u64, u32), usize> = BTreeMap::new();
-    let mut per_group: BTreeMap<u64, usize> = BTreeMap::new();
-    let mut per_set: BTreeMap<usize, usize> = BTreeMap::new();
-    for &i in picked {
-        *per_class.entry((group(i), d.labels[i])).or_default() += 1;
-        *per_group.entry(group(i)).or_default() += 1;
-        *per_set.entry(d.datasets[i]).or_default() += 1;
-    }
-    let n = picked.len() as f64;
-    picked
-        .iter()
-        .map(|&i| {
-            let mut w = 1.0;
-            if config.solver.balanced {
-                let g = group(i);
-                let in_group = per_group[&g] as f64;
-                let of_class = per_class[&(g, d.labels[i])] as f64;
-                w *= in_group / (classes as f64 * of_class);
-            }
-            if config.solver.balance_datasets {
-                w *= n / (per_set.len() as f64 * per_set[&d.datasets[i]] as f64);
-            }
-            w as f32
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,46 +403,5 @@ mod tests {
         let (cols, weights) = feature_weights(&w, &[7, 1024, 9], 1, 1024);
         assert_eq!(cols, vec![7, 9]);
         assert_eq!(weights, vec![1.0, 3.0]);
-    }
-
-    #[test]
-    fn balanced_weights_are_computed_on_the_rows_given() {
-        let d = Design {
-            rows: crate::train::solver::Rows::new(),
-            labels: vec![0, 0, 0, 1, 1, 1],
-            datasets: vec![0; 6],
-            scripts: vec![crate::lang::Script::Latin; 6],
-            strata: vec![0; 6],
-        };
-        let config: TrainConfig =
-            toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n[solver]\nbalanced = true\n")
-                .expect("config parses");
-        // Three of class 0 and one of class 1: the rare class weighs three times as much.
-        let w = row_weights(&d, &[0, 1, 2, 3], 2, false, &config);
-        assert_eq!(w, vec![4.0 / 6.0, 4.0 / 6.0, 4.0 / 6.0, 2.0]);
-    }
-
-    #[test]
-    fn per_target_balance_weighs_classes_within_each_target() {
-        use crate::train::folds::stratum;
-        // Target 0: classes 0, 0, 1. Target 1: class 1 twice.
-        let strata = vec![
-            stratum(0, Some(0), 0),
-            stratum(0, Some(0), 0),
-            stratum(0, Some(0), 1),
-            stratum(0, Some(1), 1),
-            stratum(0, Some(1), 1),
-        ];
-        let d = Design {
-            rows: crate::train::solver::Rows::new(),
-            labels: vec![0, 0, 1, 1, 1],
-            datasets: vec![0; 5],
-            scripts: vec![crate::lang::Script::Latin; 5],
-            strata,
-        };
-        let config: TrainConfig =
-            toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses");
-        let w = row_weights(&d, &[0, 1, 2, 3, 4], 2, true, &config);
-        assert_eq!(w, vec![0.75, 0.75, 1.5, 0.5, 0.5]);
     }
 }

@@ -10,6 +10,7 @@ mod design;
 pub mod feedback;
 pub mod folds;
 mod head;
+mod learner;
 mod select;
 pub mod solver;
 mod summary;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::model::HeadKind;
 use crate::train::calibrate::{self, Decision};
+use crate::train::learner::{Fit, Learner};
 use crate::train::solver::{Lbfgs, Problem, Rows};
 
 /// What cross-validation needs of one head's training rows.
@@ -19,8 +20,8 @@ pub(super) struct CvData<'a> {
     pub(super) shared: Option<&'a Rows>,
     /// Class of every row.
     pub(super) labels: &'a [u32],
-    /// Sample weight of every row, given the rows it is fit with.
-    pub(super) weigh: &'a (dyn Fn(&[usize]) -> Vec<f32> + Sync),
+    /// What is fit on the rows of k − 1 folds.
+    pub(super) learner: &'a dyn Learner,
     /// Fold of every row.
     pub(super) folds: &'a [usize],
     /// Output columns (1 for binary).
@@ -90,44 +91,27 @@ pub(super) fn cross_validate(
     if fold_rows.is_empty() {
         return None;
     }
-    let fits: Vec<FoldFit> = fold_rows
-        .iter()
-        .map(|(fit, _)| FoldFit {
-            rows: data.rows.subset(fit),
-            labels: fit.iter().map(|&i| data.labels[i]).collect(),
-            weights: (data.weigh)(fit),
-        })
-        .collect();
     let one_thread = Lbfgs {
         threads: 1,
         ..lbfgs.clone()
     };
-    let mut warm: Vec<Option<Vec<f64>>> = vec![None; fits.len()];
+    let mut warm: Vec<Option<Vec<f64>>> = vec![None; fold_rows.len()];
     let mut best: Option<Selection> = None;
     let mut tried = Vec::new();
     let mut worse = 0;
     for &c in grid {
-        let solved: Vec<(Vec<f64>, crate::train::solver::SolveReport)> = fits
+        let solved: Vec<Fit> = fold_rows
             .par_iter()
             .zip(warm.par_iter_mut())
-            .map(|(fit, init)| {
-                let problem = Problem {
-                    rows: &fit.rows,
-                    labels: &fit.labels,
-                    weights: &fit.weights,
-                    outputs: data.outputs,
-                    dim: data.dim,
-                };
-                problem.solve(c, init.take(), &one_thread)
-            })
+            .map(|((fit, _), init)| data.learner.fit(fit, c, init.take(), &one_thread))
             .collect();
         let oof = out_of_fold(data, data.rows, &fold_rows, &solved);
         let (score, decision) = score_margins(&oof, data.labels, data.folds, data.outputs, scoring);
         let entry = Tried {
             c,
             cv: score,
-            iterations: solved.iter().map(|(_, r)| r.iterations).max().unwrap_or(0),
-            converged: solved.iter().all(|(_, r)| r.converged),
+            iterations: solved.iter().map(|f| f.report.iterations).max().unwrap_or(0),
+            converged: solved.iter().all(|f| f.report.converged),
         };
         tracing::info!(
             c,
@@ -152,8 +136,8 @@ pub(super) fn cross_validate(
         } else {
             worse += 1;
         }
-        for (slot, (w, _)) in warm.iter_mut().zip(solved) {
-            *slot = Some(w);
+        for (slot, fit) in warm.iter_mut().zip(solved) {
+            *slot = Some(fit.warm);
         }
         if worse > patience {
             break;
@@ -165,19 +149,12 @@ pub(super) fn cross_validate(
     })
 }
 
-/// The training side of one fold.
-struct FoldFit {
-    rows: Rows,
-    labels: Vec<u32>,
-    weights: Vec<f32>,
-}
-
 /// Raw margins of every row from the model of the fold that held it out.
 fn out_of_fold(
     data: &CvData,
     rows: &Rows,
     fold_rows: &[(Vec<usize>, Vec<usize>)],
-    solved: &[(Vec<f64>, crate::train::solver::SolveReport)],
+    solved: &[Fit],
 ) -> Vec<f32> {
     let k = data.outputs;
     let mut out = vec![0.0f32; rows.len() * k];
@@ -189,9 +166,9 @@ fn out_of_fold(
         dim: data.dim,
     };
     let mut z = vec![0.0; k];
-    for ((_, held), (w, _)) in fold_rows.iter().zip(solved) {
+    for ((_, held), fit) in fold_rows.iter().zip(solved) {
         for &i in held {
-            scorer.margins(w, i, &mut z);
+            scorer.margins(&fit.weights, i, &mut z);
             for (o, v) in out[i * k..][..k].iter_mut().zip(&z) {
                 *o = *v as f32;
             }
@@ -289,46 +266,68 @@ fn cross_fitted_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::config::TrainConfig;
+    use crate::train::design::Design;
     use crate::train::folds;
+    use crate::train::learner::{Plain, Weighting};
 
-    /// 60 rows, two classes, separable on columns 0/1 with a noisy shared column 2.
-    fn toy() -> (Rows, Vec<u32>) {
+    fn design(rows: Rows, labels: Vec<u32>) -> Design {
+        let n = labels.len();
+        Design {
+            rows,
+            strata: labels.iter().map(|&y| u64::from(y)).collect(),
+            labels,
+            datasets: vec![0; n],
+            scripts: vec![crate::lang::Script::Latin; n],
+        }
+    }
+
+    fn config() -> TrainConfig {
+        toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses")
+    }
+
+    const BINARY: Scoring = Scoring {
+        kind: HeadKind::Binary,
+        classes: &[],
+        offsets: false,
+    };
+
+    #[test]
+    fn cross_validation_is_deterministic_and_keeps_the_best_c() {
+        // 60 rows, two classes, separable on columns 0/1 but for every 7th row, which is
+        // flipped, and a noisy shared column 2.
         let mut rows = Rows::new();
         let mut labels = Vec::new();
         for i in 0..60u32 {
             let y = i % 2;
-            let flip = i % 7 == 0;
-            let col = if flip { 1 - y } else { y };
+            let col = if i % 7 == 0 { 1 - y } else { y };
             rows.push([(col, 1.0), (2, (i % 5) as f32 / 5.0)]);
             labels.push(y);
         }
-        (rows, labels)
-    }
-
-    #[test]
-    fn cross_validation_is_deterministic_and_keeps_the_best_c() {
-        let (rows, labels) = toy();
-        let strata: Vec<u64> = labels.iter().map(|&y| u64::from(y)).collect();
-        let folds = folds::stratified(&strata, 5, 3);
-        let weigh = |fit: &[usize]| vec![1.0; fit.len()];
+        let d = design(rows, labels);
+        let folds = folds::stratified(&d.strata, 5, 3);
+        let config = config();
+        let learner = Plain {
+            design: &d,
+            outputs: 1,
+            dim: 3,
+            weighting: Weighting {
+                config: &config,
+                per_target: false,
+            },
+        };
         let data = CvData {
-            rows: &rows,
+            rows: &d.rows,
             shared: None,
-            labels: &labels,
-            weigh: &weigh,
+            labels: &d.labels,
+            learner: &learner,
             folds: &folds,
             outputs: 1,
             dim: 3,
         };
-        let scoring = Scoring {
-            kind: HeadKind::Binary,
-            classes: &[],
-            offsets: false,
-        };
         let grid = [0.01, 1.0, 100.0];
-        let run = || cross_validate(&data, &scoring, &grid, &Lbfgs::default(), 5);
-        let (a, b) = (run(), run());
-        let (Some(a), Some(b)) = (a, b) else {
+        let run = || cross_validate(&data, &BINARY, &grid, &Lbfgs::default(), 5);
+        let (Some(a), Some(b)) = (run(), run()) else {
             panic!("selection ran")
         };
         assert_eq!(a.c, b.c);
@@ -336,37 +335,41 @@ mod tests {
         assert_eq!(a.tried.len(), 3);
         let top = a.tried.iter().map(|t| t.cv).fold(f64::MIN, f64::max);
         assert_eq!(a.score, top);
-        assert_eq!(a.oof.len(), rows.len());
+        assert_eq!(a.oof.len(), d.rows.len());
     }
 
     #[test]
     fn out_of_fold_margins_come_from_models_that_never_saw_the_row() {
-        // Every row's label is arbitrary noise on its own private column: a model that saw the
-        // row can fit it, a model that did not has a zero weight there and predicts the bias.
+        // Every row's label is noise on its own private column: a model that saw the row can
+        // fit it, a model that did not has a zero weight there and predicts its bias alone.
         let mut rows = Rows::new();
         let mut labels = Vec::new();
         for i in 0..40u32 {
             rows.push([(i, 1.0)]);
             labels.push(u32::from(i % 3 == 0));
         }
-        let strata: Vec<u64> = labels.iter().map(|&y| u64::from(y)).collect();
-        let folds = folds::stratified(&strata, 4, 1);
-        let weigh = |fit: &[usize]| vec![1.0; fit.len()];
+        let d = design(rows, labels);
+        let folds = folds::stratified(&d.strata, 4, 1);
+        let config = config();
+        let learner = Plain {
+            design: &d,
+            outputs: 1,
+            dim: 40,
+            weighting: Weighting {
+                config: &config,
+                per_target: false,
+            },
+        };
         let data = CvData {
-            rows: &rows,
+            rows: &d.rows,
             shared: None,
-            labels: &labels,
-            weigh: &weigh,
+            labels: &d.labels,
+            learner: &learner,
             folds: &folds,
             outputs: 1,
             dim: 40,
         };
-        let scoring = Scoring {
-            kind: HeadKind::Binary,
-            classes: &[],
-            offsets: false,
-        };
-        let Some(sel) = cross_validate(&data, &scoring, &[100.0], &Lbfgs::default(), 0) else {
+        let Some(sel) = cross_validate(&data, &BINARY, &[100.0], &Lbfgs::default(), 0) else {
             panic!("selection ran")
         };
         for f in 0..4 {
@@ -379,5 +382,40 @@ mod tests {
                 "{margins:?}"
             );
         }
+    }
+
+    #[test]
+    fn offsets_are_kept_only_when_they_win_out_of_fold() {
+        let names: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let scoring = Scoring {
+            kind: HeadKind::Multiclass,
+            classes: &names,
+            offsets: true,
+        };
+        // Class 2 is always under-scored by 1: an offset fixes it in every fold.
+        let mut raw = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..90u32 {
+            let y = i % 3;
+            let mut z = [0.0f32; 3];
+            z[y as usize] = 1.0;
+            if y == 2 {
+                z[2] = -0.5;
+            }
+            raw.extend_from_slice(&z);
+            labels.push(y);
+        }
+        let strata: Vec<u64> = labels.iter().map(|&y| u64::from(y)).collect();
+        let folds = folds::stratified(&strata, 5, 0);
+        let (score, rule) = score_margins(&raw, &labels, &folds, 3, &scoring);
+        let rule = rule.expect("a multiclass rule");
+        assert!(!rule.offsets.is_empty() && score > 0.99, "{score} {rule:?}");
+        // Already right: offsets cannot win, so none are kept.
+        let clean: Vec<f32> = labels
+            .iter()
+            .flat_map(|&y| (0..3).map(move |k| if k == y { 1.0 } else { 0.0 }))
+            .collect();
+        let (_, rule) = score_margins(&clean, &labels, &folds, 3, &scoring);
+        assert!(rule.is_some_and(|r| r.offsets.is_empty()));
     }
 }
