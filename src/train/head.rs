@@ -10,8 +10,8 @@ use crate::train::calibrate;
 use crate::train::config::TrainConfig;
 use crate::train::design::{design, Columns, Design, Domains, HeadData, UNSET};
 use crate::train::folds;
-use crate::train::select::{self, CvData, Scoring, Selection};
 use crate::train::learner::{Learner, NbOneVsRest, Plain, Weighting};
+use crate::train::select::{self, CvData, Scoring, Selection};
 use crate::train::solver::Lbfgs;
 use crate::train::{Corpus, TrainError};
 

@@ -306,7 +306,15 @@ mod tests {
         let all: Vec<usize> = (0..20).collect();
         let fit = nb.fit(&all, 1.0, None, &Lbfgs::default());
         assert_eq!(fit.weights.len(), 8);
-        assert!(fit.weights.iter().step_by(2).all(|&w| w == 0.0), "{:?}", fit.weights);
-        assert!(fit.weights[3] > 0.0 && fit.weights[1] < 0.0, "{:?}", fit.weights);
+        assert!(
+            fit.weights.iter().step_by(2).all(|&w| w == 0.0),
+            "{:?}",
+            fit.weights
+        );
+        assert!(
+            fit.weights[3] > 0.0 && fit.weights[1] < 0.0,
+            "{:?}",
+            fit.weights
+        );
     }
 }

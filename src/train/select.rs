@@ -110,7 +110,11 @@ pub(super) fn cross_validate(
         let entry = Tried {
             c,
             cv: score,
-            iterations: solved.iter().map(|f| f.report.iterations).max().unwrap_or(0),
+            iterations: solved
+                .iter()
+                .map(|f| f.report.iterations)
+                .max()
+                .unwrap_or(0),
             converged: solved.iter().all(|f| f.report.converged),
         };
         tracing::info!(
