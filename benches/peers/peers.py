@@ -710,11 +710,7 @@ def run_throughput(args, data_root: Path, work: Path, exe: Path | None, ft_param
                 e, l = args.throughput_ft_params.split(",")
                 ft_params = {"epoch": int(e), "lr": float(l)}
             if ft_params is None:
-                log("throughput: selecting fastText epoch/lr for olid/subtask_a on dev")
-                dev = load_split(data_root / task.dataset / "dev.csv", task)
-                classes = sorted(set(train.labels) | set(dev.labels))
-                r = run_fasttext(task, train, dev, classes, work)
-                ft_params = r.get("params")
+                ft_params = {"epoch": FT_EPOCH, "lr": FT_LR}
             if ft_params is None:
                 raise RuntimeError("fastText model selection failed")
             classes = sorted(set(train.labels))
@@ -801,8 +797,7 @@ def parse_args(argv=None):
                     help="model for moderato classify (relative to the repo root)")
     ap.add_argument("--throughput-lines", type=int, default=200_000)
     ap.add_argument("--throughput-ft-params", metavar="EPOCH,LR",
-                    help="fastText epoch,lr for the throughput model (default: olid/subtask_a's dev-tuned values "
-                         "from this run, else tuned now)")
+                    help="fastText epoch,lr for the throughput model (default: the fixed peer setting)")
     ap.add_argument("--rss-method", choices=["auto", "time", "python"], default="auto",
                     help="peak-RSS measurement of classify: /usr/bin/time, or a fresh python's getrusage")
     ap.add_argument("--runs", type=int, default=3, help="timed runs per system (median reported)")

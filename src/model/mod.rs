@@ -28,7 +28,7 @@ pub enum HeadKind {
     Multiclass,
 }
 
-/// One head: its place in the weight table and everything learned on dev.
+/// One head: its place in the weight table and everything learned in training.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Head {
     /// Name in outputs (`offensive`, `stance`, or the label column of a per-data-set model).
@@ -43,11 +43,11 @@ pub struct Head {
     pub targets: Vec<String>,
     /// Bias per output, or per target and output (`targets.len() × outputs`) when conditioned.
     pub bias: Vec<f32>,
-    /// Platt scaling `p = 1 / (1 + exp(a·f + b))` of a binary head (fit with linfa on dev).
+    /// Platt scaling `p = 1 / (1 + exp(a·f + b))` of a binary head (fit with linfa on out-of-fold margins).
     pub platt: (f32, f32),
-    /// Softmax temperature of a multiclass head (fit on dev by minimizing log loss).
+    /// Softmax temperature of a multiclass head (fit on out-of-fold margins by minimizing log loss).
     pub temperature: f32,
-    /// Decision threshold on the calibrated probability of a binary head (F1-optimal on dev).
+    /// Decision threshold on the calibrated probability of a binary head (F1-optimal out of fold).
     pub threshold: f32,
     /// Binary heads: calibrations for a named domain (a data set, e.g. `mpold`) or a script
     /// (`lang:ar`, `lang:latin`), used instead of `platt` / `threshold` when they apply.
@@ -59,7 +59,7 @@ pub struct Head {
     #[serde(default)]
     pub domains: Vec<String>,
     /// Multiclass heads: per-class offsets added to the log-probabilities before the argmax,
-    /// chosen on dev for macro-F1 (F_avg for stance) — the multiclass analogue of a binary
+    /// chosen out of fold for macro-F1 (F_avg for stance) — the multiclass analogue of a binary
     /// head's F1-optimal threshold. Empty means no offsets.
     #[serde(default)]
     pub offsets: Vec<f32>,
@@ -168,7 +168,7 @@ pub fn platt(f: f32, (a, b): (f32, f32)) -> f32 {
     1.0 / (1.0 + (a * f + b).exp())
 }
 
-/// Provenance of a model: what it is, when and from what it was trained, how it scored on dev.
+/// Provenance of a model: what it is, when and from what it was trained, how it scored on an untouched dev split.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     /// Model name (`default`, or the data set it was trained on).
