@@ -388,6 +388,65 @@ fn feature_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::data::Example;
+
+    fn example(target: &str, labels: Vec<(usize, usize)>) -> Example {
+        Example {
+            text: "a comment".into(),
+            target: Some(target.into()),
+            labels,
+            raw: None,
+            dataset: 0,
+        }
+    }
+
+    #[test]
+    fn layout_of_a_conditioned_head_has_one_bias_column_per_target_and_no_shared_copy() {
+        let config: TrainConfig = toml::from_str(
+            r#"
+name = "t"
+[featurizer]
+hash_bits = 10
+[[heads]]
+name = "stance"
+kind = "multiclass"
+classes = ["FAVOR", "AGAINST", "NONE"]
+conditioned = true
+[[datasets]]
+name = "d"
+target = "target"
+[datasets.labels.stance]
+column = "stance"
+"#,
+        )
+        .expect("config parses");
+        let featurizer = Featurizer::new(config.featurizer.clone()).expect("featurizer");
+        // Targets come from the labelled rows only, sorted and without repeats.
+        let corpus = Corpus {
+            examples: vec![
+                example("Zoos", vec![(0, 1)]),
+                example("Atheism", vec![(0, 0)]),
+                example("Zoos", vec![(0, 2)]),
+                example("Unlabelled", vec![]),
+            ],
+            counts: vec![Vec::new(); 4],
+        };
+        let (layout, columns) = Layout::new(&config, &featurizer, &corpus, 0);
+        assert_eq!(layout.outputs, 3);
+        assert_eq!(layout.targets, vec!["Atheism", "Zoos"]);
+        assert_eq!(
+            columns.buckets,
+            vec![1024, 1025],
+            "bias columns above the buckets"
+        );
+        assert_eq!(layout.target_cols, vec![0, 1]);
+        assert_eq!(
+            layout.domain_scales,
+            (0.0, 1.0),
+            "target_shared = 0: per target only"
+        );
+        assert!(!layout.set_aware);
+    }
 
     #[test]
     fn fold_bias_adds_each_targets_column_to_the_global_bias() {
