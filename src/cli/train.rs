@@ -7,7 +7,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 use moderato::model::{file, HeadKind};
-use moderato::train::config::{DatasetSpec, HeadSpec, LabelSpec, SolverConfig, TrainConfig};
+use moderato::train::config::{
+    DatasetSpec, HeadSpec, LabelSpec, Learners, SolverConfig, TrainConfig,
+};
 use moderato::train::data::Table;
 use moderato::train::{self, DevScore};
 
@@ -44,12 +46,13 @@ pub struct TrainArgs {
     #[arg(long)]
     char_min: Option<u8>,
     /// Normalize character and word n-grams as two blocks (`featurizer.block_norm`): `on`,
-    /// `off`, or `auto` (one-head mode: train both, keep the better cross-validated score).
-    #[arg(long, value_enum, default_value = "auto")]
+    /// `off`, `auto` (one-head mode: cross-validate both at the chosen C, keep the better), or
+    /// `default` (the config's; off in one-head mode).
+    #[arg(long, value_enum, default_value = "default")]
     block_norm: Choice,
-    /// NB-weighted one-vs-rest regressions (NBSVM) instead of one softmax regression: `on`,
-    /// `off`, or `auto` (one-head mode without --target: train both, keep the better
-    /// cross-validated score).
+    /// NB-weighted one-vs-rest regressions (NBSVM) instead of one softmax regression, for heads
+    /// without --target: `on`, `off`, `auto` (one-head mode: both walk the C grid by
+    /// cross-validation, the better is refit), or `default` (the config's).
     #[arg(long, value_enum, default_value = "auto")]
     nb: Choice,
     /// Override the data root of a config (default: the config's, `../shared/data`).
@@ -113,19 +116,20 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         (Choice::Off, _) => vec![false],
         (Choice::Auto, true) => vec![false, true],
         (Choice::Auto, false) => vec![config.featurizer.block_norm],
+        (Choice::Default, _) => vec![config.featurizer.block_norm],
     };
-    let nbs = match (a.nb, one_head && a.target.is_none()) {
-        (Choice::On, _) => vec![true],
-        (Choice::Off, _) => vec![false],
-        (Choice::Auto, true) => vec![false, true],
-        (Choice::Auto, false) => vec![config.solver.nb],
+    config.solver.nb = match (a.nb, one_head) {
+        (Choice::On, _) => Learners::On,
+        (Choice::Off, _) => Learners::Off,
+        (Choice::Auto, true) => Learners::Auto,
+        (Choice::Auto, false) | (Choice::Default, _) => config.solver.nb,
     };
     if !a.c.is_empty() {
         config.solver.c = a.c.clone();
         config.heads.iter_mut().for_each(|h| h.c = None);
     }
     let started = std::time::Instant::now();
-    let trained = best_variant(&config, &nbs, &block_norms, !a.quiet)?;
+    let trained = best_variant(&config, &block_norms, !a.quiet)?;
     let mut model = trained.model;
     file::save(&mut model, &out)?;
     let size = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
@@ -140,7 +144,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     for cv in &trained.cv {
         eprintln!(
             "{}: C={} chosen by {}-fold cross-validation on the training rows (out-of-fold score {:.4})",
-            cv.head, cv.c, config.solver.folds, cv.score
+            cv.head, cv.c, cv.folds, cv.score
         );
     }
     if trained.dev.is_empty() {
@@ -161,37 +165,35 @@ enum Choice {
     Off,
     /// Decided by cross-validation (one-head mode), else the config's setting.
     Auto,
+    /// The config's setting (for --config, or the built-in one-head default).
+    Default,
 }
 
-/// Trains every variant and keeps the best cross-validated one. Each NB setting gets its own
-/// walk up the C grid; the other block normalizations are cross-validated at the C that walk
-/// chose, which keeps training to a few grid walks however many variants there are.
+/// Trains every featurizer variant and keeps the best cross-validated one. The first walks
+/// the C grid; the others are cross-validated at the C it chose, which keeps training to one
+/// grid walk per learner however many variants there are.
 fn best_variant(
     base: &TrainConfig,
-    nbs: &[bool],
     block_norms: &[bool],
     progress: bool,
 ) -> anyhow::Result<train::Trained> {
     let mut best: Option<train::Trained> = None;
-    for &nb in nbs {
-        let mut walked: Option<Vec<f64>> = None;
-        for &block_norm in block_norms {
-            let mut config = base.clone();
-            config.solver.nb = nb;
-            config.featurizer.block_norm = block_norm;
-            if let Some(chosen) = &walked {
-                config.solver.c = chosen.clone();
-                config.heads.iter_mut().for_each(|h| h.c = None);
-            }
-            let trained = train::train(&config, progress)?;
-            let score = trained.cv_score();
-            tracing::info!(nb, block_norm, cv = score, "variant cross-validated");
-            if walked.is_none() {
-                walked = Some(trained.cv.iter().map(|c| c.c).take(1).collect());
-            }
-            if best.as_ref().is_none_or(|b| score > b.cv_score()) {
-                best = Some(trained);
-            }
+    let mut walked: Option<Vec<f64>> = None;
+    for &block_norm in block_norms {
+        let mut config = base.clone();
+        config.featurizer.block_norm = block_norm;
+        if let Some(chosen) = &walked {
+            config.solver.c = chosen.clone();
+            config.heads.iter_mut().for_each(|h| h.c = None);
+        }
+        let trained = train::train(&config, progress)?;
+        let score = trained.cv_score();
+        tracing::info!(block_norm, cv = score, "variant cross-validated");
+        if walked.is_none() {
+            walked = Some(trained.cv.iter().map(|c| c.c).take(1).collect());
+        }
+        if best.as_ref().is_none_or(|b| score > b.cv_score()) {
+            best = Some(trained);
         }
     }
     best.context("no variant was trained")

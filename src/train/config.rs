@@ -72,23 +72,37 @@ pub struct SolverConfig {
     /// as the SemEval baselines do; 1 shares half of every weight across targets.
     pub target_shared: f32,
     /// Unconditioned multiclass heads: one NB-weighted logistic regression per class (NBSVM's
-    /// log-count ratios, folded into the weights) instead of one softmax regression.
-    pub nb: bool,
+    /// log-count ratios, folded into the weights) instead of one softmax regression: `on`,
+    /// `off`, or `auto` (both walk the C grid; the better out-of-fold score is refit).
+    pub nb: Learners,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
     /// Stop walking up the C grid after this many C values in a row fail to improve the
     /// cross-validated score.
     pub patience: usize,
-    /// Folds of the stratified cross-validation that chooses C and fits the calibration.
+    /// Folds of the stratified cross-validation that chooses C and fits the calibration; 0:
+    /// 5 for a head with fewer than 10,000 training rows, else 3 (a large head's folds are
+    /// large enough to score on, and each fold costs a fit).
     pub folds: usize,
     /// Seed of the fold assignment.
     pub seed: u64,
 }
 
+impl SolverConfig {
+    /// The folds of a head with `rows` training rows (see `folds`).
+    pub fn folds_for(&self, rows: usize) -> usize {
+        match self.folds {
+            0 if rows >= 10_000 => 3,
+            0 => 5,
+            k => k,
+        }
+    }
+}
+
 impl Default for SolverConfig {
     fn default() -> Self {
         Self {
-            c: vec![0.3, 1.0, 3.0, 10.0, 30.0],
+            c: vec![0.3, 1.0, 3.0, 10.0],
             max_iter: 300,
             tol: 1e-4,
             cv_tol: 1e-3,
@@ -98,13 +112,25 @@ impl Default for SolverConfig {
             class_offsets: true,
             domain_weight: 1.0,
             target_shared: 0.0,
-            nb: false,
+            nb: Learners::Off,
             min_df: 2,
             patience: 1,
-            folds: 5,
+            folds: 0,
             seed: 0,
         }
     }
+}
+
+/// Which learners a head's cross-validation tries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Learners {
+    /// The softmax (or sigmoid) regression only.
+    Off,
+    /// NB-weighted one-vs-rest regressions only.
+    On,
+    /// Both; the better cross-validated one is kept.
+    Auto,
 }
 
 /// One output head.
@@ -231,10 +257,13 @@ impl TrainConfig {
         if self.solver.c.is_empty() {
             return bad("solver.c".into(), "give at least one C".into());
         }
-        if !(2..=20).contains(&self.solver.folds) {
+        if self.solver.folds != 0 && !(2..=20).contains(&self.solver.folds) {
             return bad(
                 "solver.folds".into(),
-                format!("{} is outside 2..=20", self.solver.folds),
+                format!(
+                    "{} is outside 2..=20 (or 0 for automatic)",
+                    self.solver.folds
+                ),
             );
         }
         for (i, h) in self.heads.iter().enumerate() {

@@ -7,10 +7,10 @@ use indicatif::ProgressBar;
 use crate::features::Featurizer;
 use crate::model::{Calibration, HeadKind};
 use crate::train::calibrate;
-use crate::train::config::TrainConfig;
+use crate::train::config::{Learners, TrainConfig};
 use crate::train::design::{design, Columns, Design, Domains, HeadData, UNSET};
 use crate::train::folds;
-use crate::train::learner::{Learner, NbOneVsRest, Plain, Weighting};
+use crate::train::learner::{Learner, OneVsRest, Plain, Weighting};
 use crate::train::select::{self, CvData, Scoring, Selection};
 use crate::train::solver::Lbfgs;
 use crate::train::{Corpus, TrainError};
@@ -205,7 +205,8 @@ pub(super) fn fit_head(
     });
     let outputs = layout.outputs;
     let dim = columns.buckets.len();
-    let folds = folds::stratified(&tr.strata, config.solver.folds, config.solver.seed);
+    let k = config.solver.folds_for(tr.labels.len());
+    let folds = folds::stratified(&tr.strata, k, config.solver.seed);
     let weighting = Weighting {
         config,
         per_target: spec.conditioned,
@@ -216,45 +217,72 @@ pub(super) fn fit_head(
         dim,
         weighting,
     };
-    let nb = NbOneVsRest {
+    // Unconditioned multiclass heads (a data set's own label column) are fit one-vs-rest, as
+    // liblinear does: its binary problems converge several times faster than one softmax.
+    let ovr = |nb| OneVsRest {
         design: &tr,
         outputs,
         dim,
         weighting,
+        nb,
         alpha: 1.0,
     };
-    let use_nb = config.solver.nb && spec.kind == HeadKind::Multiclass && !spec.conditioned;
-    let learner: &dyn Learner = if use_nb { &nb } else { &plain };
+    let (ovr_plain, ovr_nb) = (ovr(false), ovr(true));
+    let one_vs_rest = spec.kind == HeadKind::Multiclass && !spec.conditioned;
+    let learners: Vec<(bool, &dyn Learner)> = match (config.solver.nb, one_vs_rest) {
+        (_, false) => vec![(false, &plain)],
+        (Learners::Off, true) => vec![(false, &ovr_plain)],
+        (Learners::On, true) => vec![(true, &ovr_nb)],
+        (Learners::Auto, true) => vec![(false, &ovr_plain), (true, &ovr_nb)],
+    };
     let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
     let lbfgs = Lbfgs {
         max_iter: config.solver.max_iter,
         tol: config.solver.tol,
         ..Lbfgs::default()
     };
-    bar.set_message(format!("{}: {}-fold CV", spec.name, config.solver.folds));
-    let data = CvData {
-        rows: &tr.rows,
-        shared: shared.as_ref().map(|s| &s.rows),
-        labels: &tr.labels,
-        learner,
-        folds: &folds,
-        outputs,
-        dim,
+    let cv_lbfgs = Lbfgs {
+        tol: config.solver.cv_tol,
+        ..lbfgs.clone()
     };
     let scoring = Scoring {
         kind: spec.kind,
         classes: &spec.classes,
         offsets: config.solver.class_offsets,
     };
-    let cv_lbfgs = Lbfgs {
-        tol: config.solver.cv_tol,
-        ..lbfgs.clone()
+    // Every learner walks the C grid on the same folds; the best out-of-fold score wins.
+    let mut best: Option<(bool, &dyn Learner, Selection)> = None;
+    for (is_nb, learner) in learners {
+        bar.set_message(format!(
+            "{}: {k}-fold CV{}",
+            spec.name,
+            if is_nb { " (NB)" } else { "" }
+        ));
+        let data = CvData {
+            rows: &tr.rows,
+            shared: shared.as_ref().map(|s| &s.rows),
+            labels: &tr.labels,
+            learner,
+            folds: &folds,
+            outputs,
+            dim,
+        };
+        let selection =
+            select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
+                .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
+        tracing::info!(head = %spec.name, nb = is_nb, c = selection.c, cv = selection.score, "learner cross-validated");
+        if best
+            .as_ref()
+            .is_none_or(|(_, _, b)| selection.score > b.score)
+        {
+            best = Some((is_nb, learner, selection));
+        }
+    }
+    let Some((use_nb, learner, selection)) = best else {
+        return Err(TrainError::NoRows(spec.name.clone()));
     };
-    let selection =
-        select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
-            .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
     bar.inc(1);
-    // Refit on every row with the chosen C.
+    // Refit on every row with the chosen learner and C.
     bar.set_message(format!("{}: refit C={}", spec.name, selection.c));
     let all: Vec<usize> = (0..tr.labels.len()).collect();
     let refit = learner.fit(&all, selection.c, None, &lbfgs);
@@ -268,7 +296,7 @@ pub(super) fn fit_head(
     let (feature_cols, weights_out) =
         feature_weights(&w, &columns.buckets, outputs, featurizer.config().buckets());
     let record = serde_json::json!({
-        "c": selection.c, "cv": selection.score, "folds": config.solver.folds, "nb": use_nb,
+        "c": selection.c, "cv": selection.score, "folds": k, "nb": use_nb,
         "seed": config.solver.seed, "grid": selection.tried, "train_rows": tr.rows.len(),
         "features": dim, "iterations": report.iterations, "converged": report.converged,
     });

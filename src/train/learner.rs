@@ -1,10 +1,13 @@
-//! What is fit on a set of design rows at one C: a plain logistic regression (multinomial, or
-//! sigmoid for a binary head), or NB-weighted one-vs-rest logistic regressions (NBSVM's
-//! log-count ratios, Wang & Manning 2012). Both hand back weights in one layout, `dim × outputs`
-//! then `outputs` biases, which is what the model's table stores: the NB ratios are multiplied
-//! into the weights, so NB weighting costs nothing at scoring time.
+//! What is fit on a set of design rows at one C: one logistic regression over all outputs
+//! (softmax, or sigmoid for a binary head), or one binary logistic regression per class
+//! (one-vs-rest), optionally on NB-weighted features (NBSVM's log-count ratios, Wang & Manning
+//! 2012). All hand back weights in one layout, `dim × outputs` then `outputs` biases, which is
+//! what the model's table stores: the NB ratios are multiplied into the weights, so NB weighting
+//! costs nothing at scoring time.
 
 use std::collections::BTreeMap;
+
+use rayon::prelude::*;
 
 use crate::train::config::TrainConfig;
 use crate::train::design::Design;
@@ -71,11 +74,12 @@ impl Learner for Plain<'_> {
     }
 }
 
-/// One binary logistic regression per class on NB-weighted features: feature `j` of class `k`'s
-/// problem is scaled by `r_k[j] = ln(p_j/‖p‖₁) − ln(q_j/‖q‖₁)`, with `p` (`q`) the smoothed
-/// count of rows of (not of) class `k` that hold the feature. A two-class head fits only the
-/// second class; the first keeps weight 0, so the softmax of its two outputs is that sigmoid.
-pub(super) struct NbOneVsRest<'a> {
+/// One binary logistic regression per class. With `nb`, feature `j` of class `k`'s problem is
+/// scaled by `r_k[j] = ln(p_j/‖p‖₁) − ln(q_j/‖q‖₁)`, with `p` (`q`) the smoothed count of rows
+/// of (not of) class `k` that hold the feature. A two-class head fits only the second class;
+/// the first keeps weight 0, so the softmax of its two outputs is that sigmoid. Binary problems
+/// converge in far fewer L-BFGS iterations than one softmax problem over all classes.
+pub(super) struct OneVsRest<'a> {
     /// The rows.
     pub(super) design: &'a Design,
     /// Classes (output columns).
@@ -84,11 +88,13 @@ pub(super) struct NbOneVsRest<'a> {
     pub(super) dim: usize,
     /// Row weights.
     pub(super) weighting: Weighting<'a>,
+    /// Scale features by NB log-count ratios.
+    pub(super) nb: bool,
     /// Additive smoothing of the counts (1 in NBSVM).
     pub(super) alpha: f64,
 }
 
-impl NbOneVsRest<'_> {
+impl OneVsRest<'_> {
     /// The classes that get a problem of their own.
     fn fitted(&self) -> std::ops::Range<usize> {
         if self.outputs == 2 {
@@ -99,42 +105,69 @@ impl NbOneVsRest<'_> {
     }
 }
 
-impl Learner for NbOneVsRest<'_> {
-    fn fit(&self, picked: &[usize], c: f64, warm: Option<Vec<f64>>, lbfgs: &Lbfgs) -> Fit {
+impl OneVsRest<'_> {
+    /// Fits class `class` against the rest on `picked`: its weights, its NB ratios and the report.
+    fn fit_class(
+        &self,
+        class: usize,
+        picked: &[usize],
+        c: f64,
+        init: Option<Vec<f64>>,
+        lbfgs: &Lbfgs,
+    ) -> (Vec<f64>, Vec<f64>, SolveReport) {
         let d = self.design;
+        let labels: Vec<u32> = picked
+            .iter()
+            .map(|&i| u32::from(d.labels[i] as usize == class))
+            .collect();
+        let ratio = if self.nb {
+            nb_ratio(&d.rows, picked, &labels, self.dim, self.alpha)
+        } else {
+            vec![1.0; self.dim]
+        };
+        let mut rows = Rows::new();
+        for &i in picked {
+            let (idx, val) = d.rows.row(i);
+            rows.push(
+                idx.iter()
+                    .zip(val)
+                    .map(|(&j, &v)| (j, v * ratio[j as usize] as f32)),
+            );
+        }
+        let sample = row_weights(d, picked, &labels, 2, self.weighting);
+        let problem = Problem {
+            rows: &rows,
+            labels: &labels,
+            weights: &sample,
+            outputs: 1,
+            dim: self.dim,
+        };
+        let (w, report) = problem.solve(c, init, lbfgs);
+        (w, ratio, report)
+    }
+}
+
+impl Learner for OneVsRest<'_> {
+    fn fit(&self, picked: &[usize], c: f64, warm: Option<Vec<f64>>, lbfgs: &Lbfgs) -> Fit {
         let (k, dim) = (self.outputs, self.dim);
+        let classes: Vec<usize> = self.fitted().collect();
+        // The classes' problems are independent: fit them in parallel (each solver keeps its
+        // own thread count, so the result does not depend on how they are scheduled).
+        let fits: Vec<(Vec<f64>, Vec<f64>, SolveReport)> = classes
+            .par_iter()
+            .enumerate()
+            .map(|(n, &class)| {
+                let init = warm
+                    .as_ref()
+                    .and_then(|w| w.get(n * (dim + 1)..(n + 1) * (dim + 1)))
+                    .map(<[f64]>::to_vec);
+                self.fit_class(class, picked, c, init, lbfgs)
+            })
+            .collect();
         let mut weights = vec![0.0; (dim + 1) * k];
-        let fitted = self.fitted();
-        let mut next_warm = Vec::with_capacity(fitted.len() * (dim + 1));
+        let mut next_warm = Vec::with_capacity(classes.len() * (dim + 1));
         let mut report = None::<SolveReport>;
-        for (n, class) in fitted.enumerate() {
-            let labels: Vec<u32> = picked
-                .iter()
-                .map(|&i| u32::from(d.labels[i] as usize == class))
-                .collect();
-            let ratio = nb_ratio(&d.rows, picked, &labels, dim, self.alpha);
-            let mut rows = Rows::new();
-            for &i in picked {
-                let (idx, val) = d.rows.row(i);
-                rows.push(
-                    idx.iter()
-                        .zip(val)
-                        .map(|(&j, &v)| (j, v * ratio[j as usize] as f32)),
-                );
-            }
-            let sample = row_weights(d, picked, &labels, 2, self.weighting);
-            let problem = Problem {
-                rows: &rows,
-                labels: &labels,
-                weights: &sample,
-                outputs: 1,
-                dim,
-            };
-            let init = warm
-                .as_ref()
-                .and_then(|w| w.get(n * (dim + 1)..(n + 1) * (dim + 1)))
-                .map(<[f64]>::to_vec);
-            let (w, r) = problem.solve(c, init, lbfgs);
+        for (&class, (w, ratio, r)) in classes.iter().zip(fits) {
             for j in 0..dim {
                 weights[j * k + class] = w[j] * ratio[j];
             }
@@ -293,7 +326,7 @@ mod tests {
         }
         let d = design(labels, vec![0; 20], rows);
         let config = config();
-        let nb = NbOneVsRest {
+        let nb = OneVsRest {
             design: &d,
             outputs: 2,
             dim: 3,
@@ -301,6 +334,7 @@ mod tests {
                 config: &config,
                 per_target: false,
             },
+            nb: true,
             alpha: 1.0,
         };
         let all: Vec<usize> = (0..20).collect();

@@ -61,6 +61,8 @@ pub struct CvScore {
     pub head: String,
     /// The chosen C.
     pub c: f64,
+    /// Folds it was cross-validated on.
+    pub folds: usize,
     /// Its out-of-fold score.
     pub score: f64,
 }
@@ -131,6 +133,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
         cv.push(CvScore {
             head: spec.name.clone(),
             c: fitted.record["c"].as_f64().unwrap_or(f64::NAN),
+            folds: fitted.record["folds"].as_u64().unwrap_or(0) as usize,
             score: fitted.cv,
         });
         let rule = fitted.rule;

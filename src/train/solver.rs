@@ -132,8 +132,17 @@ impl Problem<'_> {
     #[inline]
     pub fn margins(&self, w: &[f64], i: usize, z: &mut [f64]) {
         let k = self.outputs;
-        z.copy_from_slice(&w[self.dim * k..]);
         let (idx, val) = self.rows.row(i);
+        if k == 1 {
+            // The binary case without the inner loop over outputs: most fits are binary.
+            let mut s = w[self.dim];
+            for (&j, &v) in idx.iter().zip(val) {
+                s += v as f64 * w[j as usize];
+            }
+            z[0] = s;
+            return;
+        }
+        z.copy_from_slice(&w[self.dim * k..]);
         for (&j, &v) in idx.iter().zip(val) {
             let row = &w[j as usize * k..][..k];
             for (zz, ww) in z.iter_mut().zip(row) {
@@ -219,10 +228,17 @@ impl Problem<'_> {
                 }
             }
             let (idx, val) = self.rows.row(i);
-            for (&j, &v) in idx.iter().zip(val) {
-                let row = &mut grad[j as usize * k..][..k];
-                for (gg, d) in row.iter_mut().zip(&z) {
-                    *gg += v as f64 * d;
+            if k == 1 {
+                let d = z[0];
+                for (&j, &v) in idx.iter().zip(val) {
+                    grad[j as usize] += v as f64 * d;
+                }
+            } else {
+                for (&j, &v) in idx.iter().zip(val) {
+                    let row = &mut grad[j as usize * k..][..k];
+                    for (gg, d) in row.iter_mut().zip(&z) {
+                        *gg += v as f64 * d;
+                    }
                 }
             }
             for (gg, d) in grad[bias_at..].iter_mut().zip(&z) {
