@@ -184,3 +184,28 @@ pub(super) fn design(
     }
     d
 }
+
+/// Small designs and configs for the training modules' unit tests.
+#[cfg(test)]
+pub(super) mod fixtures {
+    use super::Design;
+    use crate::train::config::TrainConfig;
+    use crate::train::solver::Rows;
+
+    /// A design of `rows` in one data set, stratified by `strata`.
+    pub(in crate::train) fn design(rows: Rows, labels: Vec<u32>, strata: Vec<u64>) -> Design {
+        let n = labels.len();
+        Design {
+            rows,
+            labels,
+            datasets: vec![0; n],
+            scripts: vec![crate::lang::Script::Latin; n],
+            strata,
+        }
+    }
+
+    /// A config with every solver setting at its default.
+    pub(in crate::train) fn config() -> TrainConfig {
+        toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses")
+    }
+}

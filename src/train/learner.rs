@@ -250,26 +250,12 @@ pub(super) fn row_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::design::fixtures::{config, design};
     use crate::train::folds::stratum;
-
-    fn design(labels: Vec<u32>, strata: Vec<u64>, rows: Rows) -> Design {
-        let n = labels.len();
-        Design {
-            rows,
-            labels,
-            datasets: vec![0; n],
-            scripts: vec![crate::lang::Script::Latin; n],
-            strata,
-        }
-    }
-
-    fn config() -> TrainConfig {
-        toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses")
-    }
 
     #[test]
     fn balanced_weights_are_computed_on_the_rows_given() {
-        let d = design(vec![0, 0, 0, 1, 1, 1], vec![0; 6], Rows::new());
+        let d = design(Rows::new(), vec![0, 0, 0, 1, 1, 1], vec![0; 6]);
         let config = config();
         let weighting = Weighting {
             config: &config,
@@ -291,7 +277,7 @@ mod tests {
             stratum(0, Some(1), 1),
         ];
         let labels = vec![0, 0, 1, 1, 1];
-        let d = design(labels.clone(), strata, Rows::new());
+        let d = design(Rows::new(), labels.clone(), strata);
         let config = config();
         let weighting = Weighting {
             config: &config,
@@ -324,7 +310,7 @@ mod tests {
             rows.push([(y, 1.0), (2, 0.5)]);
             labels.push(y);
         }
-        let d = design(labels, vec![0; 20], rows);
+        let d = design(rows, labels, vec![0; 20]);
         let config = config();
         let nb = OneVsRest {
             design: &d,

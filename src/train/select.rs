@@ -270,31 +270,49 @@ fn cross_fitted_offsets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::config::TrainConfig;
-    use crate::train::design::Design;
+    use crate::train::design::fixtures::{config, design};
     use crate::train::folds;
     use crate::train::learner::{Plain, Weighting};
-
-    fn design(rows: Rows, labels: Vec<u32>) -> Design {
-        let n = labels.len();
-        Design {
-            rows,
-            strata: labels.iter().map(|&y| u64::from(y)).collect(),
-            labels,
-            datasets: vec![0; n],
-            scripts: vec![crate::lang::Script::Latin; n],
-        }
-    }
-
-    fn config() -> TrainConfig {
-        toml::from_str("name = \"t\"\nheads = []\ndatasets = []\n").expect("config parses")
-    }
 
     const BINARY: Scoring = Scoring {
         kind: HeadKind::Binary,
         classes: &[],
         offsets: false,
     };
+
+    /// Cross-validates a binary plain learner on `rows` over `k` folds (seed 3).
+    fn run(
+        rows: Rows,
+        labels: Vec<u32>,
+        dim: usize,
+        k: usize,
+        grid: &[f64],
+    ) -> (Vec<usize>, Selection) {
+        let strata = labels.iter().map(|&y| u64::from(y)).collect();
+        let d = design(rows, labels, strata);
+        let folds = folds::stratified(&d.strata, k, 3);
+        let config = config();
+        let learner = Plain {
+            design: &d,
+            outputs: 1,
+            dim,
+            weighting: Weighting {
+                config: &config,
+                per_target: false,
+            },
+        };
+        let data = CvData {
+            rows: &d.rows,
+            shared: None,
+            labels: &d.labels,
+            learner: &learner,
+            folds: &folds,
+            outputs: 1,
+            dim,
+        };
+        let selection = cross_validate(&data, &BINARY, grid, &Lbfgs::default(), 5);
+        (folds, selection.expect("selection ran"))
+    }
 
     #[test]
     fn cross_validation_is_deterministic_and_keeps_the_best_c() {
@@ -308,38 +326,15 @@ mod tests {
             rows.push([(col, 1.0), (2, (i % 5) as f32 / 5.0)]);
             labels.push(y);
         }
-        let d = design(rows, labels);
-        let folds = folds::stratified(&d.strata, 5, 3);
-        let config = config();
-        let learner = Plain {
-            design: &d,
-            outputs: 1,
-            dim: 3,
-            weighting: Weighting {
-                config: &config,
-                per_target: false,
-            },
-        };
-        let data = CvData {
-            rows: &d.rows,
-            shared: None,
-            labels: &d.labels,
-            learner: &learner,
-            folds: &folds,
-            outputs: 1,
-            dim: 3,
-        };
         let grid = [0.01, 1.0, 100.0];
-        let run = || cross_validate(&data, &BINARY, &grid, &Lbfgs::default(), 5);
-        let (Some(a), Some(b)) = (run(), run()) else {
-            panic!("selection ran")
-        };
+        let (_, a) = run(rows.clone(), labels.clone(), 3, 5, &grid);
+        let (_, b) = run(rows, labels, 3, 5, &grid);
         assert_eq!(a.c, b.c);
         assert_eq!(a.oof, b.oof);
         assert_eq!(a.tried.len(), 3);
         let top = a.tried.iter().map(|t| t.cv).fold(f64::MIN, f64::max);
         assert_eq!(a.score, top);
-        assert_eq!(a.oof.len(), d.rows.len());
+        assert_eq!(a.oof.len(), 60);
     }
 
     #[test]
@@ -352,30 +347,7 @@ mod tests {
             rows.push([(i, 1.0)]);
             labels.push(u32::from(i % 3 == 0));
         }
-        let d = design(rows, labels);
-        let folds = folds::stratified(&d.strata, 4, 1);
-        let config = config();
-        let learner = Plain {
-            design: &d,
-            outputs: 1,
-            dim: 40,
-            weighting: Weighting {
-                config: &config,
-                per_target: false,
-            },
-        };
-        let data = CvData {
-            rows: &d.rows,
-            shared: None,
-            labels: &d.labels,
-            learner: &learner,
-            folds: &folds,
-            outputs: 1,
-            dim: 40,
-        };
-        let Some(sel) = cross_validate(&data, &BINARY, &[100.0], &Lbfgs::default(), 0) else {
-            panic!("selection ran")
-        };
+        let (folds, sel) = run(rows, labels, 40, 4, &[100.0]);
         for f in 0..4 {
             let margins: Vec<f32> = (0..40)
                 .filter(|&i| folds[i] == f)
