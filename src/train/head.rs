@@ -228,12 +228,19 @@ pub(super) fn fit_head(
         alpha: 1.0,
     };
     let (ovr_plain, ovr_nb) = (ovr(false), ovr(true));
-    let one_vs_rest = spec.kind == HeadKind::Multiclass && !spec.conditioned;
-    let learners: Vec<(bool, &dyn Learner)> = match (config.solver.nb, one_vs_rest) {
-        (_, false) => vec![(false, &plain)],
-        (Learners::Off, true) => vec![(false, &ovr_plain)],
-        (Learners::On, true) => vec![(true, &ovr_nb)],
-        (Learners::Auto, true) => vec![(false, &ovr_plain), (true, &ovr_nb)],
+    // A stance head (conditioned) under `auto` tries its softmax regression and one-vs-rest
+    // regressions (the SemEval baselines' liblinear scheme); NB weighting, which loses on stance
+    // in the peer benchmark's cross-validation, only for heads without targets.
+    let multiclass = spec.kind == HeadKind::Multiclass;
+    let learners: Vec<(&str, &dyn Learner)> = match (config.solver.nb, multiclass, spec.conditioned)
+    {
+        (_, false, _) | (Learners::Off, true, true) => vec![("softmax", &plain)],
+        (Learners::Off, true, false) => vec![("one-vs-rest", &ovr_plain)],
+        (Learners::On, true, _) => vec![("one-vs-rest NB", &ovr_nb)],
+        (Learners::Auto, true, true) => vec![("softmax", &plain), ("one-vs-rest", &ovr_plain)],
+        (Learners::Auto, true, false) => {
+            vec![("one-vs-rest", &ovr_plain), ("one-vs-rest NB", &ovr_nb)]
+        }
     };
     let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
     let lbfgs = Lbfgs {
@@ -251,13 +258,9 @@ pub(super) fn fit_head(
         offsets: config.solver.class_offsets,
     };
     // Every learner walks the C grid on the same folds; the best out-of-fold score wins.
-    let mut best: Option<(bool, &dyn Learner, Selection)> = None;
-    for (is_nb, learner) in learners {
-        bar.set_message(format!(
-            "{}: {k}-fold CV{}",
-            spec.name,
-            if is_nb { " (NB)" } else { "" }
-        ));
+    let mut best: Option<(&str, &dyn Learner, Selection)> = None;
+    for (name, learner) in learners {
+        bar.set_message(format!("{}: {k}-fold CV, {name}", spec.name));
         let data = CvData {
             rows: &tr.rows,
             shared: shared.as_ref().map(|s| &s.rows),
@@ -270,15 +273,15 @@ pub(super) fn fit_head(
         let selection =
             select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
                 .ok_or_else(|| TrainError::NoRows(spec.name.clone()))?;
-        tracing::info!(head = %spec.name, nb = is_nb, c = selection.c, cv = selection.score, "learner cross-validated");
+        tracing::info!(head = %spec.name, learner = name, c = selection.c, cv = selection.score, "learner cross-validated");
         if best
             .as_ref()
             .is_none_or(|(_, _, b)| selection.score > b.score)
         {
-            best = Some((is_nb, learner, selection));
+            best = Some((name, learner, selection));
         }
     }
-    let Some((use_nb, learner, selection)) = best else {
+    let Some((chosen, learner, selection)) = best else {
         return Err(TrainError::NoRows(spec.name.clone()));
     };
     bar.inc(1);
@@ -296,7 +299,7 @@ pub(super) fn fit_head(
     let (feature_cols, weights_out) =
         feature_weights(&w, &columns.buckets, outputs, featurizer.config().buckets());
     let record = serde_json::json!({
-        "c": selection.c, "cv": selection.score, "folds": k, "nb": use_nb,
+        "c": selection.c, "cv": selection.score, "folds": k, "learner": chosen,
         "seed": config.solver.seed, "grid": selection.tried, "train_rows": tr.rows.len(),
         "features": dim, "iterations": report.iterations, "converged": report.converged,
     });
