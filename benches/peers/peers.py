@@ -524,8 +524,9 @@ def print_mean(mean: dict | None) -> None:
           f"{BOOTSTRAP} resamples of each dev split); moderato >= sklearn on "
           f"{mean['at_least_peer']} of {mean['tasks']}")
     print("(* not one of the nine headline tasks: not in the mean)")
-    print("Protocol: every system trains on train.csv only; moderato chooses C, offsets and block "
-          "normalization by 5-fold CV on those rows; the peers are untuned; dev is scored once.")
+    print("Protocol: every system trains on train.csv only; moderato chooses C, learner, offsets and "
+          "block normalization by stratified k-fold CV on those rows (5 folds, 3 from 10,000 rows); "
+          "the peers are untuned; dev is scored once.")
     sys.stdout.flush()
 
 
