@@ -393,7 +393,7 @@ def tail(s: str, n: int = 15) -> str:
 
 
 def run_moderato(task: Task, exe: Path, train_csv: Path, dev: Split, classes: list[str],
-                 work: Path, timeout: float | None) -> dict:
+                 work: Path, timeout: float | None, majority: str) -> dict:
     """Trains on train.csv alone (no --dev: selection is moderato's own cross-validation), then
     labels every dev row with `moderato classify`, the path a user runs."""
     model = work / f"{task.slug}.model"
@@ -423,8 +423,7 @@ def run_moderato(task: Task, exe: Path, train_csv: Path, dev: Split, classes: li
     if rc != 0:
         res["error"] = f"classify exited {rc}: {tail(out)}"
         return res
-    majority = max(set(classes), key=classes.index)
-    pred = [majority] * len(dev.labels)
+    pred = [majority] * len(dev.labels)  # rows without a label, as the peers predict them
     missing = 0
     with open(labelled, encoding="utf-8") as f:
         for line in f:
@@ -532,7 +531,8 @@ def print_mean(mean: dict | None) -> None:
 
 def mean_over_headline(results: list[dict]) -> dict | None:
     """The mean difference over the headline tasks, with a bootstrap that resamples every
-    task's dev rows independently and averages the per-task differences."""
+    task's dev rows on its own (each task's generator starts from the same seed, so tasks of
+    equal dev size share resample indices) and averages the per-task differences."""
     import numpy as np
 
     rows = [r for r in results if r["name"] in HEADLINE and r.get("boot") is not None]
@@ -868,7 +868,9 @@ def main(argv=None) -> int:
                     m_tr = tr_path
                     if args.max_rows:
                         m_tr = write_subset(tr_path, work / f"{task.slug}_train.csv", args.max_rows)
-                    mo = run_moderato(task, exe, m_tr, dev, classes, work, args.moderato_timeout)
+                    majority = max(set(train.labels), key=train.labels.count)
+                    mo = run_moderato(task, exe, m_tr, dev, classes, work, args.moderato_timeout,
+                                      majority)
                     if mo.get("error"):
                         log(f"  moderato {task.name}: {mo['error']}")
                     else:

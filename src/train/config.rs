@@ -78,8 +78,8 @@ pub struct SolverConfig {
     pub nb: Learners,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).
     pub min_df: u32,
-    /// Stop walking up the C grid after this many C values in a row fail to improve the
-    /// cross-validated score.
+    /// C values in a row that may fail to improve the cross-validated score before the walk up
+    /// the grid stops (0: stop at the first that fails).
     pub patience: usize,
     /// Folds of the stratified cross-validation that chooses C and fits the calibration; 0:
     /// 5 for a head with fewer than 10,000 training rows, else 3 (a large head's folds are
@@ -126,7 +126,7 @@ impl Default for SolverConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Learners {
-    /// The softmax (or sigmoid) regression only.
+    /// Plain features only: one-vs-rest regressions (a stance head: one softmax regression).
     Off,
     /// NB-weighted one-vs-rest regressions only.
     On,

@@ -209,8 +209,9 @@ fn nb_ratio(rows: &Rows, picked: &[usize], labels: &[u32], dim: usize, alpha: f6
 }
 
 /// Sample weights of the rows `picked` with classes `labels`: inverse class frequency among
-/// them ("balanced"; within each target when `per_target`, as one model per target would weigh
-/// them) and, optionally, equal data set mass.
+/// them ("balanced": `rows / (classes × rows of the class)`, counted within each target when
+/// `per_target`, so every target keeps its own class balance) and, optionally, equal data set
+/// mass.
 pub(super) fn row_weights(
     d: &Design,
     picked: &[usize],

@@ -69,8 +69,8 @@ pub(super) struct Selection {
     pub(super) tried: Vec<Tried>,
 }
 
-/// Walks the C grid in order (each fold warm-starts from its previous C) and stops after
-/// `patience` C values in a row fail to improve the out-of-fold score. Folds run in parallel,
+/// Walks the C grid in order (each fold warm-starts from its previous C) and stops once more
+/// than `patience` C values in a row fail to improve the out-of-fold score. Folds run in parallel,
 /// each solver on one thread, so results do not depend on the machine's core count.
 pub(super) fn cross_validate(
     data: &CvData,
