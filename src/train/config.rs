@@ -153,6 +153,16 @@ pub struct HeadSpec {
     pub c: Option<Vec<f64>>,
 }
 
+impl HeadSpec {
+    /// Weight columns of the head: 1 for a binary head, one per class otherwise.
+    pub fn outputs(&self) -> usize {
+        match self.kind {
+            HeadKind::Binary => 1,
+            HeadKind::Multiclass => self.classes.len(),
+        }
+    }
+}
+
 /// One labelled data set.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

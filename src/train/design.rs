@@ -2,6 +2,7 @@
 //! columns, target crossings for conditioned heads and data-set crossings for set-aware heads.
 
 use crate::features::{self, Featurizer};
+use crate::train::data::Example;
 use crate::train::solver::Rows;
 use crate::train::Corpus;
 
@@ -13,6 +14,18 @@ pub(super) struct Design {
     pub(super) scripts: Vec<crate::lang::Script>,
     /// Cross-validation stratum of every row: data set, target and class.
     pub(super) strata: Vec<u64>,
+}
+
+impl Design {
+    /// Appends one row of `ex`, labelled `class`, with what stratifies and calibrates it.
+    fn push(&mut self, row: &[(u32, f32)], ex: &Example, class: u32, target: Option<usize>) {
+        self.rows.push(row.iter().copied());
+        self.labels.push(class);
+        self.datasets.push(ex.dataset);
+        self.scripts.push(crate::lang::script(&ex.text));
+        self.strata
+            .push(crate::train::folds::stratum(ex.dataset, target, class));
+    }
 }
 
 /// Maps buckets (and per-target bias columns) to compact solver columns.
@@ -139,15 +152,7 @@ pub(super) fn design(
                     row.push((col, 1.0));
                 }
             }
-            d.rows.push(row.iter().copied());
-            d.labels.push(class as u32);
-            d.datasets.push(ex.dataset);
-            d.scripts.push(crate::lang::script(&ex.text));
-            d.strata.push(crate::train::folds::stratum(
-                ex.dataset,
-                target,
-                class as u32,
-            ));
+            d.push(&row, ex, class as u32, target);
             continue;
         }
         match target {
@@ -172,15 +177,7 @@ pub(super) fn design(
                 row.push((target_cols[t], 1.0));
             }
         }
-        d.rows.push(row.iter().copied());
-        d.labels.push(class as u32);
-        d.datasets.push(ex.dataset);
-        d.scripts.push(crate::lang::script(&ex.text));
-        d.strata.push(crate::train::folds::stratum(
-            ex.dataset,
-            target,
-            class as u32,
-        ));
+        d.push(&row, ex, class as u32, target);
     }
     d
 }

@@ -27,6 +27,20 @@ pub fn stratified(strata: &[u64], k: usize, seed: u64) -> Vec<usize> {
     folds
 }
 
+/// The (fit, held-out) rows of every fold of `folds` (each row's fold), leaving out a fold with
+/// nothing to fit or nothing to hold out.
+pub fn split(folds: &[usize]) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let k = folds.iter().max().map_or(0, |m| m + 1);
+    (0..k)
+        .map(|f| {
+            let (held, fit): (Vec<usize>, Vec<usize>) =
+                (0..folds.len()).partition(|&i| folds[i] == f);
+            (fit, held)
+        })
+        .filter(|(fit, held)| !fit.is_empty() && !held.is_empty())
+        .collect()
+}
+
 /// The stratum of a row: its data set, target and class packed into one key.
 pub fn stratum(dataset: usize, target: Option<usize>, class: u32) -> u64 {
     let t = target.map_or(0, |t| t as u64 + 1);

@@ -13,7 +13,7 @@ use crate::train::folds;
 use crate::train::learner::{Learner, OneVsRest, Plain, Weighting};
 use crate::train::select::{self, CvData, Scoring, Selection};
 use crate::train::solver::Lbfgs;
-use crate::train::{Corpus, TrainError};
+use crate::train::{Corpus, CvScore, TrainError};
 
 /// What one head's training produced.
 pub(super) struct Fitted {
@@ -35,8 +35,8 @@ pub(super) struct Fitted {
     pub(super) domain_scales: (f32, f32),
     /// C, the grid and the cross-validation scores, for the model file's `training` record.
     pub(super) record: serde_json::Value,
-    /// The chosen C's out-of-fold score.
-    pub(super) cv: f64,
+    /// The chosen C and its out-of-fold score.
+    pub(super) cv: CvScore,
 }
 
 /// A head's decision rule and calibration, fit on out-of-fold margins.
@@ -87,10 +87,7 @@ impl Layout {
         hi: usize,
     ) -> (Self, Columns) {
         let spec = &config.heads[hi];
-        let outputs = match spec.kind {
-            HeadKind::Binary => 1,
-            HeadKind::Multiclass => spec.classes.len(),
-        };
+        let outputs = spec.outputs();
         let labelled = |e: &&crate::train::data::Example| e.labels.iter().any(|(h, _)| *h == hi);
         let mut targets: Vec<String> = if spec.conditioned {
             train
@@ -316,7 +313,12 @@ pub(super) fn fit_head(
         domain_scales: layout.domain_scales,
         targets: layout.targets,
         record,
-        cv: selection.score,
+        cv: CvScore {
+            head: spec.name.clone(),
+            c: selection.c,
+            folds: k,
+            score: selection.score,
+        },
     })
 }
 

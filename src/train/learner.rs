@@ -106,7 +106,8 @@ impl OneVsRest<'_> {
 }
 
 impl OneVsRest<'_> {
-    /// Fits class `class` against the rest on `picked`: its weights, its NB ratios and the report.
+    /// Fits class `class` against the rest on `picked`: its weights, its NB ratios (`None`
+    /// without NB) and the report.
     fn fit_class(
         &self,
         class: usize,
@@ -114,26 +115,30 @@ impl OneVsRest<'_> {
         c: f64,
         init: Option<Vec<f64>>,
         lbfgs: &Lbfgs,
-    ) -> (Vec<f64>, Vec<f64>, SolveReport) {
+    ) -> (Vec<f64>, Option<Vec<f64>>, SolveReport) {
         let d = self.design;
         let labels: Vec<u32> = picked
             .iter()
             .map(|&i| u32::from(d.labels[i] as usize == class))
             .collect();
-        let ratio = if self.nb {
-            nb_ratio(&d.rows, picked, &labels, self.dim, self.alpha)
-        } else {
-            vec![1.0; self.dim]
+        let ratio = self
+            .nb
+            .then(|| nb_ratio(&d.rows, picked, &labels, self.dim, self.alpha));
+        let rows = match &ratio {
+            None => d.rows.subset(picked),
+            Some(ratio) => {
+                let mut rows = Rows::new();
+                for &i in picked {
+                    let (idx, val) = d.rows.row(i);
+                    rows.push(
+                        idx.iter()
+                            .zip(val)
+                            .map(|(&j, &v)| (j, v * ratio[j as usize] as f32)),
+                    );
+                }
+                rows
+            }
         };
-        let mut rows = Rows::new();
-        for &i in picked {
-            let (idx, val) = d.rows.row(i);
-            rows.push(
-                idx.iter()
-                    .zip(val)
-                    .map(|(&j, &v)| (j, v * ratio[j as usize] as f32)),
-            );
-        }
         let sample = row_weights(d, picked, &labels, 2, self.weighting);
         let problem = Problem {
             rows: &rows,
@@ -153,7 +158,7 @@ impl Learner for OneVsRest<'_> {
         let classes: Vec<usize> = self.fitted().collect();
         // The classes' problems are independent: fit them in parallel (each solver keeps its
         // own thread count, so the result does not depend on how they are scheduled).
-        let fits: Vec<(Vec<f64>, Vec<f64>, SolveReport)> = classes
+        let fits: Vec<(Vec<f64>, Option<Vec<f64>>, SolveReport)> = classes
             .par_iter()
             .enumerate()
             .map(|(n, &class)| {
@@ -169,7 +174,8 @@ impl Learner for OneVsRest<'_> {
         let mut report = None::<SolveReport>;
         for (&class, (w, ratio, r)) in classes.iter().zip(fits) {
             for j in 0..dim {
-                weights[j * k + class] = w[j] * ratio[j];
+                let r = ratio.as_ref().map_or(1.0, |r| r[j]);
+                weights[j * k + class] = w[j] * r;
             }
             weights[dim * k + class] = w[dim];
             next_warm.extend_from_slice(&w);

@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::error::{ConfigError, DataError};
 use crate::features::{self, Count, Featurizer};
 use crate::model::{Head, HeadKind, Model, ModelInfo};
-use config::TrainConfig;
+use config::{HeadSpec, TrainConfig};
 use data::Example;
 pub use summary::{evaluate_dev, DevScore};
 
@@ -94,14 +94,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
         config.solver.min_df,
     );
 
-    let stride = 1 + config
-        .heads
-        .iter()
-        .map(|h| match h.kind {
-            HeadKind::Binary => 1,
-            HeadKind::Multiclass => h.classes.len(),
-        })
-        .sum::<usize>();
+    let stride = 1 + config.heads.iter().map(HeadSpec::outputs).sum::<usize>();
     let buckets = featurizer.config().buckets();
     let mut table = vec![0.0f32; buckets * stride];
     for (b, v) in idf.iter().enumerate() {
@@ -130,12 +123,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             row.copy_from_slice(&fitted.weights[j * outputs..][..outputs]);
         }
         training.insert(spec.name.clone(), fitted.record.clone());
-        cv.push(CvScore {
-            head: spec.name.clone(),
-            c: fitted.record["c"].as_f64().unwrap_or(f64::NAN),
-            folds: fitted.record["folds"].as_u64().unwrap_or(0) as usize,
-            score: fitted.cv,
-        });
+        cv.push(fitted.cv.clone());
         let rule = fitted.rule;
         heads.push(Head {
             name: spec.name.clone(),

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::model::HeadKind;
 use crate::train::calibrate::{self, Decision};
+use crate::train::folds;
 use crate::train::learner::{Fit, Learner};
 use crate::train::solver::{Lbfgs, Problem, Rows};
 
@@ -79,15 +80,7 @@ pub(super) fn cross_validate(
     lbfgs: &Lbfgs,
     patience: usize,
 ) -> Option<Selection> {
-    let k = data.folds.iter().max().map_or(0, |m| m + 1);
-    let fold_rows: Vec<(Vec<usize>, Vec<usize>)> = (0..k)
-        .map(|f| {
-            let (held, fit): (Vec<usize>, Vec<usize>) =
-                (0..data.folds.len()).partition(|&i| data.folds[i] == f);
-            (fit, held)
-        })
-        .filter(|(fit, held)| !fit.is_empty() && !held.is_empty())
-        .collect();
+    let fold_rows = folds::split(data.folds);
     if fold_rows.is_empty() {
         return None;
     }
@@ -242,13 +235,8 @@ fn cross_fitted_offsets(
     temperature: f32,
     names: &[String],
 ) -> f64 {
-    let k = folds.iter().max().map_or(0, |m| m + 1);
     let mut pred = vec![0usize; truth.len()];
-    for f in 0..k {
-        let (held, fit): (Vec<usize>, Vec<usize>) = (0..truth.len()).partition(|&i| folds[i] == f);
-        if held.is_empty() || fit.is_empty() {
-            continue;
-        }
+    for (fit, held) in folds::split(folds) {
         let fit_raw: Vec<f32> = fit
             .iter()
             .flat_map(|&i| raw[i * outputs..][..outputs].iter().copied())
@@ -271,7 +259,6 @@ fn cross_fitted_offsets(
 mod tests {
     use super::*;
     use crate::train::design::fixtures::{config, design};
-    use crate::train::folds;
     use crate::train::learner::{Plain, Weighting};
 
     const BINARY: Scoring = Scoring {
