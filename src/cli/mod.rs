@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
+mod api;
 mod classify;
 mod demo;
 mod eval;
@@ -51,6 +52,8 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Watch a label topic: dashboard, metrics and drift alerts over every instance's output.
     Monitor(monitor::MonitorArgs),
+    /// The HTTP API alone (Perspective-compatible routes and /v1/classify), for sites without Kafka.
+    Api(api::ApiArgs),
     /// Zero-setup demo: an in-process broker, the real service, sample comments, live output.
     Demo(demo::DemoArgs),
 }
@@ -63,6 +66,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Serve(a) => serve::run(*a),
         Command::Demo(a) => demo::run(a),
+        Command::Api(a) => api::run(a),
         Command::Monitor(a) => monitor::run(a),
     }
 }

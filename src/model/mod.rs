@@ -144,6 +144,26 @@ impl Head {
             })
     }
 
+    /// Whether the head has seen text in `script` in training. A binary head tells by its
+    /// script calibrations (`lang:ar`, `lang:latin`), which training fits only for a script with
+    /// enough labelled rows of both classes; a head without any makes no claim and covers all.
+    pub fn covers(&self, script: crate::lang::Script) -> bool {
+        let mut seen = self
+            .calibrations
+            .iter()
+            .filter_map(|c| c.name.strip_prefix("lang:"))
+            .peekable();
+        seen.peek().is_none() || seen.any(|code| code == script.code())
+    }
+
+    /// The scripts a head has seen in training (empty: it makes no claim).
+    pub fn scripts(&self) -> Vec<&str> {
+        self.calibrations
+            .iter()
+            .filter_map(|c| c.name.strip_prefix("lang:"))
+            .collect()
+    }
+
     /// Turns a multiclass head's raw scores (bias included) into probabilities: softmax at the
     /// head's temperature. (Binary heads go through [`Head::calibration`] and [`platt`].)
     pub fn probabilities(&self, raw: &[f32], out: &mut Vec<f32>) {

@@ -42,6 +42,8 @@ pub struct App {
     pub max_text_chars: usize,
     /// Classification requests served at once (each may hold a 1 MiB body).
     pub permits: Arc<tokio::sync::Semaphore>,
+    /// Keys `/v1/classify` accepts (`None`: any).
+    pub keys: Option<Arc<super::keys::ApiKeys>>,
 }
 
 impl App {
@@ -52,12 +54,19 @@ impl App {
             domain,
             max_text_chars,
             permits: Arc::new(tokio::sync::Semaphore::new(4)),
+            keys: None,
         }
     }
 }
 
 /// The routes.
 pub fn router(app: App) -> Router {
+    let keyed = Router::new()
+        .route("/v1/classify", post(classify))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.keys.clone(),
+            super::keys::require,
+        ));
     Router::new()
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
@@ -65,7 +74,7 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/state", get(state))
         .route("/events", get(events))
-        .route("/v1/classify", post(classify))
+        .merge(keyed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -76,7 +85,16 @@ pub async fn serve_on(
     app: App,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    serve_router(listener, router(app), stop).await
+}
+
+/// Serves `router` on `listener` until `stop` resolves.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await
 }
