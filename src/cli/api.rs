@@ -79,7 +79,8 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
         .feedback_file
         .as_deref()
         .map(|p| {
-            FeedbackSink::open(p).with_context(|| format!("cannot open --feedback-file {}", p.display()))
+            FeedbackSink::open(p)
+                .with_context(|| format!("cannot open --feedback-file {}", p.display()))
         })
         .transpose()?;
     let path = super::model_path(a.model.as_deref())?;

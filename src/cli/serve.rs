@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::http::App;
-use moderato::serve::live::Live;
 use moderato::perspective::attributes::Attributes;
 use moderato::perspective::suggest::FeedbackSink;
 use moderato::perspective::{self, Perspective};
+use moderato::serve::drift::DriftConfig;
+use moderato::serve::http::App;
 use moderato::serve::keys::ApiKeys;
+use moderato::serve::live::Live;
 use moderato::serve::{check_auth, monitor, start_router, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::feedback::{self, RecentTexts};
@@ -99,7 +99,11 @@ fn http_routes(cfg: &ServeConfig, telemetry: &Arc<Telemetry>) -> anyhow::Result<
         ),
         None => None,
     };
-    let mut app = App::new(Arc::clone(telemetry), cfg.domain.clone(), cfg.max_text_chars);
+    let mut app = App::new(
+        Arc::clone(telemetry),
+        cfg.domain.clone(),
+        cfg.max_text_chars,
+    );
     app.keys = keys.clone().map(Arc::new);
     let routes = perspective::routes(Arc::new(Perspective {
         app: app.clone(),
@@ -127,10 +131,10 @@ pub async fn serve(
     let http = match cfg.http {
         Some(addr) => Some(
             start_router(addr, http_routes(&cfg, &telemetry)?)
-            .await
-            .with_context(|| {
-                format!("cannot listen on --http {addr} (use another address or `off`)")
-            })?,
+                .await
+                .with_context(|| {
+                    format!("cannot listen on --http {addr} (use another address or `off`)")
+                })?,
         ),
         None => None,
     };

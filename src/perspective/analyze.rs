@@ -242,11 +242,23 @@ mod tests {
 
     #[test]
     fn refuses_what_perspective_refuses() {
-        assert_eq!(error_type(run(request("  ", &["TOXICITY"]))), Some("COMMENT_EMPTY"));
+        assert_eq!(
+            error_type(run(request("  ", &["TOXICITY"]))),
+            Some("COMMENT_EMPTY")
+        );
         let long = "a".repeat(MAX_COMMENT_BYTES + 1);
-        assert_eq!(error_type(run(request(&long, &["TOXICITY"]))), Some("COMMENT_TOO_LONG"));
-        assert_eq!(error_type(run(request("hello", &[]))), Some("NO_REQUESTED_ATTRIBUTES"));
-        assert_eq!(error_type(run(request("hello", &["THREAT"]))), Some("ATTRIBUTE_NOT_SUPPORTED"));
+        assert_eq!(
+            error_type(run(request(&long, &["TOXICITY"]))),
+            Some("COMMENT_TOO_LONG")
+        );
+        assert_eq!(
+            error_type(run(request("hello", &[]))),
+            Some("NO_REQUESTED_ATTRIBUTES")
+        );
+        assert_eq!(
+            error_type(run(request("hello", &["THREAT"]))),
+            Some("ATTRIBUTE_NOT_SUPPORTED")
+        );
         // `obscene` (PROFANITY) was only trained on Arabic text.
         assert_eq!(
             error_type(run(request("you are a fool", &["PROFANITY"]))),
@@ -263,7 +275,10 @@ mod tests {
 
     #[test]
     fn scores_come_from_the_detected_language_and_echo_the_request() {
-        let mut req = request("اللهم انصر جندك على اعدائك يا رب", &["PROFANITY", "TOXICITY"]);
+        let mut req = request(
+            "اللهم انصر جندك على اعدائك يا رب",
+            &["PROFANITY", "TOXICITY"],
+        );
         req.languages = vec!["en".into()];
         req.client_token = Some("comment:7".into());
         let a = run(req).expect("Arabic is covered by both heads");
@@ -310,12 +325,19 @@ mod tests {
         let piece = |s: &SpanScore| String::from_utf16(&units[s.begin as usize..s.end as usize]);
         assert_eq!(piece(&spans[0]).ok().as_deref(), Some(first.trim()));
         assert_eq!(piece(&spans[1]).ok().as_deref(), Some(second.trim()));
-        assert_eq!(spans[1].end as usize, units.len());
+        assert_eq!(
+            spans[1].end as usize,
+            text.trim_end().encode_utf16().count()
+        );
 
         let mut short = request("تبا لك 😀", &["TOXICITY"]);
         short.span_annotations = true;
         let a = run(short).expect("scored");
         let span = &a.response.attribute_scores["TOXICITY"].span_scores[0];
-        assert_eq!((span.begin, span.end), (0, 8), "7 characters, the emoji two units");
+        assert_eq!(
+            (span.begin, span.end),
+            (0, 9),
+            "7 characters and an emoji of two units"
+        );
     }
 }

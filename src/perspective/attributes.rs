@@ -64,10 +64,9 @@ impl Attributes {
         };
         match self.entries.iter().find(|(a, _)| a == attribute) {
             Some((_, head)) => binary(head),
-            None => model
-                .heads()
-                .iter()
-                .position(|h| h.kind == HeadKind::Binary && h.name.to_ascii_uppercase() == attribute),
+            None => model.heads().iter().position(|h| {
+                h.kind == HeadKind::Binary && h.name.to_ascii_uppercase() == attribute
+            }),
         }
     }
 
@@ -102,7 +101,9 @@ pub fn parse_override(s: &str) -> Result<(String, String), String> {
         Some((a, h)) if !a.trim().is_empty() && !h.trim().is_empty() => {
             Ok((a.trim().to_ascii_uppercase(), h.trim().to_string()))
         }
-        _ => Err(format!("`{s}` is not ATTRIBUTE=HEAD, e.g. TOXICITY=offensive")),
+        _ => Err(format!(
+            "`{s}` is not ATTRIBUTE=HEAD, e.g. TOXICITY=offensive"
+        )),
     }
 }
 
@@ -120,9 +121,16 @@ mod tests {
         let offensive = table.head("TOXICITY", &model);
         assert!(offensive.is_some());
         assert_eq!(table.head("OFFENSIVE", &model), offensive);
-        assert_eq!(table.head("PROFANITY", &model), table.head("OBSCENE", &model));
+        assert_eq!(
+            table.head("PROFANITY", &model),
+            table.head("OBSCENE", &model)
+        );
         assert!(table.head("PROFANITY", &model).is_some());
-        assert_eq!(table.head("INSULT", &model), None, "the fixture has no insult head");
+        assert_eq!(
+            table.head("INSULT", &model),
+            None,
+            "the fixture has no insult head"
+        );
         assert_eq!(table.head("THREAT", &model), None);
         assert_eq!(table.head("toxicity", &model), None, "names are upper case");
 

@@ -152,7 +152,12 @@ async fn answer_analyze(
 /// join; never called for a `doNotStore` request.
 fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis) {
     let telemetry = &p.app.telemetry;
-    let heads: Vec<String> = loaded.model.heads().iter().map(|h| h.name.clone()).collect();
+    let heads: Vec<String> = loaded
+        .model
+        .heads()
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
     let id = a.response.client_token.clone().unwrap_or_default();
     let preview: String = a.text.chars().take(280).collect();
     let item = Item {
@@ -229,7 +234,10 @@ async fn discovery_route(
     Query(q): Query<DiscoveryQuery>,
     headers: HeaderMap,
 ) -> Response {
-    if q.version.as_deref().is_some_and(|v| v != discovery::VERSION) {
+    if q.version
+        .as_deref()
+        .is_some_and(|v| v != discovery::VERSION)
+    {
         return ApiError::not_found(&format!(
             "only {} {} is served",
             discovery::NAME,

@@ -146,7 +146,8 @@ mod tests {
         assert_eq!(line.domain.as_deref(), Some("Coral:https://news.example"));
         assert_eq!(line.text.as_deref(), Some("you are a fool"));
 
-        let (lines, _) = suggestion(coral(0.0), &model, &Attributes::default(), 5.0).expect("valid");
+        let (lines, _) =
+            suggestion(coral(0.0), &model, &Attributes::default(), 5.0).expect("valid");
         assert_eq!(lines[0].label, Value::Bool(false));
         assert!(suggestion(coral(2.0), &model, &Attributes::default(), 5.0).is_err());
     }
@@ -157,7 +158,8 @@ mod tests {
         let path = dir.path().join("feedback.jsonl");
         let sink = FeedbackSink::open(&path).expect("opens");
         let model = fixtures::model();
-        let (lines, _) = suggestion(coral(1.0), &model, &Attributes::default(), 5.0).expect("valid");
+        let (lines, _) =
+            suggestion(coral(1.0), &model, &Attributes::default(), 5.0).expect("valid");
         sink.append(&lines).expect("written");
         sink.append(&lines).expect("written");
         let text = std::fs::read_to_string(&path).expect("readable");

@@ -79,7 +79,9 @@ impl ApiKeys {
         let presented = digest(key);
         self.digests
             .iter()
-            .fold(subtle::Choice::from(0), |found, d| found | d.ct_eq(&presented))
+            .fold(subtle::Choice::from(0), |found, d| {
+                found | d.ct_eq(&presented)
+            })
             .into()
     }
 }
@@ -95,9 +97,9 @@ pub async fn require(
         let refusal = match presented(req.headers(), req.uri().query()) {
             Some(k) if keys.accepts(&k) => None,
             Some(_) => Some("API key not valid: pass a key from the server's key file."),
-            None => Some(
-                "The request is missing an API key: pass ?key= or the x-goog-api-key header.",
-            ),
+            None => {
+                Some("The request is missing an API key: pass ?key= or the x-goog-api-key header.")
+            }
         };
         if let Some(message) = refusal {
             return ApiError::permission_denied(message).into_response();
@@ -124,7 +126,10 @@ fn percent_decode(v: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' => match v.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            b'%' => match v
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 Some(b) => {
                     out.push(b);
                     i += 3;
@@ -168,9 +173,15 @@ mod tests {
     #[test]
     fn the_key_comes_from_the_header_or_the_query() {
         let mut headers = axum::http::HeaderMap::new();
-        assert_eq!(presented(&headers, Some("alt=json&key=a%2Bb")), Some("a+b".into()));
+        assert_eq!(
+            presented(&headers, Some("alt=json&key=a%2Bb")),
+            Some("a+b".into())
+        );
         assert_eq!(presented(&headers, Some("alt=json")), None);
         headers.insert("x-goog-api-key", "from-header".parse().expect("valid"));
-        assert_eq!(presented(&headers, Some("key=q")), Some("from-header".into()));
+        assert_eq!(
+            presented(&headers, Some("key=q")),
+            Some("from-header".into())
+        );
     }
 }
