@@ -1,6 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
 mod api;
+mod calibrate;
 mod classify;
 mod demo;
 mod eval;
@@ -46,6 +47,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Label JSON lines: one comment object in, one labelled object out, same order.
     Classify(classify::ClassifyArgs),
+    /// A site's own calibration from its moderators' decisions, in seconds (no retraining).
+    Calibrate(calibrate::CalibrateArgs),
     /// Evaluate a model head on a labelled CSV.
     Eval(eval::EvalArgs),
     /// Run the Kafka service: comments in, labels out, bad messages to a dead-letter topic.
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(*a),
         Command::Demo(a) => demo::run(a),
         Command::Api(a) => api::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Monitor(a) => monitor::run(a),
     }
 }

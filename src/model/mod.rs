@@ -443,15 +443,15 @@ impl Model {
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
             let mut raw = std::mem::take(&mut scratch.raw);
-            let target_index = match self.head_raw(hi, &chunk_max, target, domain, scratch, &mut raw)
-            {
-                Ok(t) => t,
-                Err(reason) => {
-                    out.push(HeadOutcome::Skipped { reason });
-                    scratch.raw = raw;
-                    continue;
-                }
-            };
+            let target_index =
+                match self.head_raw(hi, &chunk_max, target, domain, scratch, &mut raw) {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        out.push(HeadOutcome::Skipped { reason });
+                        scratch.raw = raw;
+                        continue;
+                    }
+                };
             out.push(match head.kind {
                 HeadKind::Binary => {
                     let (bias, calibration, threshold) = head.calibration(domain, script);
@@ -473,6 +473,20 @@ impl Model {
             scratch.raw = raw;
         }
         out
+    }
+
+    /// Adds a binary head's calibration for one domain, replacing one of the same name.
+    pub fn set_calibration(&mut self, head: usize, calibration: Calibration) -> Result<(), String> {
+        let h = self
+            .heads
+            .get_mut(head)
+            .ok_or_else(|| format!("no head {head}"))?;
+        if h.kind != HeadKind::Binary {
+            return Err(format!("head `{}` is not binary", h.name));
+        }
+        h.calibrations.retain(|c| c.name != calibration.name);
+        h.calibrations.push(calibration);
+        Ok(())
     }
 
     /// Every binary head's raw margin for a comment of `domain` (its bias included, before any
