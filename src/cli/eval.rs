@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use moderato::eval::report::{self, EvalSpec};
+use moderato::train::DevDomain;
 use moderato::train::{self, config::TrainConfig};
 
 /// Arguments of `moderato eval`.
@@ -26,6 +27,14 @@ pub struct EvalArgs {
     /// Override the config's data root.
     #[arg(long)]
     data_root: Option<PathBuf>,
+    /// With --config: score every dev comment as this domain (e.g. a site `moderato calibrate`
+    /// calibrated) instead of as its own data set.
+    #[arg(long, requires = "config", conflicts_with = "no_domain")]
+    as_domain: Option<String>,
+    /// With --config: score every dev comment with no domain, as a site the model has never
+    /// seen is served.
+    #[arg(long, requires = "config")]
+    no_domain: bool,
     /// Write the per-data-set scores as JSON to this file (with --config).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -55,7 +64,12 @@ pub fn run(a: EvalArgs) -> anyhow::Result<ExitCode> {
             config.data_root = root;
         }
         let dev = train::load_dev_or_train(&config, true)?;
-        let scores = train::evaluate_dev(&config, &model, &dev);
+        let domain = match (&a.as_domain, a.no_domain) {
+            (Some(d), _) => DevDomain::As(Some(d.as_str())),
+            (None, true) => DevDomain::As(None),
+            (None, false) => DevDomain::Own,
+        };
+        let scores = train::evaluate_dev_as(&config, &model, &dev, domain);
         print!("{}", super::train::summary(&scores));
         if let Some(out) = a.json {
             std::fs::write(&out, serde_json::to_string_pretty(&scores)?)?;

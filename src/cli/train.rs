@@ -65,6 +65,10 @@ pub struct TrainArgs {
     /// more data set, `feedback` (with --config).
     #[arg(long, requires = "config")]
     feedback: Option<PathBuf>,
+    /// Leave a data set of the config out (repeatable): how a site the model has never seen
+    /// is simulated (`benches/newsite/run.sh`).
+    #[arg(long, value_name = "NAME", requires = "config")]
+    skip_dataset: Vec<String>,
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
@@ -91,6 +95,23 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(root) = &a.data_root {
         config.data_root = root.clone();
+    }
+    for name in &a.skip_dataset {
+        let before = config.datasets.len();
+        config.datasets.retain(|d| &d.name != name);
+        if config.datasets.len() == before {
+            let known: Vec<&str> = config.datasets.iter().map(|d| d.name.as_str()).collect();
+            bail!("--skip-dataset {name}: the config has no such data set (it has {})", known.join(", "));
+        }
+    }
+    if !a.skip_dataset.is_empty() {
+        // A head that only the skipped sets labelled has nothing left to learn from.
+        let labelled = |h: &HeadSpec| config.datasets.iter().any(|d| d.labels.contains_key(&h.name));
+        for h in config.heads.iter().filter(|h| !labelled(h)) {
+            eprintln!("head {} has no data set left; it is left out", h.name);
+        }
+        let kept: Vec<HeadSpec> = config.heads.iter().filter(|h| labelled(h)).cloned().collect();
+        config.heads = kept;
     }
     if let Some(bits) = a.hash_bits {
         config.featurizer.hash_bits = bits;

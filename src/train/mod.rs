@@ -26,7 +26,7 @@ use crate::features::{self, Count, Featurizer};
 use crate::model::{Head, HeadKind, Model, ModelInfo};
 use config::{HeadSpec, TrainConfig};
 use data::Example;
-pub use summary::{evaluate_dev, DevScore};
+pub use summary::{evaluate_dev, evaluate_dev_as, DevDomain, DevScore};
 
 /// Why training stopped.
 #[derive(Debug, thiserror::Error)]

@@ -33,13 +33,35 @@ impl DevScore {
     }
 }
 
+/// Which domain dev comments are scored as.
+#[derive(Clone, Copy, Debug)]
+pub enum DevDomain<'a> {
+    /// Each row as its own data set (the model card's numbers).
+    Own,
+    /// Every row as this domain, or as none: how a new site is served.
+    As(Option<&'a str>),
+}
+
 /// Scores dev through the model itself: per data set and head, plus recovered label columns.
 pub fn evaluate_dev(config: &TrainConfig, model: &Model, dev: &[Example]) -> Vec<DevScore> {
+    evaluate_dev_as(config, model, dev, DevDomain::Own)
+}
+
+/// Like [`evaluate_dev`], with each comment scored as `domain`.
+pub fn evaluate_dev_as(
+    config: &TrainConfig,
+    model: &Model,
+    dev: &[Example],
+    domain: DevDomain<'_>,
+) -> Vec<DevScore> {
     let outcomes: Vec<Vec<HeadOutcome>> = dev
         .par_iter()
         .map_init(Scratch::default, |s, ex| {
-            let domain = config.datasets[ex.dataset].name.as_str();
-            model.score_in(&ex.text, ex.target.as_deref(), Some(domain), s)
+            let domain = match domain {
+                DevDomain::Own => Some(config.datasets[ex.dataset].name.as_str()),
+                DevDomain::As(d) => d,
+            };
+            model.score_in(&ex.text, ex.target.as_deref(), domain, s)
         })
         .collect();
     let mut out = Vec::new();
