@@ -101,16 +101,29 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         config.datasets.retain(|d| &d.name != name);
         if config.datasets.len() == before {
             let known: Vec<&str> = config.datasets.iter().map(|d| d.name.as_str()).collect();
-            bail!("--skip-dataset {name}: the config has no such data set (it has {})", known.join(", "));
+            bail!(
+                "--skip-dataset {name}: the config has no such data set (it has {})",
+                known.join(", ")
+            );
         }
     }
     if !a.skip_dataset.is_empty() {
         // A head that only the skipped sets labelled has nothing left to learn from.
-        let labelled = |h: &HeadSpec| config.datasets.iter().any(|d| d.labels.contains_key(&h.name));
+        let labelled = |h: &HeadSpec| {
+            config
+                .datasets
+                .iter()
+                .any(|d| d.labels.contains_key(&h.name))
+        };
         for h in config.heads.iter().filter(|h| !labelled(h)) {
             eprintln!("head {} has no data set left; it is left out", h.name);
         }
-        let kept: Vec<HeadSpec> = config.heads.iter().filter(|h| labelled(h)).cloned().collect();
+        let kept: Vec<HeadSpec> = config
+            .heads
+            .iter()
+            .filter(|h| labelled(h))
+            .cloned()
+            .collect();
         config.heads = kept;
     }
     if let Some(bits) = a.hash_bits {
