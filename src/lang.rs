@@ -1,14 +1,29 @@
 //! Script detection: which writing system dominates a comment. Used to pick a head's
 //! per-language calibration and to break metrics down by language.
 
-/// The dominant script of a text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The dominant script of a text, written as its code: `ar`, `latin`, `other`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Script {
     /// Arabic letters (Arabic, Persian, Urdu blocks) are the majority of letters.
+    #[serde(rename = "ar")]
     Arabic,
     /// Latin letters are the majority.
+    #[serde(rename = "latin")]
     Latin,
     /// Neither, or no letters at all.
+    #[serde(rename = "other")]
     Other,
 }
 
@@ -67,5 +82,14 @@ mod tests {
         assert_eq!(script("@USER هذا كلام فارغ URL"), Script::Arabic);
         assert_eq!(script("😂😂 123"), Script::Other);
         assert_eq!(script(""), Script::Other);
+    }
+
+    #[test]
+    fn serde_writes_the_code() {
+        for s in [Script::Arabic, Script::Latin, Script::Other] {
+            let json = serde_json::to_string(&s).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", s.code()));
+            assert_eq!(serde_json::from_str::<Script>(&json).ok(), Some(s));
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! - [`drift`]: flag-rate drift against a trailing baseline.
 //! - [`telemetry`]: the serve loop's observer feeding both, plus readiness.
 //! - [`http`]: the axum routes.
+//! - [`openapi`]: the OpenAPI document of those routes, from their Rust types.
 //! - [`monitor`]: `moderato monitor`, the same view over a label topic.
 
 pub mod drift;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
+pub mod openapi;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -40,6 +42,6 @@ pub async fn start_http(addr: SocketAddr, app: http::App) -> std::io::Result<Htt
     let task = tokio::spawn(http::serve_on(listener, app, async move {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /api/state /events, dashboard at /");
+    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /openapi.json /api/state /events, dashboard at /");
     Ok(HttpHandle { addr, stop, task })
 }
