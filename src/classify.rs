@@ -6,18 +6,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
 
 use crate::error::InputError;
 use crate::model::explain::{explain, Contribution};
 use crate::model::{HeadOutcome, Model, Scratch};
 
 /// An input comment: `{"id", "text", "target"?, ...}`; other fields are kept as they are.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 pub struct Comment {
     /// Caller's id (string or number).
     #[serde(default)]
+    #[schema(schema_with = id_schema)]
     pub id: Value,
-    /// The comment.
+    /// The comment (not empty).
+    #[schema(min_length = 1)]
     pub text: String,
     /// Target of the stance head (e.g. "Hillary Clinton").
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +42,11 @@ impl Comment {
             std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Reads one parsed JSON value as a comment, with the same checks as [`Comment::parse`].
+    pub fn from_value(value: Value) -> Result<Self, InputError> {
         let Value::Object(mut obj) = value else {
             return Err(InputError::NotJson("expected an object".into()));
         };
@@ -82,8 +92,21 @@ pub fn id_text(id: &Value) -> String {
     }
 }
 
+/// The schema of a comment id: a string, a number, or null when the input had none.
+pub fn id_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Null,
+        ]))
+        .description(Some(
+            "The input's id: a string or a number (null when it had none).",
+        ))
+}
+
 /// A head's result in an output record.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum HeadResult {
     /// Binary head.
@@ -100,13 +123,14 @@ pub enum HeadResult {
         /// Probability per class.
         scores: BTreeMap<String, f32>,
         /// The target it was conditioned on.
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(nullable = false)]
         target: Option<String>,
     },
 }
 
 /// Which model produced a record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelRef {
     /// Model name.
     pub name: String,

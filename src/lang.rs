@@ -2,14 +2,29 @@
 //! calibration, breaks metrics down and tells whether a head has ever seen such text; the
 //! language (ISO 639-1, by whatlang) is what the Perspective API reports as detected.
 
-/// The dominant script of a text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The dominant script of a text, written as its code: `ar`, `latin`, `other`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum Script {
     /// Arabic letters (Arabic, Persian, Urdu blocks) are the majority of letters.
+    #[serde(rename = "ar")]
     Arabic,
     /// Latin letters are the majority.
+    #[serde(rename = "latin")]
     Latin,
     /// Neither, or no letters at all.
+    #[serde(rename = "other")]
     Other,
 }
 
@@ -170,5 +185,14 @@ mod tests {
         );
         assert_eq!(language("😂😂 123"), None);
         assert_eq!(language("Go home you're drunk"), None, "too short to tell");
+    }
+
+    #[test]
+    fn serde_writes_the_code() {
+        for s in [Script::Arabic, Script::Latin, Script::Other] {
+            let json = serde_json::to_string(&s).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", s.code()));
+            assert_eq!(serde_json::from_str::<Script>(&json).ok(), Some(s));
+        }
     }
 }

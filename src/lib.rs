@@ -3,9 +3,10 @@
 //! A comment flows one way through the stages, one module each:
 //! [`normalize`] (Unicode and Arabic normalization) → [`features`] (hashed character and word
 //! n-grams) → [`model`] (sparse linear heads: binary toxicity flags, target-conditioned stance)
-//! → [`classify`] (the JSON record a comment becomes). [`train`] builds models from labelled CSV
-//! files and [`eval`] measures them. [`stream`] runs it as a Kafka service, [`perspective`] answers the Perspective API's
-//! routes, and [`serve`] lets operators watch it.
+//! → [`classify`] (a comment's labels) → [`record`] (the JSON record every producer writes, under
+//! the one input [`policy`]). [`train`] builds models from labelled CSV files and [`eval`]
+//! measures them. [`stream`] runs it as a Kafka service, [`perspective`] answers the
+//! Perspective API's routes, and [`serve`] lets operators watch it.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};
@@ -27,6 +28,8 @@ pub mod model;
 pub mod normalize;
 pub mod perspective;
 pub mod plot;
+pub mod policy;
+pub mod record;
 pub mod serve;
 pub mod stream;
 pub mod train;

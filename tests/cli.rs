@@ -137,7 +137,13 @@ fn classify_output_has_the_documented_json_shape() {
     );
     assert_eq!(out.len(), 1);
     let rec = &out[0];
-    assert_eq!(keys(rec), ["heads", "id", "labels", "model"], "{rec}");
+    assert_eq!(
+        keys(rec),
+        ["heads", "id", "labels", "lang", "model", "schema_version"],
+        "{rec}"
+    );
+    assert_eq!(rec["schema_version"], 1, "{rec}");
+    assert_eq!(rec["lang"], "latin", "{rec}");
     assert_eq!(rec["id"], "s1");
     assert!(rec["labels"].is_array(), "{rec}");
 

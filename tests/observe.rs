@@ -164,7 +164,7 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
 /// A label record as `serve` writes it.
 fn label_record(i: usize, offensive: bool) -> Value {
     json!({
-        "id": i, "labels": if offensive { json!(["offensive"]) } else { json!([]) },
+        "schema_version": 1, "id": i, "labels": if offensive { json!(["offensive"]) } else { json!([]) },
         "heads": {
             "offensive": {"flag": offensive, "score": if offensive { 0.9 } else { 0.1 }},
             "hate": {"flag": false, "score": 0.05},

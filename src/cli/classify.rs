@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use moderato::classify::{label, Comment, ModelRef};
+use moderato::classify::{Comment, ModelRef};
 use moderato::model::Scratch;
+use moderato::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
+use moderato::record::classify;
 use rayon::prelude::*;
 
 /// Lines classified per parallel batch.
@@ -33,12 +35,20 @@ pub struct ClassifyArgs {
     /// own `domain` field wins.
     #[arg(long)]
     domain: Option<String>,
+    /// Score at most this many characters of a text, counted after normalization (invisible
+    /// characters do not count); a longer text is marked `"truncated": true`.
+    #[arg(long, default_value_t = DEFAULT_MAX_TEXT_CHARS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_text_chars: usize,
 }
 
 /// Runs `moderato classify`.
 pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
     let model = super::load_model(a.model.as_deref())?;
     let model_ref = ModelRef::of(&model);
+    let policy = InputPolicy {
+        default_domain: a.domain.clone(),
+        max_text_chars: a.max_text_chars,
+    };
     let input: Box<dyn BufRead> = if a.input == "-" {
         Box::new(BufReader::new(io::stdin().lock()))
     } else {
@@ -81,11 +91,15 @@ pub fn run(a: ClassifyArgs) -> anyhow::Result<ExitCode> {
                 Scratch::default,
                 |scratch, (n, line)| match Comment::parse(line) {
                     Ok(mut comment) => {
-                        if comment.domain.is_none() {
-                            comment.domain.clone_from(&a.domain);
-                        }
-                        let out = label(&model, &model_ref, &comment, scratch, a.explain);
-                        (true, serde_json::to_vec(&out).unwrap_or_default())
+                        let record = classify(
+                            &model,
+                            &model_ref,
+                            &policy,
+                            &mut comment,
+                            scratch,
+                            a.explain,
+                        );
+                        (true, serde_json::to_vec(&record).unwrap_or_default())
                     }
                     Err(e) => {
                         let err = serde_json::json!({"line": n, "error": e.to_string()});

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use moderato::classify::id_text;
+use moderato::classify::{id_text, HeadResult};
+use moderato::record::Record;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::ServeConfig;
 use rdkafka::config::ClientConfig;
@@ -230,7 +231,8 @@ async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow
                 clip(&text, 100)
             )
         } else {
-            let record: Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
+            let record: Record = serde_json::from_slice(m.payload().unwrap_or_default())
+                .context("a label record the demo cannot read")?;
             render(&record, &key, &text, color)
         };
         println!("{out}");
@@ -239,19 +241,22 @@ async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow
 }
 
 /// One labelled record, for a terminal.
-fn render(record: &Value, id: &str, text: &str, color: bool) -> String {
-    let lang = moderato::lang::script(text).code();
+fn render(record: &Record, id: &str, text: &str, color: bool) -> String {
+    let lang = record.lang.code();
     let mut flags = Vec::new();
     let mut stance = String::new();
-    if let Some(heads) = record["heads"].as_object() {
-        for (name, h) in heads {
-            if h["flag"].as_bool() == Some(true) {
-                flags.push(format!("{name} {:.2}", h["score"].as_f64().unwrap_or(0.0)));
-            } else if let (Some(label), Some(target)) = (h["label"].as_str(), h["target"].as_str())
-            {
-                let p = h["scores"][label].as_f64().unwrap_or(0.0);
+    for (name, head) in &record.heads {
+        match head {
+            HeadResult::Binary { flag: true, score } => flags.push(format!("{name} {score:.2}")),
+            HeadResult::Multiclass {
+                label,
+                scores,
+                target: Some(target),
+            } => {
+                let p = scores.get(label).copied().unwrap_or(0.0);
                 stance = format!("\n    {name} toward {target}: {label} {p:.2}");
             }
+            _ => {}
         }
     }
     let verdict = if flags.is_empty() {

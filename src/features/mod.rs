@@ -153,6 +153,11 @@ impl Featurizer {
         &self.config
     }
 
+    /// The normalizer every text goes through before its n-grams are cut.
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
     /// Normalizes `text` and counts its hashed n-grams into `scratch.features`.
     pub fn count(&self, text: &str, scratch: &mut Scratch) {
         if scratch.slots.len() < MIN_SLOTS {

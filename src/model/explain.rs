@@ -1,13 +1,13 @@
 //! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
 //! n-grams behind the largest terms are precisely why a comment was flagged.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{HeadKind, Model};
 use crate::features;
 
 /// One feature's share of a head's raw score.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contribution {
     /// The n-grams that hash to this feature (character n-grams as is, word n-grams in brackets).
     pub ngrams: Vec<String>,

@@ -16,19 +16,11 @@ use super::wire::{Score, SpanScore};
 use crate::classify::{label, Comment, HeadResult};
 use crate::lang::{language, script, Script};
 use crate::model::{chunks, HeadOutcome, Scratch, CHUNK_CHARS, LONG_COMMENT};
+use crate::policy::InputPolicy;
 use crate::stream::reload::Loaded;
 
 /// The only score type served.
 const PROBABILITY: &str = "PROBABILITY";
-
-/// How a request's comment is prepared, the same for every producer of records.
-#[derive(Clone, Debug, Default)]
-pub struct Policy {
-    /// Domain of comments whose request names no `communityId`.
-    pub domain: Option<String>,
-    /// Longer texts are scored on this many leading characters (0: no limit).
-    pub max_text_chars: usize,
-}
 
 /// An answered request, and what the live view needs of it.
 #[derive(Debug)]
@@ -48,7 +40,7 @@ pub fn analyze(
     req: AnalyzeCommentRequest,
     loaded: &Loaded,
     attributes: &Attributes,
-    policy: &Policy,
+    policy: &InputPolicy,
     scratch: &mut Scratch,
 ) -> Result<Analysis, ApiError> {
     let model = &loaded.model;
@@ -85,18 +77,16 @@ pub fn analyze(
         wanted.push((name.clone(), head, params.score_threshold));
     }
 
+    // The one input policy of every producer: the default domain, and the text limit counted
+    // after normalization (so invisible padding cannot push the abuse out of reach).
     let mut comment = Comment {
         id: req.client_token.clone().map_or(Value::Null, Value::from),
         text,
         target: None,
-        domain: req.community_id.clone().or_else(|| policy.domain.clone()),
+        domain: req.community_id.clone(),
         extra: serde_json::Map::new(),
     };
-    if policy.max_text_chars > 0 {
-        if let Some((cut, _)) = comment.text.char_indices().nth(policy.max_text_chars) {
-            comment.text.truncate(cut);
-        }
-    }
+    let truncated = policy.apply(&mut comment, model.featurizer().normalizer());
     let record = label(model, &loaded.model_ref, &comment, scratch, 0);
     let scores: Vec<(usize, f32, bool)> = model
         .heads()
@@ -107,7 +97,9 @@ pub fn analyze(
             _ => None,
         })
         .collect();
-    let spans = if req.span_annotations {
+    // A cut text is the normalized form of its prefix: its offsets would not be the request's,
+    // so a comment over the text limit gets no spans.
+    let spans = if req.span_annotations && !truncated {
         span_scores(&comment, loaded, scratch)
     } else {
         Vec::new()
@@ -231,7 +223,7 @@ mod tests {
             req,
             &loaded,
             &Attributes::default(),
-            &Policy::default(),
+            &InputPolicy::default(),
             &mut Scratch::default(),
         )
     }

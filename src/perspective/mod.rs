@@ -31,11 +31,12 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::model::Scratch;
+use crate::policy::InputPolicy;
 use crate::serve::http::App;
 use crate::serve::keys::{self, ApiKeys};
 use crate::serve::live::{now, Item};
 use crate::stream::reload::Loaded;
-use analyze::{Analysis, Policy};
+use analyze::Analysis;
 use attributes::Attributes;
 use error::ApiError;
 use suggest::FeedbackSink;
@@ -119,8 +120,8 @@ async fn answer_analyze(
 ) -> Result<(Arc<Loaded>, Analysis), ApiError> {
     let req: wire::AnalyzeCommentRequest = parse(&body)?;
     let loaded = serving(p)?;
-    let policy = Policy {
-        domain: p.app.domain.clone(),
+    let policy = InputPolicy {
+        default_domain: p.app.domain.clone(),
         max_text_chars: p.app.max_text_chars,
     };
     let do_not_store = req.do_not_store;

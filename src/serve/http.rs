@@ -1,7 +1,7 @@
 //! The HTTP side of `serve` and `monitor` (axum): `/metrics`, `/healthz`, `/readyz`,
 //! `POST /v1/classify`, the dashboard page `/` with its data `/api/state` and live feed
 //! `/events` (server-sent events). Handlers only read shared state; the Kafka loop never waits
-//! on them.
+//! on them. `/openapi.json` documents them (`super::openapi`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,14 +15,16 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::live::now;
 use super::telemetry::Telemetry;
-use crate::classify::{label, Comment};
+use crate::classify::Comment;
 use crate::model::Scratch;
+use crate::policy::InputPolicy;
+use crate::record::classify as record_of;
 
 /// The dashboard page (self-contained: no CDN, works offline).
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -74,6 +76,7 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/state", get(state))
         .route("/events", get(events))
+        .route("/openapi.json", get(super::openapi::serve))
         .merge(keyed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
@@ -143,7 +146,15 @@ async fn events(
 }
 
 fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({"error": message}))).into_response()
+    (status, Json(ErrorBody { error: message })).into_response()
+}
+
+/// The body of every error answer of `POST /v1/classify`.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody {
+    /// What was wrong, naming the comment's index in a batch.
+    pub error: String,
 }
 
 /// `POST /v1/classify`: one comment object, or an array of up to `MAX_BATCH`; the same records
@@ -159,7 +170,10 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
     };
     let loaded = slot.current();
-    let (domain, max_chars) = (app.domain.clone(), app.max_text_chars);
+    let policy = InputPolicy {
+        default_domain: app.domain.clone(),
+        max_text_chars: app.max_text_chars,
+    };
     // Parsing and scoring are CPU work: off the async runtime.
     let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (StatusCode, String)> {
         let value: Value = serde_json::from_slice(&body)
@@ -181,9 +195,8 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
         }
         let mut scratch = Scratch::default();
         let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let bytes = serde_json::to_vec(item).unwrap_or_default();
-            let mut c = Comment::parse(&bytes).map_err(|e| {
+        for (i, item) in items.into_iter().enumerate() {
+            let mut c = Comment::from_value(item).map_err(|e| {
                 let at = if single {
                     String::new()
                 } else {
@@ -191,13 +204,9 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
                 };
                 (StatusCode::UNPROCESSABLE_ENTITY, format!("{at}{e}"))
             })?;
-            if c.domain.is_none() {
-                c.domain.clone_from(&domain);
-            }
-            if let Some((cut, _)) = c.text.char_indices().nth(max_chars) {
-                c.text.truncate(cut);
-            }
-            out.push(label(&loaded.model, &loaded.model_ref, &c, &mut scratch, 0));
+            let (model, model_ref) = (&loaded.model, &loaded.model_ref);
+            let record = record_of(model, model_ref, &policy, &mut c, &mut scratch, 0);
+            out.push(record);
         }
         // Serialized from the records themselves, so scores print exactly as `classify`'s.
         let body = if single {

@@ -7,6 +7,7 @@
 //! - [`telemetry`]: the serve loop's observer feeding both, plus readiness.
 //! - [`http`]: the axum routes.
 //! - [`keys`]: API keys of the classification routes.
+//! - [`openapi`]: the OpenAPI document of those routes, from their Rust types.
 //! - [`monitor`]: `moderato monitor`, the same view over a label topic.
 
 pub mod drift;
@@ -15,6 +16,7 @@ pub mod keys;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
+pub mod openapi;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -47,7 +49,7 @@ pub async fn start_router(addr: SocketAddr, router: axum::Router) -> std::io::Re
     let task = tokio::spawn(http::serve_router(listener, router, async move {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /api/state /events, dashboard at /");
+    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /openapi.json /api/state /events, dashboard at /");
     Ok(HttpHandle { addr, stop, task })
 }
 

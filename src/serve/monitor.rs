@@ -7,18 +7,18 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::live::{now, Item};
+use super::telemetry::Telemetry;
+use crate::classify::{id_text, HeadResult};
+use crate::error::StreamError;
+use crate::lang::Script;
+use crate::record::Record;
+use crate::stream::consume::partitions;
+use crate::stream::pipeline::Observe;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Statistics};
-use serde_json::Value;
-
-use super::live::{now, Item};
-use super::telemetry::Telemetry;
-use crate::classify::id_text;
-use crate::error::StreamError;
-use crate::stream::consume::partitions;
-use crate::stream::pipeline::Observe;
 
 /// Settings of `moderato monitor`.
 #[derive(Clone, Debug)]
@@ -60,12 +60,12 @@ impl ConsumerContext for MonitorContext {
 }
 
 /// A label record, owned, as far as the monitor reads it.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct Seen {
     /// Comment id.
     pub id: String,
-    /// Script code.
-    pub lang: String,
+    /// Script.
+    pub lang: Script,
     /// Binary head names, in record order.
     pub heads: Vec<String>,
     /// (head index, score, flag).
@@ -78,30 +78,34 @@ pub struct Seen {
     pub source: (i32, i64),
 }
 
-/// Reads a label record as `serve` writes it; `None` if it is not one.
+/// Reads a label record as `serve` writes it ([`Record`]); `None` if it is not one.
 pub fn parse_record(payload: &[u8]) -> Option<Seen> {
-    let v: Value = serde_json::from_slice(payload).ok()?;
-    let heads = v.get("heads")?.as_object()?;
+    let record: Record = serde_json::from_slice(payload).ok()?;
+    let source = record.source.as_ref();
     let mut seen = Seen {
-        id: id_text(&v["id"]),
-        lang: v["lang"].as_str().unwrap_or("other").to_string(),
-        model_version: v["model"]["version"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string(),
-        source: (
-            v["source"]["partition"].as_i64().unwrap_or(-1) as i32,
-            v["source"]["offset"].as_i64().unwrap_or(-1),
-        ),
-        ..Seen::default()
+        id: id_text(&record.id),
+        lang: record.lang,
+        heads: Vec::new(),
+        scores: Vec::new(),
+        stance: None,
+        source: source.map_or((-1, -1), |s| (s.partition, s.offset)),
+        model_version: record.model.version,
     };
-    for (name, h) in heads {
-        if let (Some(flag), Some(score)) = (h["flag"].as_bool(), h["score"].as_f64()) {
-            seen.scores.push((seen.heads.len(), score as f32, flag));
-            seen.heads.push(name.clone());
-        } else if let (Some(label), Some(target)) = (h["label"].as_str(), h["target"].as_str()) {
-            let p = h["scores"][label].as_f64().unwrap_or(0.0) as f32;
-            seen.stance = Some((target.to_string(), label.to_string(), p));
+    for (name, head) in record.heads {
+        match head {
+            HeadResult::Binary { flag, score } => {
+                seen.scores.push((seen.heads.len(), score, flag));
+                seen.heads.push(name);
+            }
+            HeadResult::Multiclass {
+                label,
+                scores,
+                target: Some(target),
+            } => {
+                let p = scores.get(&label).copied().unwrap_or(0.0);
+                seen.stance = Some((target, label, p));
+            }
+            HeadResult::Multiclass { target: None, .. } => {}
         }
     }
     Some(seen)
@@ -118,7 +122,7 @@ pub fn observe(telemetry: &Telemetry, seen: &[Seen]) {
             .map(|seen| Item {
                 id: &seen.id,
                 text: None,
-                lang: &seen.lang,
+                lang: seen.lang.code(),
                 scores: &seen.scores,
                 stance: seen
                     .stance
@@ -233,13 +237,16 @@ mod tests {
 
     #[test]
     fn a_label_record_is_read_back() {
-        let record = br#"{"id":7,"labels":["offensive"],"heads":{"hate":{"flag":false,"score":0.1},"offensive":{"flag":true,"score":0.9},"stance":{"label":"AGAINST","scores":{"AGAINST":0.7,"FAVOR":0.2,"NONE":0.1},"target":"Atheism"}},"model":{"name":"default","version":"v9","sha256":"x"},"source":{"topic":"c","partition":2,"offset":5,"timestamp":1},"lang":"latin"}"#;
+        let record = br#"{"schema_version":1,"id":7,"labels":["offensive"],"heads":{"hate":{"flag":false,"score":0.1},"offensive":{"flag":true,"score":0.9},"stance":{"label":"AGAINST","scores":{"AGAINST":0.7,"FAVOR":0.2,"NONE":0.1},"target":"Atheism"}},"model":{"name":"default","version":"v9","sha256":"x"},"source":{"topic":"c","partition":2,"offset":5,"timestamp":1},"lang":"latin"}"#;
         let seen = parse_record(record).expect("a label record");
         assert_eq!(seen.id, "7");
         assert_eq!(seen.heads, vec!["hate", "offensive"]);
         assert_eq!(seen.scores, vec![(0, 0.1, false), (1, 0.9, true)]);
         assert_eq!(seen.stance, Some(("Atheism".into(), "AGAINST".into(), 0.7)));
         assert_eq!((seen.model_version.as_str(), seen.source), ("v9", (2, 5)));
+        assert_eq!(seen.lang, Script::Latin);
         assert!(parse_record(b"{\"not\": \"a record\"}").is_none());
+        let wrong_head = br#"{"id":1,"labels":[],"heads":{"h":{"flag":"yes"}},"model":{"name":"m","version":"v","sha256":"x"},"lang":"ar"}"#;
+        assert!(parse_record(wrong_head).is_none(), "a head of neither kind");
     }
 }

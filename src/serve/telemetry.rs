@@ -34,16 +34,33 @@ pub struct Health {
 
 impl Health {
     /// Readiness and its parts.
-    pub fn ready(&self) -> (bool, Value) {
-        let model = self.model.get().is_some() || !self.needs_model;
-        let partitions = self.assigned.load(Ordering::Relaxed) > 0;
-        let broker = self.broker_up.load(Ordering::Relaxed);
-        let ready = model && (!self.needs_kafka || (partitions && broker));
-        (
+    pub fn ready(&self) -> (bool, Readiness) {
+        let model_loaded = self.model.get().is_some() || !self.needs_model;
+        let partitions_assigned = self.assigned.load(Ordering::Relaxed) > 0;
+        let broker_reachable = self.broker_up.load(Ordering::Relaxed);
+        let ready =
+            model_loaded && (!self.needs_kafka || (partitions_assigned && broker_reachable));
+        let parts = Readiness {
             ready,
-            json!({"ready": ready, "model_loaded": model, "partitions_assigned": partitions, "broker_reachable": broker}),
-        )
+            model_loaded,
+            partitions_assigned,
+            broker_reachable,
+        };
+        (ready, parts)
     }
+}
+
+/// The body of `/readyz`: the verdict and each check behind it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// All checks pass.
+    pub ready: bool,
+    /// The model is loaded (always true for `monitor`, which needs none).
+    pub model_loaded: bool,
+    /// At least one partition is assigned to this instance.
+    pub partitions_assigned: bool,
+    /// A broker answered lately.
+    pub broker_reachable: bool,
 }
 
 /// Metrics, live view and health of one process.

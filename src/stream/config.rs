@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
 
 /// How input payloads are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -178,7 +179,7 @@ impl ServeSettings {
         )?;
         let max_text_chars = ranged(
             "max_text_chars",
-            self.max_text_chars.unwrap_or(10_000),
+            self.max_text_chars.unwrap_or(DEFAULT_MAX_TEXT_CHARS),
             1,
             10_000_000,
         )?;
@@ -359,6 +360,14 @@ impl ServeConfig {
             .filter(|(k, _)| !k.starts_with(other))
             .map(|(k, v)| (k.strip_prefix(&prefix).unwrap_or(k).to_string(), v.clone()))
             .collect()
+    }
+
+    /// The input policy of the stream: `domain` and `max_text_chars`.
+    pub fn input_policy(&self) -> InputPolicy {
+        InputPolicy {
+            default_domain: self.domain.clone(),
+            max_text_chars: self.max_text_chars,
+        }
     }
 
     /// The pass-through properties with secrets hidden, for logs.

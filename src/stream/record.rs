@@ -1,26 +1,15 @@
 //! One Kafka message in, one record out: a labelled JSON record for the output topic, or a dead
 //! letter carrying the original bytes and the reason. Pure functions, no Kafka client.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::config::{InputFormat, ServeConfig};
-use crate::classify::{id_text, label, Comment, HeadResult, Labelled, ModelRef};
+use crate::classify::{id_text, Comment, HeadResult, ModelRef};
 use crate::error::InputError;
 use crate::model::{Model, Scratch};
+use crate::record::{classify, Record};
 
-/// Where a message came from: the coordinates consumers de-duplicate on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Source {
-    /// Input topic.
-    pub topic: String,
-    /// Input partition.
-    pub partition: i32,
-    /// Input offset.
-    pub offset: i64,
-    /// The input's Kafka timestamp (ms since the epoch), when it has one.
-    pub timestamp: Option<i64>,
-}
+pub use crate::record::Source;
 
 /// What the service read: payload, key, headers and coordinates.
 #[derive(Clone, Debug)]
@@ -81,15 +70,15 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn of(labelled: &Labelled, comment: &Comment, lang: &'static str, model: &Model) -> Self {
+    fn of(record: &Record, comment: &Comment, model: &Model) -> Self {
         let mut out = Summary {
-            id: id_text(&labelled.id),
+            id: id_text(&record.id),
             preview: comment.text.chars().take(280).collect(),
-            lang,
+            lang: record.lang.code(),
             ..Summary::default()
         };
         for (i, head) in model.heads().iter().enumerate() {
-            match labelled.heads.get(&head.name) {
+            match record.heads.get(&head.name) {
                 Some(HeadResult::Binary { flag, score }) => out.scores.push((i, *score, *flag)),
                 Some(HeadResult::Multiclass {
                     label,
@@ -113,34 +102,8 @@ pub const INSTANCE_HEADER: &str = "moderato-instance";
 /// Dead-letter header: the reason code (`not_utf8`, `not_json`, `no_text`, ...).
 pub const ERROR_HEADER: &str = "moderato-error";
 
-/// Output fields the record writes itself; an input field of the same name is not passed through.
-const RESERVED: &[&str] = &[
-    "id",
-    "labels",
-    "heads",
-    "skipped",
-    "explain",
-    "model",
-    "source",
-    "lang",
-    "truncated",
-];
-
-#[derive(Serialize)]
-struct StreamRecord<'a> {
-    #[serde(flatten)]
-    labelled: &'a Labelled,
-    source: &'a Source,
-    lang: &'static str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    truncated: bool,
-    #[serde(flatten)]
-    passthrough: &'a Map<String, Value>,
-}
-
-/// Decodes a payload into a comment, cutting its text to `max_text_chars` (the flag says whether
-/// it was cut).
-pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<(Comment, bool), InputError> {
+/// Decodes a payload into a comment, as it came (the input policy is applied by [`process`]).
+pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<Comment, InputError> {
     let payload = msg.payload.as_deref().ok_or(InputError::NoPayload)?;
     if payload.len() > cfg.max_payload_bytes {
         return Err(InputError::TooLarge {
@@ -148,7 +111,7 @@ pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<(Comment, bool), Input
             limit: cfg.max_payload_bytes,
         });
     }
-    let mut comment = match cfg.input_format {
+    let comment = match cfg.input_format {
         InputFormat::Json => Comment::parse(payload)?,
         InputFormat::Text => {
             let text =
@@ -166,17 +129,7 @@ pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<(Comment, bool), Input
             }
         }
     };
-    if comment.domain.is_none() {
-        comment.domain.clone_from(&cfg.domain);
-    }
-    let truncated = match comment.text.char_indices().nth(cfg.max_text_chars) {
-        Some((cut, _)) => {
-            comment.text.truncate(cut);
-            true
-        }
-        None => false,
-    };
-    Ok((comment, truncated))
+    Ok(comment)
 }
 
 /// Turns one message into the record to produce: its labels, or its dead letter.
@@ -188,29 +141,15 @@ pub fn process(
     scratch: &mut Scratch,
 ) -> Outbound {
     match decode(&msg, cfg) {
-        Ok((comment, truncated)) => {
-            let labelled = label(model, model_ref, &comment, scratch, 0);
-            let lang = crate::lang::script(&comment.text).code();
-            let mut summary = Summary::of(&labelled, &comment, lang, model);
+        Ok(mut comment) => {
+            let policy = cfg.input_policy();
+            let record = classify(model, model_ref, &policy, &mut comment, scratch, 0)
+                .with_source(msg.source.clone());
+            let mut summary = Summary::of(&record, &comment, model);
             // Id-less comments are not remembered: a decision could not name them.
-            if cfg.feedback.is_some() && !labelled.id.is_null() {
-                summary.full = Some((comment.text.clone(), comment.target.clone()));
+            if cfg.feedback.is_some() && !record.id.is_null() {
+                summary.full = Some((comment.text, comment.target));
             }
-            let mut passthrough = comment.extra;
-            passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
-            if let Some(domain) = comment.domain {
-                passthrough.insert("domain".into(), Value::from(domain));
-            }
-            if let Some(target) = comment.target {
-                passthrough.insert("target".into(), Value::from(target));
-            }
-            let record = StreamRecord {
-                labelled: &labelled,
-                source: &msg.source,
-                lang,
-                truncated,
-                passthrough: &passthrough,
-            };
             let payload = serde_json::to_vec(&record).unwrap_or_default();
             Outbound {
                 destination: Destination::Output,
@@ -322,21 +261,10 @@ mod tests {
     }
 
     #[test]
-    fn long_text_is_cut_on_a_character_boundary() {
-        let (c, truncated) =
-            decode(&inbound("{\"text\":\"مرحبا بكم\"}".as_bytes()), &cfg()).expect("valid");
-        assert!(truncated);
-        assert_eq!(c.text, "مرحبا");
-        let (c, truncated) = decode(&inbound(b"{\"text\":\"short\"}"), &cfg()).expect("valid");
-        assert!(!truncated);
-        assert_eq!(c.text, "short");
-    }
-
-    #[test]
     fn text_format_takes_the_payload_and_names_it_by_its_coordinates() {
         let mut c = cfg();
         c.input_format = InputFormat::Text;
-        let (comment, _) = decode(&inbound(b"hello"), &c).expect("valid");
+        let comment = decode(&inbound(b"hello"), &c).expect("valid");
         assert_eq!(comment.id, Value::from("comments/2/7"));
         assert_eq!(
             decode(&inbound(b"   "), &c).unwrap_err(),

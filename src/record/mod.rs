@@ -1,0 +1,210 @@
+//! The output record: what `moderato classify`, `POST /v1/classify` and the Kafka stream write
+//! for a comment, one type for all three (and what `monitor` and `demo` read back).
+//!
+//! - [`Record`]: the typed record, serde both ways, with [`SCHEMA_VERSION`] in every record.
+//! - [`classify`]: one comment through the whole path as every producer runs it: the
+//!   [`InputPolicy`], the model, the record.
+//! - [`schema`]: the record's JSON Schema (`docs/record.schema.json`), from the same type.
+
+pub mod schema;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::classify::{id_schema, label, Comment, HeadResult, Labelled, ModelRef};
+use crate::lang::Script;
+use crate::model::explain::Contribution;
+use crate::model::{Model, Scratch};
+use crate::policy::InputPolicy;
+
+/// The version of the record's shape; raised when a field changes meaning or goes away.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Output fields the record writes itself; an input field of the same name is not passed through.
+pub const RESERVED: &[&str] = &[
+    "schema_version",
+    "id",
+    "labels",
+    "heads",
+    "skipped",
+    "explain",
+    "model",
+    "source",
+    "lang",
+    "truncated",
+];
+
+/// Where a stream message came from: the coordinates consumers de-duplicate on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Source {
+    /// Input topic.
+    pub topic: String,
+    /// Input partition.
+    pub partition: i32,
+    /// Input offset.
+    pub offset: i64,
+    /// The input's Kafka timestamp (ms since the epoch), when it has one.
+    pub timestamp: Option<i64>,
+}
+
+/// One labelled comment, as every producer writes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Record {
+    /// The version of the record's shape (`SCHEMA_VERSION`, 1 now); a record written before
+    /// versioning reads as 0.
+    #[serde(default)]
+    #[schema(required = true, minimum = 1)]
+    pub schema_version: u32,
+    /// The input's id.
+    #[schema(schema_with = id_schema)]
+    pub id: Value,
+    /// Names of the flagged binary heads.
+    pub labels: Vec<String>,
+    /// Per-head results, by head name.
+    pub heads: BTreeMap<String, HeadResult>,
+    /// Conditioned heads left out, with the reason (absent when none was).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped: BTreeMap<String, String>,
+    /// Top n-gram contributions per flagged or multiclass head (`classify --explain N` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub explain: Option<BTreeMap<String, Vec<Contribution>>>,
+    /// The model that labelled it.
+    pub model: ModelRef,
+    /// The input message's coordinates (the Kafka stream only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub source: Option<Source>,
+    /// The comment's dominant script.
+    pub lang: Script,
+    /// The text was over the input policy's limit and only its prefix was scored (absent when
+    /// it was not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The input's other fields (`target`, `domain`, `meta`, ...), passed through untouched;
+    /// `domain` is the one the comment was scored with.
+    #[serde(flatten)]
+    pub passthrough: Map<String, Value>,
+}
+
+impl Record {
+    /// The record of `comment`, labelled as `labelled`; `truncated` says whether the input
+    /// policy cut its text.
+    pub fn new(labelled: Labelled, comment: &Comment, truncated: bool) -> Self {
+        let mut passthrough = comment.extra.clone();
+        passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
+        if let Some(domain) = &comment.domain {
+            passthrough.insert("domain".into(), Value::from(domain.as_str()));
+        }
+        if let Some(target) = &comment.target {
+            passthrough.insert("target".into(), Value::from(target.as_str()));
+        }
+        Self {
+            schema_version: SCHEMA_VERSION,
+            id: labelled.id,
+            labels: labelled.labels,
+            heads: labelled.heads,
+            skipped: labelled.skipped,
+            explain: labelled.explain,
+            model: labelled.model,
+            source: None,
+            lang: crate::lang::script(&comment.text),
+            truncated,
+            passthrough,
+        }
+    }
+
+    /// The same record, naming the stream message it answers.
+    pub fn with_source(self, source: Source) -> Self {
+        Self {
+            source: Some(source),
+            ..self
+        }
+    }
+}
+
+/// One comment through the whole path, as every producer runs it: `policy` (default domain,
+/// text limit) applied to `comment` in place, the model's labels (`explain_top` contributions
+/// per flagged head when above 0), the record.
+pub fn classify(
+    model: &Model,
+    model_ref: &ModelRef,
+    policy: &InputPolicy,
+    comment: &mut Comment,
+    scratch: &mut Scratch,
+    explain_top: usize,
+) -> Record {
+    let truncated = policy.apply(comment, model.featurizer().normalizer());
+    let labelled = label(model, model_ref, comment, scratch, explain_top);
+    Record::new(labelled, comment, truncated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labelled() -> Labelled {
+        Labelled {
+            id: Value::from(7),
+            labels: vec!["offensive".into()],
+            heads: BTreeMap::from([(
+                "offensive".to_string(),
+                HeadResult::Binary {
+                    flag: true,
+                    score: 0.9,
+                },
+            )]),
+            skipped: BTreeMap::new(),
+            explain: None,
+            model: ModelRef {
+                name: "m".into(),
+                version: "v1".into(),
+                sha256: "00".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn passthrough_keeps_unknown_fields_but_never_shadows_the_records_own() {
+        let comment = Comment::parse(
+            br#"{"id": 7, "text": "hello", "target": "Cats", "meta": {"k": 1}, "lang": "en", "schema_version": 9, "labels": 1}"#,
+        )
+        .expect("valid");
+        let record = Record::new(labelled(), &comment, false);
+        let v = serde_json::to_value(&record).expect("serializes");
+        assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(
+            v["lang"], "latin",
+            "the detected script, not the input's field"
+        );
+        assert_eq!(v["labels"], serde_json::json!(["offensive"]));
+        assert_eq!(v["meta"]["k"], 1);
+        assert_eq!(v["target"], "Cats");
+        assert!(v.get("truncated").is_none() && v.get("source").is_none());
+        assert!(v.get("text").is_none(), "a record never carries the text");
+    }
+
+    #[test]
+    fn a_record_reads_back_as_it_was_written() {
+        let comment = Comment::parse(br#"{"id": 7, "text": "hi", "meta": [1, 2]}"#).expect("ok");
+        let record = Record::new(labelled(), &comment, true).with_source(Source {
+            topic: "comments".into(),
+            partition: 2,
+            offset: 5,
+            timestamp: None,
+        });
+        let bytes = serde_json::to_vec(&record).expect("serializes");
+        let back: Record = serde_json::from_slice(&bytes).expect("reads back");
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn a_record_from_before_schema_version_reads_as_version_0() {
+        let old = br#"{"id":"a","labels":[],"heads":{},"model":{"name":"m","version":"v","sha256":"x"},"lang":"ar"}"#;
+        let record: Record = serde_json::from_slice(old).expect("reads");
+        assert_eq!((record.schema_version, record.lang), (0, Script::Arabic));
+    }
+}
