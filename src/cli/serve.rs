@@ -101,7 +101,8 @@ pub async fn serve(
                     Arc::clone(&telemetry),
                     cfg.domain.clone(),
                     cfg.max_text_chars,
-                ),
+                )
+                .with_limits(cfg.http_limits),
             )
             .await
             .with_context(|| {
