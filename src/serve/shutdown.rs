@@ -38,8 +38,8 @@ impl Shutdown {
     }
 
     /// [`Shutdown::triggered`] as an owned future, for streams that outlive the borrow.
-    pub fn triggered_owned(self) -> impl Future<Output = ()> + Send + 'static {
-        async move { self.triggered().await }
+    pub async fn triggered_owned(self) {
+        self.triggered().await;
     }
 }
 
