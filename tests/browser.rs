@@ -55,7 +55,7 @@ const LINES: &[&str] = &[
 ];
 
 #[test]
-fn the_dashboard_shows_comments_arriving_and_charts_updating() {
+fn the_dashboard_lists_earlier_comments_then_shows_new_ones_and_charts_updating() {
     let http = format!("127.0.0.1:{}", free_port());
     let mut demo = Command::new(env!("CARGO_BIN_EXE_moderato"))
         .args(["demo", "--http", &http, "--pace-ms", "100"])
