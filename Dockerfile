@@ -77,10 +77,14 @@ USER moderato:moderato
 
 # The model is hot-reloaded when this file changes: mount a newer model over it, or point
 # MODERATO_MODEL elsewhere.
+# The classification routes on MODERATO_HTTP (/v1/classify, the Perspective API) need keys
+# on a non-loopback address: mount a key file (one key, or its SHA-256, per line) here, or
+# the service refuses to start and says so.
 ENV MODERATO_MODEL=/app/models/default.model \
-    MODERATO_HTTP=0.0.0.0:9464
+    MODERATO_HTTP=0.0.0.0:9464 \
+    MODERATO_API_KEYS=/run/secrets/moderato-api-keys
 
-# Metrics, health and dashboard side (MODERATO_HTTP).
+# Metrics, health, dashboard, /v1/classify and the Perspective API (MODERATO_HTTP).
 EXPOSE 9464
 
 ENTRYPOINT ["moderato"]

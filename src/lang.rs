@@ -1,5 +1,6 @@
-//! Script detection: which writing system dominates a comment. Used to pick a head's
-//! per-language calibration and to break metrics down by language.
+//! Script and language detection. The dominant writing system picks a head's per-script
+//! calibration, breaks metrics down and tells whether a head has ever seen such text; the
+//! language (ISO 639-1, by whatlang) is what the Perspective API reports as detected.
 
 /// The dominant script of a text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +57,97 @@ pub fn script(text: &str) -> Script {
     }
 }
 
+/// Least whatlang confidence for a language to be reported. Its trigram detector guesses wildly
+/// on a few words ("Go home you're drunk" comes out French at 0.23), so a weaker guess is
+/// reported as no language rather than a wrong one.
+const MIN_CONFIDENCE: f64 = 0.4;
+
+/// The most likely language of a text as an ISO 639-1 code (`en`, `ar`, ...), by whatlang's
+/// trigram and alphabet detector; `None` when it cannot tell (no letters, or too few words
+/// for a confident guess). Informational: what a head may score is decided by [`script`].
+pub fn language(text: &str) -> Option<&'static str> {
+    whatlang::detect(text)
+        .filter(|info| info.is_reliable() || info.confidence() >= MIN_CONFIDENCE)
+        .map(|info| iso_639_1(info.lang()))
+}
+
+/// whatlang's ISO 639-3 languages as ISO 639-1 codes (the codes Perspective's clients send).
+fn iso_639_1(lang: whatlang::Lang) -> &'static str {
+    use whatlang::Lang::*;
+    match lang {
+        Epo => "eo",
+        Eng => "en",
+        Rus => "ru",
+        Cmn => "zh",
+        Spa => "es",
+        Por => "pt",
+        Ita => "it",
+        Ben => "bn",
+        Fra => "fr",
+        Deu => "de",
+        Ukr => "uk",
+        Kat => "ka",
+        Ara => "ar",
+        Hin => "hi",
+        Jpn => "ja",
+        Heb => "he",
+        Yid => "yi",
+        Pol => "pl",
+        Amh => "am",
+        Jav => "jv",
+        Kor => "ko",
+        Nob => "nb",
+        Dan => "da",
+        Swe => "sv",
+        Fin => "fi",
+        Tur => "tr",
+        Nld => "nl",
+        Hun => "hu",
+        Ces => "cs",
+        Ell => "el",
+        Bul => "bg",
+        Bel => "be",
+        Mar => "mr",
+        Kan => "kn",
+        Ron => "ro",
+        Slv => "sl",
+        Hrv => "hr",
+        Srp => "sr",
+        Mkd => "mk",
+        Lit => "lt",
+        Lav => "lv",
+        Est => "et",
+        Tam => "ta",
+        Vie => "vi",
+        Urd => "ur",
+        Tha => "th",
+        Guj => "gu",
+        Uzb => "uz",
+        Pan => "pa",
+        Aze => "az",
+        Ind => "id",
+        Tel => "te",
+        Pes => "fa",
+        Mal => "ml",
+        Ori => "or",
+        Mya => "my",
+        Nep => "ne",
+        Sin => "si",
+        Khm => "km",
+        Tuk => "tk",
+        Aka => "ak",
+        Zul => "zu",
+        Sna => "sn",
+        Afr => "af",
+        Lat => "la",
+        Slk => "sk",
+        Cat => "ca",
+        Tgl => "tl",
+        Hye => "hy",
+        Cym => "cy",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +159,16 @@ mod tests {
         assert_eq!(script("@USER هذا كلام فارغ URL"), Script::Arabic);
         assert_eq!(script("😂😂 123"), Script::Other);
         assert_eq!(script(""), Script::Other);
+    }
+
+    #[test]
+    fn names_languages_by_their_two_letter_codes() {
+        assert_eq!(language("اللهم انصر جندك على اعدائك"), Some("ar"));
+        assert_eq!(
+            language("The vaccine saved my mother's life, and I am grateful"),
+            Some("en")
+        );
+        assert_eq!(language("😂😂 123"), None);
+        assert_eq!(language("Go home you're drunk"), None, "too short to tell");
     }
 }

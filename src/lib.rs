@@ -4,7 +4,8 @@
 //! [`normalize`] (Unicode and Arabic normalization) → [`features`] (hashed character and word
 //! n-grams) → [`model`] (sparse linear heads: binary toxicity flags, target-conditioned stance)
 //! → [`classify`] (the JSON record a comment becomes). [`train`] builds models from labelled CSV
-//! files and [`eval`] measures them. [`stream`] runs it as a Kafka service and [`serve`] lets operators watch it.
+//! files and [`eval`] measures them. [`stream`] runs it as a Kafka service, [`perspective`] answers the Perspective API's
+//! routes, and [`serve`] lets operators watch it.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};
@@ -24,6 +25,7 @@ pub mod features;
 pub mod lang;
 pub mod model;
 pub mod normalize;
+pub mod perspective;
 pub mod plot;
 pub mod serve;
 pub mod stream;

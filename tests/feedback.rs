@@ -94,3 +94,108 @@ fn a_feedback_file_without_usable_decisions_is_refused() {
         describe(&run)
     );
 }
+
+/// Labels JSON lines of `texts` with `classify` (optionally for `domain`) and returns the records.
+fn classify_all(model: &std::path::Path, texts: &[String], domain: Option<&str>) -> Vec<Value> {
+    let input: String = texts
+        .iter()
+        .map(|t| serde_json::json!({"text": t}).to_string() + "\n")
+        .collect();
+    let mut args = vec!["classify", "--model", model.to_str().expect("UTF-8 path")];
+    if let Some(d) = domain {
+        args.extend(["--domain", d]);
+    }
+    let run = moderato(&args, &input);
+    assert!(run.status.success(), "{}", describe(&run));
+    String::from_utf8_lossy(&run.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record"))
+        .collect()
+}
+
+#[test]
+fn calibrate_moves_one_sites_threshold_and_leaves_the_rest_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("toy.model");
+    train(&model, None);
+    let texts: Vec<String> = ["toy_train.csv", "toy_dev.csv"]
+        .iter()
+        .flat_map(|f| {
+            let mut r = csv_texts(&fixture(f));
+            r.truncate(200);
+            r
+        })
+        .collect();
+    let flagged = |records: &[Value]| {
+        records
+            .iter()
+            .filter(|r| r["heads"]["offensive"]["flag"] == true)
+            .count()
+    };
+    let before = classify_all(&model, &texts, None);
+    // A lenient site: its moderators remove only the worst tenth of what the model scores.
+    let mut scores: Vec<f64> = before
+        .iter()
+        .map(|r| r["heads"]["offensive"]["score"].as_f64().expect("a score"))
+        .collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    let cut = scores[texts.len() / 10];
+    let decisions: String = texts
+        .iter()
+        .zip(&before)
+        .map(|(t, r)| {
+            let score = r["heads"]["offensive"]["score"].as_f64().unwrap_or(0.0);
+            serde_json::json!({"id": "x", "text": t, "head": "offensive", "label": score > cut,
+                               "domain": "lenient.example", "joined": "message", "at": 0.0})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let feedback = dir.path().join("decisions.jsonl");
+    std::fs::write(&feedback, decisions).expect("written");
+    let calibrated = dir.path().join("lenient.model");
+    let run = moderato(
+        &[
+            "calibrate",
+            "--model",
+            model.to_str().expect("UTF-8"),
+            "--feedback",
+            feedback.to_str().expect("UTF-8"),
+            "--domain",
+            "lenient.example",
+            "--out",
+            calibrated.to_str().expect("UTF-8"),
+        ],
+        "",
+    );
+    assert!(run.status.success(), "{}", describe(&run));
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(report.contains("1 head(s) calibrated"), "{report}");
+
+    let site = classify_all(&calibrated, &texts, Some("lenient.example"));
+    let (was, now) = (flagged(&before), flagged(&site));
+    assert!(
+        now < was,
+        "the lenient site flags {now}, the model flagged {was}\n{report}"
+    );
+    assert!(
+        now <= texts.len() / 10 + 5,
+        "{now} of {} flagged\n{report}",
+        texts.len()
+    );
+    // Without the domain, or with another, the calibrated model labels as before.
+    for domain in [None, Some("other.example")] {
+        let again = classify_all(&calibrated, &texts, domain);
+        let heads = |rs: &[Value]| rs.iter().map(|r| r["heads"].clone()).collect::<Vec<_>>();
+        assert_eq!(heads(&again), heads(&classify_all(&model, &texts, domain)));
+    }
+}
+
+/// The `text` column of a fixture CSV.
+fn csv_texts(path: &std::path::Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(path).expect("a CSV fixture");
+    r.records()
+        .filter_map(Result::ok)
+        .filter_map(|rec| rec.get(1).map(String::from))
+        .collect()
+}

@@ -1,5 +1,7 @@
 //! Command-line parsing and dispatch; each subcommand lives in its own file.
 
+mod api;
+mod calibrate;
 mod classify;
 mod demo;
 mod eval;
@@ -45,12 +47,16 @@ enum Command {
     Train(train::TrainArgs),
     /// Label JSON lines: one comment object in, one labelled object out, same order.
     Classify(classify::ClassifyArgs),
+    /// A site's own calibration from its moderators' decisions, in seconds (no retraining).
+    Calibrate(calibrate::CalibrateArgs),
     /// Evaluate a model head on a labelled CSV.
     Eval(eval::EvalArgs),
     /// Run the Kafka service: comments in, labels out, bad messages to a dead-letter topic.
     Serve(Box<serve::ServeArgs>),
     /// Watch a label topic: dashboard, metrics and drift alerts over every instance's output.
     Monitor(monitor::MonitorArgs),
+    /// The HTTP API alone (Perspective-compatible routes and /v1/classify), for sites without Kafka.
+    Api(api::ApiArgs),
     /// Zero-setup demo: an in-process broker, the real service, sample comments, live output.
     Demo(demo::DemoArgs),
 }
@@ -63,6 +69,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(a) => eval::run(a),
         Command::Serve(a) => serve::run(*a),
         Command::Demo(a) => demo::run(a),
+        Command::Api(a) => api::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
         Command::Monitor(a) => monitor::run(a),
     }
 }

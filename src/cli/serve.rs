@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use moderato::perspective::attributes::Attributes;
+use moderato::perspective::suggest::FeedbackSink;
+use moderato::perspective::{self, Perspective};
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::http::App;
+use moderato::serve::keys::ApiKeys;
 use moderato::serve::live::Live;
-use moderato::serve::{monitor, start_http, Telemetry};
+use moderato::serve::{check_auth, monitor, start_router, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::feedback::{self, RecentTexts};
 use moderato::stream::{self, reload, ModelSlot, ServeConfig, ServeSettings};
@@ -69,6 +73,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cfg = settings.resolve()?;
+    if let Some(addr) = cfg.http {
+        let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
+        check_auth(addr, keys.as_ref(), cfg.insecure_no_auth).map_err(anyhow::Error::msg)?;
+    }
     let path = super::model_path(cfg.model.as_deref())?;
     let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
     drop(embedded);
@@ -78,6 +86,39 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: shutdown timed out before everything was acknowledged and committed; unacknowledged messages will be read again");
         Ok(ExitCode::from(1))
     }
+}
+
+/// The HTTP side of `serve`: metrics, health, dashboard, `/v1/classify` and the Perspective
+/// routes, whose `suggestscore` appends to the feedback file when feedback is collected; with
+/// the handlers' state, whose limits and shutdown the server takes.
+fn http_routes(
+    cfg: &ServeConfig,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<(App, axum::Router)> {
+    let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
+    let feedback = match &cfg.feedback {
+        Some(fb) => Some(
+            FeedbackSink::open(&fb.file)
+                .with_context(|| format!("cannot open the feedback file {}", fb.file.display()))?,
+        ),
+        None => None,
+    };
+    let mut app = App::new(
+        Arc::clone(telemetry),
+        cfg.domain.clone(),
+        cfg.max_text_chars,
+    )
+    .with_limits(cfg.http_limits);
+    app.keys = keys.clone().map(Arc::new);
+    let routes = perspective::routes(Arc::new(Perspective {
+        app: app.clone(),
+        attributes: Attributes::default(),
+        feedback,
+        keys,
+        public_url: None,
+    }));
+    let router = moderato::serve::http::router(app.clone()).merge(routes);
+    Ok((app, router))
 }
 
 /// The whole service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
@@ -94,21 +135,12 @@ pub async fn serve(
     }
     let telemetry = Arc::new(telemetry);
     let http = match cfg.http {
-        Some(addr) => Some(
-            start_http(
-                addr,
-                App::new(
-                    Arc::clone(&telemetry),
-                    cfg.domain.clone(),
-                    cfg.max_text_chars,
-                )
-                .with_limits(cfg.http_limits),
-            )
-            .await
-            .with_context(|| {
+        Some(addr) => Some({
+            let (app, router) = http_routes(&cfg, &telemetry)?;
+            start_router(addr, &app, router).await.with_context(|| {
                 format!("cannot listen on --http {addr} (use another address or `off`)")
-            })?,
-        ),
+            })?
+        }),
         None => None,
     };
     let loading = model_path.clone();

@@ -144,6 +144,26 @@ impl Head {
             })
     }
 
+    /// Whether the head has seen text in `script` in training. A binary head tells by its
+    /// script calibrations (`lang:ar`, `lang:latin`), which training fits only for a script with
+    /// enough labelled rows of both classes; a head without any makes no claim and covers all.
+    pub fn covers(&self, script: crate::lang::Script) -> bool {
+        let mut seen = self
+            .calibrations
+            .iter()
+            .filter_map(|c| c.name.strip_prefix("lang:"))
+            .peekable();
+        seen.peek().is_none() || seen.any(|code| code == script.code())
+    }
+
+    /// The scripts a head has seen in training (empty: it makes no claim).
+    pub fn scripts(&self) -> Vec<&str> {
+        self.calibrations
+            .iter()
+            .filter_map(|c| c.name.strip_prefix("lang:"))
+            .collect()
+    }
+
     /// Turns a multiclass head's raw scores (bias included) into probabilities: softmax at the
     /// head's temperature. (Binary heads go through [`Head::calibration`] and [`platt`].)
     pub fn probabilities(&self, raw: &[f32], out: &mut Vec<f32>) {
@@ -419,75 +439,19 @@ impl Model {
         scratch: &mut Scratch,
     ) -> Vec<HeadOutcome> {
         let script = crate::lang::script(text);
-        // Long comments (a paragraph, not a tweet): a binary head also scores every
-        // sentence-sized chunk and keeps the highest score, so one hateful sentence in a long
-        // prayer is not averaged away by L2 normalization. (Crossed copies — a target's or a
-        // known domain's — are added below for the whole comment only.)
-        let mut chunk_max = Vec::new();
-        if text.chars().count() > LONG_COMMENT {
-            let mut chunk_scores = Vec::new();
-            for chunk in chunks(text, CHUNK_CHARS) {
-                self.accumulate(chunk, scratch, &mut chunk_scores);
-                if chunk_max.is_empty() {
-                    chunk_max = chunk_scores.clone();
-                }
-                for (m, c) in chunk_max.iter_mut().zip(&chunk_scores) {
-                    *m = m.max(*c);
-                }
-            }
-        }
-        // The whole comment last, so the scratch holds its features for the target pass.
-        let mut base = std::mem::take(&mut scratch.base);
-        self.accumulate(text, scratch, &mut base);
-        for (m, b) in chunk_max.iter_mut().zip(&base) {
-            *m = m.max(*b);
-        }
-        scratch.base = base;
-
+        let chunk_max = self.prepare(text, scratch);
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
-            let cols = head.column..head.column + head.outputs();
-            let pooled = head.kind == HeadKind::Binary && !chunk_max.is_empty();
-            let source = if pooled { &chunk_max } else { &scratch.base };
             let mut raw = std::mem::take(&mut scratch.raw);
-            raw.clear();
-            raw.extend_from_slice(&source[cols.clone()]);
-            let mut target_index = None;
-            if head.conditioned() {
-                let Some(t) = target.and_then(|t| head.target_index(t)) else {
-                    let reason = match target {
-                        None => "no target given".to_string(),
-                        Some(t) => {
-                            format!("unknown target {t:?} (known: {})", head.targets.join(", "))
-                        }
-                    };
-                    out.push(HeadOutcome::Skipped { reason });
-                    scratch.raw = raw;
-                    continue;
+            let target_index =
+                match self.head_raw(hi, &chunk_max, target, domain, scratch, &mut raw) {
+                    Ok(t) => t,
+                    Err(reason) => {
+                        out.push(HeadOutcome::Skipped { reason });
+                        scratch.raw = raw;
+                        continue;
+                    }
                 };
-                target_index = Some(t);
-                // The shared copy (0 for a head trained per target) and the target's own.
-                let (shared, own) = head.domain_scales;
-                raw.iter_mut().for_each(|r| *r *= shared);
-                self.add_crossed(
-                    self.target_keys[hi][t],
-                    cols.clone(),
-                    scratch,
-                    &mut raw,
-                    own,
-                );
-            } else if !head.domains.is_empty() {
-                // Set-aware: shared half always, the domain's own half when it is known.
-                let (shared, own) = head.domain_scales;
-                raw.iter_mut().for_each(|r| *r *= shared);
-                if let Some(key) = self.domain_key(hi, domain) {
-                    self.add_crossed(key, cols.clone(), scratch, &mut raw, own);
-                }
-            }
-            let bias_at = target_index.unwrap_or(0) * head.outputs();
-            for (r, b) in raw.iter_mut().zip(&head.bias[bias_at..]) {
-                *r += b;
-            }
             out.push(match head.kind {
                 HeadKind::Binary => {
                     let (bias, calibration, threshold) = head.calibration(domain, script);
@@ -509,6 +473,116 @@ impl Model {
             scratch.raw = raw;
         }
         out
+    }
+
+    /// Adds a binary head's calibration for one domain, replacing one of the same name.
+    pub fn set_calibration(&mut self, head: usize, calibration: Calibration) -> Result<(), String> {
+        let h = self
+            .heads
+            .get_mut(head)
+            .ok_or_else(|| format!("no head {head}"))?;
+        if h.kind != HeadKind::Binary {
+            return Err(format!("head `{}` is not binary", h.name));
+        }
+        h.calibrations.retain(|c| c.name != calibration.name);
+        h.calibrations.push(calibration);
+        Ok(())
+    }
+
+    /// Every binary head's raw margin for a comment of `domain` (its bias included, before any
+    /// calibration): what a site's own calibration is fit on. `None` for other heads.
+    pub fn margins_in(
+        &self,
+        text: &str,
+        domain: Option<&str>,
+        scratch: &mut Scratch,
+    ) -> Vec<Option<f32>> {
+        let chunk_max = self.prepare(text, scratch);
+        let mut raw = std::mem::take(&mut scratch.raw);
+        let out = (0..self.heads.len())
+            .map(|hi| {
+                let binary = self.heads[hi].kind == HeadKind::Binary;
+                let ok = self.head_raw(hi, &chunk_max, None, domain, scratch, &mut raw);
+                (binary && ok.is_ok()).then(|| raw[0])
+            })
+            .collect();
+        scratch.raw = raw;
+        out
+    }
+
+    /// Featurizes a comment into `scratch.base` (the whole comment), and returns the maximum
+    /// over its sentence chunks per column when it is long (empty otherwise).
+    fn prepare(&self, text: &str, scratch: &mut Scratch) -> Vec<f32> {
+        // Long comments (a paragraph, not a tweet): a binary head also scores every
+        // sentence-sized chunk and keeps the highest score, so one hateful sentence in a long
+        // prayer is not averaged away by L2 normalization. (Crossed copies — a target's or a
+        // known domain's — are added for the whole comment only.)
+        let mut chunk_max = Vec::new();
+        if text.chars().count() > LONG_COMMENT {
+            let mut chunk_scores = Vec::new();
+            for chunk in chunks(text, CHUNK_CHARS) {
+                self.accumulate(chunk, scratch, &mut chunk_scores);
+                if chunk_max.is_empty() {
+                    chunk_max = chunk_scores.clone();
+                }
+                for (m, c) in chunk_max.iter_mut().zip(&chunk_scores) {
+                    *m = m.max(*c);
+                }
+            }
+        }
+        // The whole comment last, so the scratch holds its features for the target pass.
+        let mut base = std::mem::take(&mut scratch.base);
+        self.accumulate(text, scratch, &mut base);
+        for (m, b) in chunk_max.iter_mut().zip(&base) {
+            *m = m.max(*b);
+        }
+        scratch.base = base;
+        chunk_max
+    }
+
+    /// Head `hi`'s raw scores (bias included) into `raw`, after [`Model::prepare`]; the target
+    /// index of a conditioned head, or why the head is skipped.
+    fn head_raw(
+        &self,
+        hi: usize,
+        chunk_max: &[f32],
+        target: Option<&str>,
+        domain: Option<&str>,
+        scratch: &mut Scratch,
+        raw: &mut Vec<f32>,
+    ) -> Result<Option<usize>, String> {
+        let head = &self.heads[hi];
+        let cols = head.column..head.column + head.outputs();
+        let pooled = head.kind == HeadKind::Binary && !chunk_max.is_empty();
+        let source = if pooled { chunk_max } else { &scratch.base };
+        raw.clear();
+        raw.extend_from_slice(&source[cols.clone()]);
+        let mut target_index = None;
+        if head.conditioned() {
+            let Some(t) = target.and_then(|t| head.target_index(t)) else {
+                return Err(match target {
+                    None => "no target given".to_string(),
+                    Some(t) => format!("unknown target {t:?} (known: {})", head.targets.join(", ")),
+                });
+            };
+            target_index = Some(t);
+            // The shared copy (0 for a head trained per target) and the target's own.
+            let (shared, own) = head.domain_scales;
+            raw.iter_mut().for_each(|r| *r *= shared);
+            self.add_crossed(self.target_keys[hi][t], cols.clone(), scratch, raw, own);
+        } else if !head.domains.is_empty() {
+            // Set-aware: shared half always, the domain's own half when it is known.
+            let (shared, own) = head.domain_scales;
+            raw.iter_mut().for_each(|r| *r *= shared);
+            if let Some(key) = self.domain_key(hi, domain) {
+                self.add_crossed(key, cols.clone(), scratch, raw, own);
+            }
+        }
+        let bias_at = target_index.unwrap_or(0) * head.outputs();
+        for (r, b) in raw.iter_mut().zip(&head.bias[bias_at..]) {
+            *r += b;
+        }
+        Ok(target_index)
     }
 
     /// Featurizes `text` and writes the normalized TF-IDF dot product of every column into

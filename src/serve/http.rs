@@ -44,6 +44,8 @@ pub struct App {
     pub max_text_chars: usize,
     /// Classification requests served at once and waiting (each may hold a 1 MiB body).
     pub permits: Arc<Admission>,
+    /// Keys `/v1/classify` accepts (`None`: any).
+    pub keys: Option<Arc<super::keys::ApiKeys>>,
     /// Connection, time, size and queue limits of the server.
     pub limits: HttpLimits,
     /// Ends the live feeds; the server that serves these routes triggers it when it stops.
@@ -59,6 +61,7 @@ impl App {
             domain,
             max_text_chars,
             permits: Arc::new(admission(&limits)),
+            keys: None,
             limits,
             shutdown: Shutdown::new(),
         }
@@ -80,6 +83,12 @@ fn admission(limits: &HttpLimits) -> Admission {
 
 /// The routes (serve them with [`super::serve_on`] or [`super::start_http`]).
 pub fn router(app: App) -> Router {
+    let keyed = Router::new()
+        .route("/v1/classify", post(classify))
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.keys.clone(),
+            super::keys::require,
+        ));
     Router::new()
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
@@ -87,7 +96,7 @@ pub fn router(app: App) -> Router {
         .route("/readyz", get(readyz))
         .route("/api/state", get(state))
         .route("/events", get(events))
-        .route("/v1/classify", post(classify))
+        .merge(keyed)
         .layer(DefaultBodyLimit::max(app.limits.max_body_bytes))
         .with_state(app)
 }

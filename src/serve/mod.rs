@@ -6,6 +6,7 @@
 //! - [`drift`]: flag-rate drift against a trailing baseline.
 //! - [`telemetry`]: the serve loop's observer feeding both, plus readiness.
 //! - [`http`]: the axum routes.
+//! - [`keys`]: API keys of the classification routes.
 //! - [`server`]: the accept loop that serves them under [`limits`], until a [`shutdown`].
 //! - [`admission`]: the bounded queue of `POST /v1/classify`.
 //! - [`monitor`]: `moderato monitor`, the same view over a label topic.
@@ -13,6 +14,7 @@
 pub mod admission;
 pub mod drift;
 pub mod http;
+pub mod keys;
 pub mod limits;
 pub mod live;
 pub mod metrics;
@@ -69,4 +71,21 @@ pub async fn start_router(
     let task = tokio::spawn(serve_on(listener, router, app.limits, shutdown));
     tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /api/state /events, dashboard at /");
     Ok(HttpHandle { addr, stop, task })
+}
+
+/// Whether serving the classification routes on `addr` without keys is allowed: on a loopback
+/// address, or when the operator said `--insecure-no-auth`.
+pub fn check_auth(
+    addr: SocketAddr,
+    keys: Option<&keys::ApiKeys>,
+    insecure_no_auth: bool,
+) -> Result<(), String> {
+    if keys.is_some() || insecure_no_auth || addr.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(format!(
+        "--http {addr} would serve the classification API to the network without keys: give \
+         --api-keys FILE (one key, or its SHA-256, per line), bind a loopback address such as \
+         127.0.0.1, or say --insecure-no-auth"
+    ))
 }

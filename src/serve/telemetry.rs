@@ -24,6 +24,8 @@ pub struct Health {
     pub model: OnceLock<Arc<ModelSlot>>,
     /// Whether readiness needs a model (`monitor` does not).
     pub needs_model: bool,
+    /// Whether readiness needs Kafka (`api` does not).
+    pub needs_kafka: bool,
     /// Partitions assigned now.
     pub assigned: AtomicUsize,
     /// Whether a broker answered lately.
@@ -36,7 +38,7 @@ impl Health {
         let model = self.model.get().is_some() || !self.needs_model;
         let partitions = self.assigned.load(Ordering::Relaxed) > 0;
         let broker = self.broker_up.load(Ordering::Relaxed);
-        let ready = model && partitions && broker;
+        let ready = model && (!self.needs_kafka || (partitions && broker));
         (
             ready,
             json!({"ready": ready, "model_loaded": model, "partitions_assigned": partitions, "broker_reachable": broker}),
@@ -64,6 +66,7 @@ impl Telemetry {
             live,
             health: Health {
                 needs_model,
+                needs_kafka: true,
                 ..Health::default()
             },
             recent: None,

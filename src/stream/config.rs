@@ -115,6 +115,14 @@ pub struct ServeSettings {
     /// Recent comment texts kept for the feedback join [default: 100000].
     #[arg(long, env = "MODERATO_FEEDBACK_CACHE")]
     pub feedback_cache: Option<usize>,
+    /// File of API keys for `/v1/classify` and the Perspective routes: one key, or its SHA-256
+    /// hex, per line. Without it any key is accepted, and only a loopback `--http` is allowed.
+    #[arg(long, env = "MODERATO_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
+    /// Serve the classification routes on a non-loopback `--http` without `--api-keys`.
+    #[arg(long, env = "MODERATO_INSECURE_NO_AUTH")]
+    #[serde(default)]
+    pub insecure_no_auth: bool,
     /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
     /// `producer.` prefixes aim at one client).
     #[arg(skip)]
@@ -175,6 +183,8 @@ impl ServeSettings {
             feedback_topic: self.feedback_topic.or(fallback.feedback_topic),
             feedback_file: self.feedback_file.or(fallback.feedback_file),
             feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
+            api_keys: self.api_keys.or(fallback.api_keys),
+            insecure_no_auth: self.insecure_no_auth || fallback.insecure_no_auth,
             librdkafka,
         }
     }
@@ -303,6 +313,8 @@ impl ServeSettings {
             http,
             http_limits,
             feedback,
+            api_keys: self.api_keys,
+            insecure_no_auth: self.insecure_no_auth,
             librdkafka: self.librdkafka,
         })
     }
@@ -349,6 +361,10 @@ pub struct ServeConfig {
     pub http_limits: HttpLimits,
     /// The feedback collector (`None`: off).
     pub feedback: Option<FeedbackConfig>,
+    /// API key file of the classification routes.
+    pub api_keys: Option<PathBuf>,
+    /// Whether a non-loopback `http` may serve them without keys.
+    pub insecure_no_auth: bool,
     /// Pass-through librdkafka properties.
     pub librdkafka: BTreeMap<String, String>,
 }

@@ -77,13 +77,16 @@ pub struct Decision {
     pub target: Option<String>,
     /// Which head the decision is about.
     pub head: String,
+    /// The site or community the comment comes from, if the sender says.
+    #[serde(default)]
+    pub domain: Option<String>,
     /// The decided label: `true`/`false` (or "1"/"0", "yes"/"no") for a binary head, a class
     /// for a multiclass head.
     pub label: Value,
 }
 
 /// One line of the feedback file.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FeedbackLine {
     /// Comment id, as text.
     pub id: String,
@@ -96,6 +99,10 @@ pub struct FeedbackLine {
     pub head: String,
     /// Label as sent.
     pub label: Value,
+    /// The site or community the decision comes from (Perspective's `communityId`), which
+    /// `moderato calibrate --domain` can learn a calibration for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// Where the text came from: `message`, `recent` or `missing`.
     pub joined: String,
     /// When it was written (seconds since the epoch).
@@ -116,6 +123,7 @@ pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
         target,
         head: d.head,
         label: d.label,
+        domain: d.domain,
         joined: joined.into(),
         at,
     }

@@ -28,7 +28,7 @@ pub struct FeedbackStats {
 }
 
 /// The class a decision's label means for a binary head (`"1"` / `"0"`) or a multiclass head.
-fn class(kind: HeadKind, classes: &[String], label: &Value) -> Option<String> {
+pub(crate) fn class(kind: HeadKind, classes: &[String], label: &Value) -> Option<String> {
     match kind {
         HeadKind::Binary => {
             let yes = match label {

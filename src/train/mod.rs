@@ -12,6 +12,7 @@ pub mod folds;
 mod head;
 mod learner;
 mod select;
+pub mod site;
 pub mod solver;
 mod summary;
 

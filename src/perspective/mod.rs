@@ -1,0 +1,319 @@
+//! A drop-in, self-hosted Perspective API: the `commentanalyzer` v1alpha1 routes over the
+//! serving model, for `moderato api` and the HTTP side of `moderato serve`.
+//!
+//! - [`wire`]: the request and response messages.
+//! - [`attributes`]: which head answers which attribute (TOXICITY → offensive, ...).
+//! - [`analyze`]: `comments:analyze`, scored from the detected language.
+//! - [`suggest`]: `comments:suggestscore`, a verdict → a feedback line.
+//! - [`discovery`]: the discovery document Google's generated clients are built from.
+//! - [`error`]: Google's error shape with Perspective's error types.
+//!
+//! Routes: `POST /v1alpha1/comments:analyze`, `POST /v1alpha1/comments:suggestscore`,
+//! `GET /v1alpha1/attributes`, `GET /$discovery/rest?version=v1alpha1`.
+
+pub mod analyze;
+pub mod attributes;
+pub mod discovery;
+pub mod error;
+pub mod suggest;
+pub mod wire;
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::model::Scratch;
+use crate::serve::http::App;
+use crate::serve::keys::{self, ApiKeys};
+use crate::serve::live::{now, Item};
+use crate::stream::reload::Loaded;
+use analyze::{Analysis, Policy};
+use attributes::Attributes;
+use error::ApiError;
+use suggest::FeedbackSink;
+
+/// Response header naming the model that answered: `name version sha256`.
+pub const MODEL_HEADER: &str = "x-moderato-model";
+/// Comments up to this many bytes are scored on the async worker (a few tens of
+/// microseconds); longer ones go to the blocking pool so they cannot stall other requests.
+const INLINE_BYTES: usize = 2048;
+
+/// What the Perspective routes share.
+pub struct Perspective {
+    /// The HTTP side's state: telemetry (with the serving model), default domain, text limit.
+    pub app: App,
+    /// Attribute → head table.
+    pub attributes: Attributes,
+    /// Where suggestions are written (`None`: `suggestscore` is refused).
+    pub feedback: Option<FeedbackSink>,
+    /// Accepted keys (`None`: any key, which the commands allow only on loopback).
+    pub keys: Option<ApiKeys>,
+    /// Base URL written into the discovery document (default: from the request's `Host`).
+    pub public_url: Option<String>,
+}
+
+/// The routes, with the key check in front of the two methods.
+pub fn routes(p: Arc<Perspective>) -> Router {
+    let methods = Router::new()
+        .route("/v1alpha1/comments:analyze", post(analyze_route))
+        .route("/v1alpha1/comments:suggestscore", post(suggest_route))
+        .route_layer(axum::middleware::from_fn_with_state(
+            p.keys.clone().map(Arc::new),
+            keys::require,
+        ));
+    Router::new()
+        .route("/v1alpha1/attributes", get(attributes_route))
+        .route("/$discovery/rest", get(discovery_route))
+        .merge(methods)
+        .with_state(p)
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid JSON payload received: {e}")))
+}
+
+fn serving(p: &Perspective) -> Result<Arc<Loaded>, ApiError> {
+    match p.app.telemetry.health.model.get() {
+        Some(slot) => Ok(slot.current()),
+        None => Err(ApiError::unavailable("the model is still loading", 1)),
+    }
+}
+
+fn model_header(loaded: &Loaded) -> HeaderValue {
+    let r = &loaded.model_ref;
+    HeaderValue::from_str(&format!("{} {} {}", r.name, r.version, r.sha256))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+async fn analyze_route(State(p): State<Arc<Perspective>>, body: Bytes) -> Response {
+    match answer_analyze(&p, body).await {
+        Ok((loaded, analysis)) => {
+            let header = model_header(&loaded);
+            let mut response = Json(analysis.response).into_response();
+            response.headers_mut().insert(MODEL_HEADER, header);
+            response
+        }
+        Err(e) => {
+            tracing::debug!(status = e.status, error_type = ?e.error_type, "analyze refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn answer_analyze(
+    p: &Arc<Perspective>,
+    body: Bytes,
+) -> Result<(Arc<Loaded>, Analysis), ApiError> {
+    let req: wire::AnalyzeCommentRequest = parse(&body)?;
+    let loaded = serving(p)?;
+    let policy = Policy {
+        domain: p.app.domain.clone(),
+        max_text_chars: p.app.max_text_chars,
+    };
+    let do_not_store = req.do_not_store;
+    let long = req
+        .comment
+        .as_ref()
+        .and_then(|c| c.text.as_ref())
+        .is_some_and(|t| t.len() > INLINE_BYTES);
+    let analysis = if long {
+        let (p2, loaded2) = (Arc::clone(p), Arc::clone(&loaded));
+        tokio::task::spawn_blocking(move || {
+            let mut scratch = Scratch::default();
+            analyze::analyze(req, &loaded2, &p2.attributes, &policy, &mut scratch)
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("scoring task failed: {e}")))??
+    } else {
+        SCRATCH.with_borrow_mut(|scratch| {
+            analyze::analyze(req, &loaded, &p.attributes, &policy, scratch)
+        })?
+    };
+    if !do_not_store {
+        remember(p, &loaded, &analysis);
+    }
+    Ok((loaded, analysis))
+}
+
+/// Shows an analyzed comment in metrics and the live view, and keeps its text for the feedback
+/// join; never called for a `doNotStore` request.
+fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis) {
+    let telemetry = &p.app.telemetry;
+    let heads: Vec<String> = loaded
+        .model
+        .heads()
+        .iter()
+        .map(|h| h.name.clone())
+        .collect();
+    let id = a.response.client_token.clone().unwrap_or_default();
+    let preview: String = a.text.chars().take(280).collect();
+    let item = Item {
+        id: &id,
+        text: Some(&preview),
+        lang: a.script.code(),
+        scores: &a.scores,
+        stance: None,
+        dead: None,
+        partition: -1,
+        offset: -1,
+    };
+    telemetry.record_batch(now(), &heads, &loaded.model_ref.version, &[item]);
+    if let (Some(recent), false) = (&telemetry.recent, id.is_empty()) {
+        recent.insert(&id, &a.text, None);
+    }
+}
+
+async fn suggest_route(State(p): State<Arc<Perspective>>, body: Bytes) -> Response {
+    let result = async {
+        let req: wire::SuggestCommentScoreRequest = parse(&body)?;
+        let loaded = serving(&p)?;
+        let (lines, response) = suggest::suggestion(req, &loaded.model, &p.attributes, now())?;
+        if p.feedback.is_none() {
+            return Err(ApiError::unimplemented(
+                "this server keeps no feedback: start it with --feedback-file PATH",
+            ));
+        }
+        let p2 = Arc::clone(&p);
+        tokio::task::spawn_blocking(move || match &p2.feedback {
+            Some(sink) => sink.append(&lines).map(|()| lines.len()),
+            None => Ok(0),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot append to the feedback file");
+            ApiError::unavailable("cannot write the feedback file", 5)
+        })?;
+        let counted = &p.app.telemetry.metrics.feedback;
+        counted.with_label_values(&["suggestscore"]).inc();
+        Ok::<_, ApiError>((loaded, response))
+    }
+    .await;
+    match result {
+        Ok((loaded, response)) => {
+            let mut r = Json(response).into_response();
+            r.headers_mut().insert(MODEL_HEADER, model_header(&loaded));
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn attributes_route(State(p): State<Arc<Perspective>>) -> Response {
+    match serving(&p) {
+        Ok(loaded) => Json(json!({
+            "attributes": p.attributes.list(&loaded.model),
+            "model": loaded.model_ref,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Query of the discovery route.
+#[derive(serde::Deserialize)]
+struct DiscoveryQuery {
+    version: Option<String>,
+}
+
+async fn discovery_route(
+    State(p): State<Arc<Perspective>>,
+    Query(q): Query<DiscoveryQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if q.version
+        .as_deref()
+        .is_some_and(|v| v != discovery::VERSION)
+    {
+        return ApiError::not_found(&format!(
+            "only {} {} is served",
+            discovery::NAME,
+            discovery::VERSION
+        ))
+        .into_response();
+    }
+    let root = match &p.public_url {
+        Some(url) => format!("{}/", url.trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}/")
+        }
+    };
+    Json(discovery::document(&root)).into_response()
+}
+
+/// A small model for the unit tests of this module: `offensive` trained (as its calibrations
+/// say) on Latin and Arabic text, `obscene` on Arabic only, and a stance head.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::features::FeaturizerConfig;
+    use crate::model::{Calibration, Head, HeadKind, Model, ModelInfo};
+
+    fn binary(name: &str, column: usize, scripts: &[&str]) -> Head {
+        Head {
+            name: name.into(),
+            kind: HeadKind::Binary,
+            classes: vec!["no".into(), "yes".into()],
+            column,
+            targets: Vec::new(),
+            bias: vec![-0.5],
+            platt: (-1.0, 0.0),
+            temperature: 1.0,
+            threshold: 0.5,
+            calibrations: scripts
+                .iter()
+                .map(|s| Calibration {
+                    name: format!("lang:{s}"),
+                    bias: 0.0,
+                    platt: (-1.0, 0.0),
+                    threshold: 0.5,
+                })
+                .collect(),
+            domains: Vec::new(),
+            offsets: Vec::new(),
+            domain_scales: (1.0, 0.0),
+        }
+    }
+
+    /// The model.
+    pub fn model() -> Model {
+        let featurizer = FeaturizerConfig {
+            hash_bits: 8,
+            ..FeaturizerConfig::default()
+        };
+        let heads = vec![
+            binary("offensive", 1, &["latin", "ar"]),
+            binary("obscene", 2, &["ar"]),
+        ];
+        let stride = 3;
+        // IDF 1 everywhere; weights that differ by bucket, so texts score differently.
+        let table: Vec<f32> = (0..featurizer.buckets() * stride)
+            .map(|i| match i % stride {
+                0 => 1.0,
+                _ => ((i * 7919) % 13) as f32 / 6.0 - 1.0,
+            })
+            .collect();
+        let info = ModelInfo {
+            name: "fixture".into(),
+            version: "1".into(),
+            ..ModelInfo::default()
+        };
+        Model::new(info, featurizer, heads, table).expect("the fixture fits together")
+    }
+}

@@ -1,0 +1,321 @@
+//! A site's own calibration from its moderators' decisions (`moderato calibrate`), in seconds
+//! and without retraining: the weights are untouched, only how a head's margin becomes a
+//! probability and a flag changes, for comments of that site's domain.
+//!
+//! Per binary head, cross-validation on the decisions picks the rule the data supports:
+//! - `pooled`: keep the model's calibration (too few decisions, or nothing beats it);
+//! - `threshold`: the model's probabilities with a new F1-optimal threshold (one parameter: a
+//!   site whose base rate or notion of abuse differs);
+//! - `platt`: a new Platt scale fit on the site's margins, and its threshold (three).
+//!
+//! The winner, fit on all the decisions, becomes the head's calibration named after the domain,
+//! which `"domain": NAME`, `classify --domain NAME`, `serve --domain NAME` and a Perspective
+//! `communityId` select. (A per-domain feature copy would need the head retrained: not done.)
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::calibrate::{self, MIN_SLICE_CLASS, MIN_SLICE_ROWS};
+use super::folds;
+use crate::eval::metrics::{best_f1_threshold, classification};
+use crate::lang::script;
+use crate::model::{platt, Calibration, HeadKind, Model, Scratch};
+use crate::stream::feedback::FeedbackLine;
+
+/// Most folds the rules are compared on.
+const MAX_FOLDS: usize = 5;
+
+/// The calibration rules compared, simplest first (a tie goes to the simpler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rule {
+    /// The model's own calibration.
+    Pooled,
+    /// The model's probabilities, a new threshold.
+    Threshold,
+    /// A new Platt scale and threshold.
+    Platt,
+}
+
+/// What calibration found for one head.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeadReport {
+    /// Head name.
+    pub head: String,
+    /// Decisions used (the latest per comment).
+    pub decisions: usize,
+    /// Of which positive.
+    pub positives: usize,
+    /// Out-of-fold macro-F1 of each rule compared (empty: too few decisions to compare).
+    pub cv_macro_f1: Vec<(Rule, f64)>,
+    /// The rule kept.
+    pub chosen: Rule,
+    /// The calibration written (`None` for `pooled`).
+    pub calibration: Option<Calibration>,
+}
+
+/// Decisions by head: (text, label), the latest per text, from lines of `domain` or of none.
+fn decisions(
+    lines: &[FeedbackLine],
+    model: &Model,
+    domain: &str,
+) -> BTreeMap<usize, Vec<(String, bool)>> {
+    let mut latest: BTreeMap<(usize, String), bool> = BTreeMap::new();
+    for line in lines {
+        if line.domain.as_deref().is_some_and(|d| d != domain) {
+            continue;
+        }
+        let Some(text) = line.text.as_ref().filter(|t| !t.trim().is_empty()) else {
+            continue;
+        };
+        let Some(head) = model
+            .heads()
+            .iter()
+            .position(|h| h.name == line.head && h.kind == HeadKind::Binary)
+        else {
+            continue;
+        };
+        let h = &model.heads()[head];
+        let Some(class) = super::feedback::class(h.kind, &h.classes, &line.label) else {
+            continue;
+        };
+        latest.insert((head, text.clone()), class == "1");
+    }
+    let mut out: BTreeMap<usize, Vec<(String, bool)>> = BTreeMap::new();
+    for ((head, text), label) in latest {
+        out.entry(head).or_default().push((text, label));
+    }
+    out
+}
+
+fn macro_f1(truth: &[bool], pred: &[bool]) -> f64 {
+    let t: Vec<usize> = truth.iter().map(|&b| usize::from(b)).collect();
+    let p: Vec<usize> = pred.iter().map(|&b| usize::from(b)).collect();
+    classification(&t, &p, &["no".to_string(), "yes".to_string()]).macro_f1
+}
+
+/// One head's margins, the model's probabilities and flags for them, and the truth.
+struct Scored {
+    margins: Vec<f32>,
+    probs: Vec<f32>,
+    flags: Vec<bool>,
+    truth: Vec<bool>,
+    /// The model's (bias, Platt) for the majority script of the decisions.
+    pooled: (f32, (f32, f32)),
+}
+
+fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> Scored {
+    let h = &model.heads()[head];
+    let mut scratch = Scratch::default();
+    let (mut margins, mut probs, mut flags, mut truth) = (vec![], vec![], vec![], vec![]);
+    let mut scripts = BTreeMap::new();
+    for (text, label) in rows {
+        let m = model.margins_in(text, Some(domain), &mut scratch)[head].unwrap_or(0.0);
+        let s = script(text);
+        *scripts.entry(s).or_insert(0usize) += 1;
+        let (bias, p, threshold) = h.calibration(Some(domain), s);
+        let prob = platt(m + bias, p);
+        margins.push(m);
+        probs.push(prob);
+        flags.push(prob >= threshold);
+        truth.push(*label);
+    }
+    let major = scripts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map_or(crate::lang::Script::Other, |(s, _)| s);
+    let (bias, p, _) = h.calibration(Some(domain), major);
+    Scored {
+        margins,
+        probs,
+        flags,
+        truth,
+        pooled: (bias, p),
+    }
+}
+
+/// Fits `rule` on `fit` rows and predicts `held` rows.
+fn fit_predict(s: &Scored, rule: Rule, fit: &[usize], held: &[usize]) -> Vec<bool> {
+    let pick = |v: &[f32], rows: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
+    let truth: Vec<bool> = fit.iter().map(|&i| s.truth[i]).collect();
+    match rule {
+        Rule::Pooled => held.iter().map(|&i| s.flags[i]).collect(),
+        Rule::Threshold => {
+            let (t, _) = best_f1_threshold(&pick(&s.probs, fit), &truth);
+            held.iter().map(|&i| s.probs[i] >= t).collect()
+        }
+        Rule::Platt => {
+            let (p, t) = calibrate::binary(&pick(&s.margins, fit), &truth, 0.0);
+            held.iter().map(|&i| platt(s.margins[i], p) >= t).collect()
+        }
+    }
+}
+
+/// Calibrates every binary head with decisions for `domain` and writes the chosen calibrations
+/// into `model`; returns what was found per head.
+pub fn calibrate(
+    model: &mut Model,
+    lines: &[FeedbackLine],
+    domain: &str,
+    seed: u64,
+) -> Vec<HeadReport> {
+    let mut reports = Vec::new();
+    for (head, rows) in decisions(lines, model, domain) {
+        let s = score(model, head, &rows, domain);
+        let positives = s.truth.iter().filter(|&&t| t).count();
+        let negatives = rows.len() - positives;
+        let mut report = HeadReport {
+            head: model.heads()[head].name.clone(),
+            decisions: rows.len(),
+            positives,
+            cv_macro_f1: Vec::new(),
+            chosen: Rule::Pooled,
+            calibration: None,
+        };
+        if rows.len() < MIN_SLICE_ROWS || positives.min(negatives) < MIN_SLICE_CLASS {
+            reports.push(report);
+            continue;
+        }
+        let strata: Vec<u64> = s.truth.iter().map(|&t| u64::from(t)).collect();
+        let k = MAX_FOLDS.min(positives.min(negatives));
+        let splits = folds::split(&folds::stratified(&strata, k, seed));
+        let mut best = (Rule::Pooled, f64::NEG_INFINITY);
+        for rule in [Rule::Pooled, Rule::Threshold, Rule::Platt] {
+            let mut pred = vec![false; rows.len()];
+            for (fit, held) in &splits {
+                for (&i, p) in held.iter().zip(fit_predict(&s, rule, fit, held)) {
+                    pred[i] = p;
+                }
+            }
+            let f1 = macro_f1(&s.truth, &pred);
+            report.cv_macro_f1.push((rule, f1));
+            if f1 > best.1 + 1e-9 {
+                best = (rule, f1);
+            }
+        }
+        report.chosen = best.0;
+        let (bias, pooled_platt) = s.pooled;
+        let fitted = match best.0 {
+            Rule::Pooled => None,
+            Rule::Threshold => Some((bias, pooled_platt, best_f1_threshold(&s.probs, &s.truth).0)),
+            Rule::Platt => {
+                let (p, t) = calibrate::binary(&s.margins, &s.truth, 0.0);
+                Some((0.0, p, t))
+            }
+        };
+        if let Some((bias, platt, threshold)) = fitted {
+            let c = Calibration {
+                name: domain.to_string(),
+                bias,
+                platt,
+                threshold,
+            };
+            if model.set_calibration(head, c.clone()).is_ok() {
+                report.calibration = Some(c);
+            }
+        }
+        reports.push(report);
+    }
+    reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perspective::fixtures;
+    use serde_json::Value;
+
+    fn line(text: &str, label: bool, domain: Option<&str>) -> FeedbackLine {
+        FeedbackLine {
+            id: String::new(),
+            text: Some(text.into()),
+            target: None,
+            head: "offensive".into(),
+            label: Value::Bool(label),
+            domain: domain.map(String::from),
+            joined: "message".into(),
+            at: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_sites_decisions_move_its_threshold_and_no_other_domains() {
+        let mut model = fixtures::model();
+        let head = 0;
+        // A strict site: only the top fifth of the comments by the model's score is abuse, so
+        // the model's own threshold (0.5) flags far too much there.
+        let mut scratch = Scratch::default();
+        let texts: Vec<String> = (0..150)
+            .map(|i| format!("comment number {i} says x{}", i * 37 % 101))
+            .collect();
+        let mut scored: Vec<(f32, &String)> = texts
+            .iter()
+            .map(|t| {
+                (
+                    model.margins_in(t, Some("strict"), &mut scratch)[head].unwrap_or(0.0),
+                    t,
+                )
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let cut = scored[30].0;
+        let lines: Vec<FeedbackLine> = scored
+            .iter()
+            .map(|(m, t)| line(t, *m > cut, Some("strict")))
+            .chain(std::iter::once(line(
+                "from another site",
+                true,
+                Some("other"),
+            )))
+            .collect();
+        let before = model.score_in(&texts[0], None, Some("elsewhere"), &mut scratch);
+
+        let reports = calibrate(&mut model, &lines, "strict", 7);
+        let r = &reports[0];
+        assert_eq!(
+            (r.head.as_str(), r.decisions, r.positives),
+            ("offensive", 150, 30)
+        );
+        assert_ne!(r.chosen, Rule::Pooled, "{r:?}");
+        let pooled = r.cv_macro_f1[0].1;
+        assert!(r.cv_macro_f1.iter().any(|(_, f)| *f > pooled), "{r:?}");
+        let c = r.calibration.as_ref().expect("a calibration was written");
+        assert_eq!(c.name, "strict");
+        assert!(model.heads()[head]
+            .calibrations
+            .iter()
+            .any(|k| k.name == "strict"));
+        // The site's comments are judged by the new rule: about a fifth flagged.
+        let flagged = texts
+            .iter()
+            .filter(|t| {
+                matches!(
+                    model.score_in(t, None, Some("strict"), &mut scratch)[head],
+                    crate::model::HeadOutcome::Binary { flag: true, .. }
+                )
+            })
+            .count();
+        assert!((15..=45).contains(&flagged), "{flagged} of 150 flagged");
+        // Any other domain scores as before.
+        assert_eq!(
+            model.score_in(&texts[0], None, Some("elsewhere"), &mut scratch),
+            before
+        );
+    }
+
+    #[test]
+    fn too_few_decisions_keep_the_pooled_calibration() {
+        let mut model = fixtures::model();
+        let lines: Vec<FeedbackLine> = (0..10)
+            .map(|i| line(&format!("text {i}"), i % 2 == 0, None))
+            .collect();
+        let reports = calibrate(&mut model, &lines, "tiny", 1);
+        assert_eq!(reports[0].chosen, Rule::Pooled);
+        assert!(reports[0].cv_macro_f1.is_empty());
+        assert!(model.heads()[0]
+            .calibrations
+            .iter()
+            .all(|c| c.name != "tiny"));
+    }
+}
