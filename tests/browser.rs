@@ -1,7 +1,7 @@
 //! The live dashboard in a real browser: headless Chromium (Debian's, driven through
-//! chromedriver's WebDriver HTTP API) opens the page of a running `moderato demo`, sees labelled
-//! comments arrive and the charts update, and saves a screenshot to
-//! `target/screenshots/dashboard.png`.
+//! chromedriver's WebDriver HTTP API) opens the page of a running `moderato demo` only once its
+//! sample comments are all labelled and finds them listed, then sees typed comments arrive and
+//! the charts update, and saves a screenshot to `target/screenshots/dashboard.png`.
 
 mod common;
 
@@ -37,6 +37,11 @@ fn webdriver(method: &str, url: &str, body: Option<Value>) -> Value {
     v["value"].clone()
 }
 
+/// The demo's sample comments (its `SAMPLES`), plus the malformed one it sends after them.
+const SAMPLES: &str = include_str!("../examples/comments.jsonl");
+/// The id of the demo's malformed sample (a dead letter).
+const MALFORMED_ID: &str = "bad-1";
+
 /// Comments typed into the demo while the page is open (Arabic and English, some offensive).
 const LINES: &[&str] = &[
     "Great reporting, thank you for covering this properly.",
@@ -50,7 +55,7 @@ const LINES: &[&str] = &[
 ];
 
 #[test]
-fn the_dashboard_shows_comments_arriving_and_charts_updating() {
+fn the_dashboard_lists_earlier_comments_then_shows_new_ones_and_charts_updating() {
     let http = format!("127.0.0.1:{}", free_port());
     let mut demo = Command::new(env!("CARGO_BIN_EXE_moderato"))
         .args(["demo", "--http", &http, "--pace-ms", "100"])
@@ -62,25 +67,21 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
         .expect("demo starts");
     let mut stdin = demo.stdin.take().expect("piped stdin");
     let _demo = KillOnDrop(demo);
-    // Keep comments flowing while the browser watches.
-    let typing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let typing = Arc::clone(&typing);
-        std::thread::spawn(move || {
-            let mut i = 0;
-            while typing.load(Ordering::Relaxed) {
-                let line = LINES[i % LINES.len()];
-                if writeln!(stdin, "{line}").is_err() {
-                    break;
-                }
-                i += 1;
-                std::thread::sleep(Duration::from_millis(150));
-            }
-        })
-    };
     let page = format!("http://{http}/");
-    wait_for(&format!("{page}healthz"), "the demo's HTTP side", |b| {
-        !b.is_empty()
+    // The page opens only once every sample is labelled (or dead-lettered): it must list them
+    // from the server's backlog, not only comments that arrive while it is open.
+    let mut sample_ids: Vec<String> = SAMPLES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("sample JSON");
+            v["id"].as_str().expect("sample id").to_string()
+        })
+        .collect();
+    sample_ids.push(MALFORMED_ID.into());
+    wait_for(&format!("{page}api/state"), "every sample labelled", |b| {
+        serde_json::from_str::<Value>(b)
+            .is_ok_and(|s| s["totals"]["consumed"].as_u64() >= Some(sample_ids.len() as u64))
     });
 
     let driver_port = free_port();
@@ -117,6 +118,53 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
         .to_string();
     let s = format!("{wd}/session/{id}");
     webdriver("POST", &format!("{s}/url"), Some(json!({"url": page})));
+    let listed = || {
+        webdriver(
+            "POST",
+            &format!("{s}/execute/sync"),
+            Some(
+                json!({"script": "return [...document.querySelectorAll('#feed .feed-row')]
+                .map(r => r.dataset.id);", "args": []}),
+            ),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut shown = listed();
+    let all_listed = |shown: &Value| {
+        sample_ids
+            .iter()
+            .all(|id| shown.as_array().is_some_and(|a| a.contains(&json!(id))))
+    };
+    while !all_listed(&shown) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        shown = listed();
+    }
+    assert!(
+        all_listed(&shown),
+        "a page opened after the samples were labelled lists them all: {shown} (want {sample_ids:?})"
+    );
+    assert_eq!(
+        shown.as_array().map(Vec::len),
+        Some(sample_ids.len()),
+        "each once: {shown}"
+    );
+
+    // Now keep comments flowing while the browser watches.
+    let typing = Arc::new(AtomicBool::new(true));
+    let writer = {
+        let typing = Arc::clone(&typing);
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while typing.load(Ordering::Relaxed) {
+                let line = LINES[i % LINES.len()];
+                if writeln!(stdin, "{line}").is_err() {
+                    break;
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
 
     let probe = || {
         webdriver(
@@ -140,18 +188,19 @@ fn the_dashboard_shows_comments_arriving_and_charts_updating() {
     while Instant::now() < deadline {
         last = probe();
         let grew = last["updates"].as_u64() >= first["updates"].as_u64().map(|u| u + 3);
-        if grew && last["rows"].as_u64() >= Some(8) && last["arabic"] == true {
+        let typed = last["events"].as_u64() >= first["events"].as_u64().map(|e| e + 8);
+        if grew && typed && last["arabic"] == true {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(
-        last["events"].as_u64() > Some(0),
-        "live comments arrived: {last}"
+        last["events"].as_u64() >= first["events"].as_u64().map(|e| e + 8),
+        "typed comments arrived while the page was open: {first} → {last}"
     );
     assert!(
-        last["rows"].as_u64() >= Some(8),
-        "the feed shows them: {last}"
+        last["rows"].as_u64() >= Some(16),
+        "the feed shows them below the samples: {last}"
     );
     assert!(
         last["arabic"] == true && last["rtl"].as_u64() > Some(0),

@@ -1,5 +1,6 @@
 //! The HTTP side in-process (axum router, no sockets): readiness before and after the model
-//! loads, `POST /v1/classify` with good and bad bodies, and the metric names.
+//! loads, `POST /v1/classify` with good and bad bodies and with its queue full, the live feed's
+//! backlog, resumption and end at shutdown, and the metric names.
 
 mod common;
 
@@ -11,8 +12,8 @@ use http_body_util::BodyExt;
 use moderato::model::file;
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::http::{router, App, MAX_BATCH, MAX_BODY_BYTES};
-use moderato::serve::live::Live;
-use moderato::serve::Telemetry;
+use moderato::serve::live::{now, Item, Live};
+use moderato::serve::{HttpLimits, Telemetry};
 use moderato::stream::pipeline::Observe;
 use moderato::stream::ModelSlot;
 use serde_json::{json, Value};
@@ -170,4 +171,136 @@ async fn metrics_follow_prometheus_conventions() {
         text.contains("moderato_model_info{name=\"default\""),
         "{text}"
     );
+}
+
+/// Reads `n` more server-sent events from `body` (at most 10 s), each as its text.
+async fn sse_events(body: &mut axum::body::Body, n: usize) -> Vec<String> {
+    let mut text = String::new();
+    while text.matches("\n\n").count() < n {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("a frame");
+        if let Ok(data) = frame.into_data() {
+            text.push_str(std::str::from_utf8(&data).expect("utf8"));
+        }
+    }
+    text.split_terminator("\n\n").map(str::to_string).collect()
+}
+
+fn sse_request(last_event_id: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder().uri("/events");
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    req.body(Body::empty()).expect("request")
+}
+
+fn event_id(event: &str) -> &str {
+    event
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .expect("every event has an id")
+}
+
+#[tokio::test]
+async fn events_replay_the_backlog_then_stream_resume_by_id_and_end_at_shutdown() {
+    let t = telemetry();
+    let heads = vec!["offensive".to_string()];
+    let scores = [(0usize, 0.9f32, true)];
+    let item = |id| Item {
+        id,
+        text: Some("some text"),
+        lang: "latin",
+        scores: &scores,
+        stance: None,
+        dead: None,
+        partition: 0,
+        offset: 0,
+    };
+    t.live.record(now(), &heads, "v1", &[item("a"), item("b")]);
+    let app = App::new(Arc::clone(&t), None, 10_000);
+
+    // A page that opens after the comments were labelled gets them first, oldest first.
+    let res = router(app.clone())
+        .oneshot(sse_request(None))
+        .await
+        .expect("router answers");
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let backlog = sse_events(&mut body, 2).await;
+    assert!(backlog[0].contains(r#""id":"a""#), "{backlog:?}");
+    assert!(backlog[1].contains(r#""id":"b""#), "{backlog:?}");
+    assert!(backlog.iter().all(|e| e.contains("event: comment")));
+    // Then what comes later.
+    t.live.record(now(), &heads, "v1", &[item("c")]);
+    let later = sse_events(&mut body, 1).await;
+    assert!(later[0].contains(r#""id":"c""#), "{later:?}");
+
+    // A page that reconnects after `b` gets only `c`; an id from another process gets it all.
+    let res = router(app.clone())
+        .oneshot(sse_request(Some(event_id(&backlog[1]))))
+        .await
+        .expect("router answers");
+    let mut resumed = res.into_body();
+    let first = sse_events(&mut resumed, 1).await;
+    assert!(first[0].contains(r#""id":"c""#), "{first:?}");
+    let res = router(app.clone())
+        .oneshot(sse_request(Some("1.2")))
+        .await
+        .expect("router answers");
+    let mut other = res.into_body();
+    let all = sse_events(&mut other, 3).await;
+    assert!(all[0].contains(r#""id":"a""#), "{all:?}");
+
+    // Shutdown ends every feed, so none holds a graceful shutdown up.
+    app.shutdown.trigger();
+    for feed in [&mut body, &mut resumed, &mut other] {
+        let end = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while let Some(frame) = feed.frame().await {
+                frame.expect("a frame");
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the feed ended at shutdown");
+    }
+}
+
+#[tokio::test]
+async fn classify_refuses_with_503_and_retry_after_when_its_queue_is_full() {
+    let t = telemetry();
+    load(&t);
+    let limits = HttpLimits {
+        classify_concurrency: 1,
+        classify_queue: 0,
+        ..HttpLimits::new()
+    };
+    let app = App::new(Arc::clone(&t), None, 10_000).with_limits(limits);
+    let post = || {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/classify")
+            .body(Body::from(r#"{"id": 1, "text": "hello"}"#))
+            .expect("request")
+    };
+    let busy = app.permits.admit().await.expect("the one turn");
+    let res = router(app.clone())
+        .oneshot(post())
+        .await
+        .expect("router answers");
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    assert!(json_of(&bytes)["error"].is_string());
+    assert_eq!(app.permits.admitted(), 1, "the refusal took no place");
+
+    drop(busy);
+    let res = router(app).oneshot(post()).await.expect("router answers");
+    assert_eq!(res.status(), StatusCode::OK, "served once the turn is free");
 }

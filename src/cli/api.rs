@@ -104,8 +104,8 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
             keys,
             public_url: a.public_url.clone(),
         }));
-        let router = http::router(app).merge(routes);
-        let server = start_router(a.http, router)
+        let router = http::router(app.clone()).merge(routes);
+        let server = start_router(a.http, &app, router)
             .await
             .with_context(|| format!("cannot listen on --http {}", a.http))?;
         println!("moderato api listening on http://{}", server.addr);

@@ -89,8 +89,12 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The HTTP side of `serve`: metrics, health, dashboard, `/v1/classify` and the Perspective
-/// routes, whose `suggestscore` appends to the feedback file when feedback is collected.
-fn http_routes(cfg: &ServeConfig, telemetry: &Arc<Telemetry>) -> anyhow::Result<axum::Router> {
+/// routes, whose `suggestscore` appends to the feedback file when feedback is collected; with
+/// the handlers' state, whose limits and shutdown the server takes.
+fn http_routes(
+    cfg: &ServeConfig,
+    telemetry: &Arc<Telemetry>,
+) -> anyhow::Result<(App, axum::Router)> {
     let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
     let feedback = match &cfg.feedback {
         Some(fb) => Some(
@@ -103,7 +107,8 @@ fn http_routes(cfg: &ServeConfig, telemetry: &Arc<Telemetry>) -> anyhow::Result<
         Arc::clone(telemetry),
         cfg.domain.clone(),
         cfg.max_text_chars,
-    );
+    )
+    .with_limits(cfg.http_limits);
     app.keys = keys.clone().map(Arc::new);
     let routes = perspective::routes(Arc::new(Perspective {
         app: app.clone(),
@@ -112,7 +117,8 @@ fn http_routes(cfg: &ServeConfig, telemetry: &Arc<Telemetry>) -> anyhow::Result<
         keys,
         public_url: None,
     }));
-    Ok(moderato::serve::http::router(app).merge(routes))
+    let router = moderato::serve::http::router(app.clone()).merge(routes);
+    Ok((app, router))
 }
 
 /// The whole service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
@@ -129,13 +135,12 @@ pub async fn serve(
     }
     let telemetry = Arc::new(telemetry);
     let http = match cfg.http {
-        Some(addr) => Some(
-            start_router(addr, http_routes(&cfg, &telemetry)?)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on --http {addr} (use another address or `off`)")
-                })?,
-        ),
+        Some(addr) => Some({
+            let (app, router) = http_routes(&cfg, &telemetry)?;
+            start_router(addr, &app, router).await.with_context(|| {
+                format!("cannot listen on --http {addr} (use another address or `off`)")
+            })?
+        }),
         None => None,
     };
     let loading = model_path.clone();

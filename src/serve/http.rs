@@ -1,16 +1,16 @@
 //! The HTTP side of `serve` and `monitor` (axum): `/metrics`, `/healthz`, `/readyz`,
 //! `POST /v1/classify`, the dashboard page `/` with its data `/api/state` and live feed
 //! `/events` (server-sent events). Handlers only read shared state; the Kafka loop never waits
-//! on them. `/openapi.json` documents them (`super::openapi`).
+//! on them. `/openapi.json` documents them (`super::openapi`); [`super::server`] serves them
+//! under [`HttpLimits`].
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,10 @@ use serde_json::Value;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::live::now;
+use super::admission::Admission;
+use super::limits::{HttpLimits, DEFAULT_MAX_BODY_BYTES};
+use super::live::{now, FeedEvent};
+use super::shutdown::Shutdown;
 use super::telemetry::Telemetry;
 use crate::classify::Comment;
 use crate::model::Scratch;
@@ -28,8 +31,8 @@ use crate::record::classify as record_of;
 
 /// The dashboard page (self-contained: no CDN, works offline).
 const DASHBOARD: &str = include_str!("dashboard.html");
-/// Largest `POST /v1/classify` body.
-pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Largest `POST /v1/classify` body by default (`HttpLimits::max_body_bytes`).
+pub const MAX_BODY_BYTES: usize = DEFAULT_MAX_BODY_BYTES;
 /// Most comments in one `POST /v1/classify`.
 pub const MAX_BATCH: usize = 1000;
 
@@ -42,26 +45,46 @@ pub struct App {
     pub domain: Option<String>,
     /// Longer texts are classified on this many leading characters (as in the stream).
     pub max_text_chars: usize,
-    /// Classification requests served at once (each may hold a 1 MiB body).
-    pub permits: Arc<tokio::sync::Semaphore>,
+    /// Classification requests served at once and waiting (each may hold a 1 MiB body).
+    pub permits: Arc<Admission>,
     /// Keys `/v1/classify` accepts (`None`: any).
     pub keys: Option<Arc<super::keys::ApiKeys>>,
+    /// Connection, time, size and queue limits of the server.
+    pub limits: HttpLimits,
+    /// Ends the live feeds; the server that serves these routes triggers it when it stops.
+    pub shutdown: Shutdown,
 }
 
 impl App {
-    /// Handlers over `telemetry`, with the stream's defaults.
+    /// Handlers over `telemetry`, with the stream's defaults and the default limits.
     pub fn new(telemetry: Arc<Telemetry>, domain: Option<String>, max_text_chars: usize) -> Self {
+        let limits = HttpLimits::new();
         Self {
             telemetry,
             domain,
             max_text_chars,
-            permits: Arc::new(tokio::sync::Semaphore::new(4)),
+            permits: Arc::new(admission(&limits)),
             keys: None,
+            limits,
+            shutdown: Shutdown::new(),
+        }
+    }
+
+    /// The same handlers under `limits`.
+    pub fn with_limits(self, limits: HttpLimits) -> Self {
+        Self {
+            permits: Arc::new(admission(&limits)),
+            limits,
+            ..self
         }
     }
 }
 
-/// The routes.
+fn admission(limits: &HttpLimits) -> Admission {
+    Admission::new(limits.classify_concurrency, limits.classify_queue)
+}
+
+/// The routes (serve them with [`super::serve_on`] or [`super::start_http`]).
 pub fn router(app: App) -> Router {
     let keyed = Router::new()
         .route("/v1/classify", post(classify))
@@ -78,28 +101,8 @@ pub fn router(app: App) -> Router {
         .route("/events", get(events))
         .route("/openapi.json", get(super::openapi::serve))
         .merge(keyed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(DefaultBodyLimit::max(app.limits.max_body_bytes))
         .with_state(app)
-}
-
-/// Serves the routes on `listener` until `stop` resolves.
-pub async fn serve_on(
-    listener: tokio::net::TcpListener,
-    app: App,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_router(listener, router(app), stop).await
-}
-
-/// Serves `router` on `listener` until `stop` resolves.
-pub async fn serve_router(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop)
-        .await
 }
 
 async fn dashboard() -> Html<&'static str> {
@@ -133,16 +136,37 @@ async fn state(State(app): State<App>) -> Json<Value> {
     Json(app.telemetry.live.state_json(now(), model, failures))
 }
 
+/// `/events`: the latest comments, then each new one as it is published, until shutdown. A
+/// client that falls behind skips what it missed (the channel is bounded) rather than holding
+/// it; one that reconnects with `Last-Event-ID` gets only what it has not seen.
 async fn events(
     State(app): State<App>,
+    headers: HeaderMap,
 ) -> Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>> {
     let live = &app.telemetry.live;
-    let backlog = tokio_stream::iter(live.recent());
-    let updates = BroadcastStream::new(live.subscribe()).filter_map(Result::ok);
-    let stream = backlog
-        .chain(updates)
-        .map(|data| Ok(Event::default().event("comment").data(data)));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let epoch = feed_epoch(live.started_at);
+    let seen = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|id| id.split_once('.'))
+        .filter(|(e, _)| *e == epoch)
+        .and_then(|(_, seq)| seq.parse::<u64>().ok())
+        .unwrap_or(0);
+    let (recent, later) = live.feed();
+    let backlog = tokio_stream::iter(recent).filter(move |e| e.seq > seen);
+    let updates = BroadcastStream::new(later).filter_map(Result::ok);
+    let stream = backlog.chain(updates).map(move |e: FeedEvent| {
+        let id = format!("{epoch}.{}", e.seq);
+        Ok(Event::default().event("comment").id(id).data(&*e.json))
+    });
+    Sse::new(app.shutdown.until(stream))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+/// This process's part of an event id, so a page that reconnects to a restarted server gets
+/// its whole backlog rather than skipping events by a number from another process.
+fn feed_epoch(started_at: f64) -> String {
+    format!("{}", (started_at * 1000.0) as u64)
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -166,8 +190,9 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
             "model not loaded yet".into(),
         );
     };
-    let Ok(_permit) = app.permits.acquire().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down".into());
+    let _permit = match app.permits.admit().await {
+        Ok(permit) => permit,
+        Err(refused) => return refused.into_response(),
     };
     let loaded = slot.current();
     let policy = InputPolicy {

@@ -4,7 +4,7 @@
 //! One short lock per batch; readers copy what they need out of it.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -24,6 +24,15 @@ pub fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One event of the live feed, shared by every page that receives it (one copy in memory).
+#[derive(Clone, Debug)]
+pub struct FeedEvent {
+    /// Its place in this process's feed, from 1 (the SSE event id).
+    pub seq: u64,
+    /// The event as JSON.
+    pub json: Arc<str>,
 }
 
 /// One labelled record or dead letter, borrowed from whoever saw it.
@@ -74,7 +83,9 @@ struct State {
     flagged_comments: u64,
     dead_by_reason: BTreeMap<String, u64>,
     models_seen: BTreeMap<String, u64>,
-    feed: VecDeque<String>,
+    feed: VecDeque<FeedEvent>,
+    /// Events published so far.
+    published: u64,
     tokens: f64,
     refilled: f64,
     lag: BTreeMap<String, i64>,
@@ -84,7 +95,7 @@ struct State {
 /// The live view.
 pub struct Live {
     state: Mutex<State>,
-    events: broadcast::Sender<String>,
+    events: broadcast::Sender<FeedEvent>,
     /// `serve` or `monitor`.
     pub mode: &'static str,
     /// Instance name.
@@ -112,14 +123,21 @@ impl Live {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Live events (JSON), for server-sent events.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+    /// Live events, for server-sent events.
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedEvent> {
         self.events.subscribe()
     }
 
     /// The latest events, oldest first, for a page that just connected.
-    pub fn recent(&self) -> Vec<String> {
+    pub fn recent(&self) -> Vec<FeedEvent> {
         self.lock().feed.iter().cloned().collect()
+    }
+
+    /// The latest events and a receiver of every later one, taken together (events are sent
+    /// under the same lock), so a page that connects misses none and sees none twice.
+    pub fn feed(&self) -> (Vec<FeedEvent>, broadcast::Receiver<FeedEvent>) {
+        let s = self.lock();
+        (s.feed.iter().cloned().collect(), self.events.subscribe())
     }
 
     /// Records one batch at time `t`: `heads` names the binary heads `Item::scores` index.
@@ -186,7 +204,11 @@ impl Live {
                 break;
             }
             s.tokens -= 1.0;
-            let event = event_json(t, heads, version, item).to_string();
+            s.published += 1;
+            let event = FeedEvent {
+                seq: s.published,
+                json: event_json(t, heads, version, item).to_string().into(),
+            };
             if s.feed.len() == FEED_LEN {
                 s.feed.pop_front();
             }
@@ -514,6 +536,33 @@ mod tests {
             11,
             "every item fits the event budget here"
         );
+    }
+
+    #[test]
+    fn a_page_that_connects_late_gets_the_backlog_then_only_newer_events() {
+        let live = Live::new("serve", "test".into(), DriftConfig::default());
+        let heads = vec!["offensive".to_string()];
+        let flagged = [(0, 0.9, true)];
+        let t0 = 3_000_000.0;
+        live.record(
+            t0,
+            &heads,
+            "v1",
+            &[item("a", &flagged), item("b", &flagged)],
+        );
+        let (backlog, mut later) = live.feed();
+        live.record(t0 + 1.0, &heads, "v1", &[item("c", &flagged)]);
+        let seqs: Vec<u64> = backlog.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [1, 2]);
+        assert!(
+            backlog[1].json.contains(r#""id":"b""#),
+            "{}",
+            backlog[1].json
+        );
+        let next = later.try_recv().expect("the later event");
+        assert_eq!(next.seq, 3);
+        assert!(next.json.contains(r#""id":"c""#), "{}", next.json);
+        assert!(later.try_recv().is_err(), "nothing twice");
     }
 
     #[test]

@@ -8,15 +8,21 @@
 //! - [`http`]: the axum routes.
 //! - [`keys`]: API keys of the classification routes.
 //! - [`openapi`]: the OpenAPI document of those routes, from their Rust types.
+//! - [`server`]: the accept loop that serves them under [`limits`], until a [`shutdown`].
+//! - [`admission`]: the bounded queue of `POST /v1/classify`.
 //! - [`monitor`]: `moderato monitor`, the same view over a label topic.
 
+pub mod admission;
 pub mod drift;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod monitor;
 pub mod openapi;
+pub mod server;
+pub mod shutdown;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -24,9 +30,13 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use limits::HttpLimits;
+pub use server::serve_on;
+pub use shutdown::Shutdown;
 pub use telemetry::Telemetry;
 
-/// A running HTTP side; dropping `stop` (or sending on it) shuts it down.
+/// A running HTTP side; dropping `stop` (or sending on it) shuts it down, and `task` ends
+/// within the limits' shutdown timeout after that.
 pub struct HttpHandle {
     /// The address it listens on (useful with port 0).
     pub addr: SocketAddr,
@@ -36,19 +46,31 @@ pub struct HttpHandle {
     pub task: JoinHandle<std::io::Result<()>>,
 }
 
-/// Binds `addr` now (so a taken port fails at start) and serves the HTTP side in a task.
+/// Binds `addr` now (so a taken port fails at start) and serves `app`'s routes in a task,
+/// under `app.limits`.
 pub async fn start_http(addr: SocketAddr, app: http::App) -> std::io::Result<HttpHandle> {
-    start_router(addr, http::router(app)).await
+    start_router(addr, &app, http::router(app.clone())).await
 }
 
-/// Like [`start_http`], for a router with more routes merged in (the Perspective API's).
-pub async fn start_router(addr: SocketAddr, router: axum::Router) -> std::io::Result<HttpHandle> {
+/// Like [`start_http`], for `router`: `app`'s routes with more merged in (e.g.
+/// `http::router(app.clone()).merge(other)`), served under `app.limits`; stopping it ends
+/// `app`'s live feeds too (`app.shutdown`).
+pub async fn start_router(
+    addr: SocketAddr,
+    app: &http::App,
+    router: axum::Router,
+) -> std::io::Result<HttpHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(http::serve_router(listener, router, async move {
+    let shutdown = app.shutdown.clone();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        // Sent or dropped: either way, stop.
         let _ = stopped.await;
-    }));
+        trigger.trigger();
+    });
+    let task = tokio::spawn(serve_on(listener, router, app.limits, shutdown));
     tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /openapi.json /api/state /events, dashboard at /");
     Ok(HttpHandle { addr, stop, task })
 }

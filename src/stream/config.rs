@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::ConfigError;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
+use crate::serve::limits::HttpLimits;
 
 /// How input payloads are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -80,6 +81,31 @@ pub struct ServeSettings {
     /// [default: 127.0.0.1:9464].
     #[arg(long, env = "MODERATO_HTTP")]
     pub http: Option<String>,
+    /// HTTP connections open at once; at the cap new ones wait to be accepted [default: 1024].
+    #[arg(long, env = "MODERATO_HTTP_MAX_CONNECTIONS")]
+    pub http_max_connections: Option<usize>,
+    /// Time a client has to send a request's headers (also the keep-alive idle time), in
+    /// milliseconds; slower clients are disconnected [default: 10000].
+    #[arg(long, env = "MODERATO_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Time a request has until its response starts (body upload included), in milliseconds;
+    /// then 408. The live feed streams on past it [default: 30000].
+    #[arg(long, env = "MODERATO_HTTP_REQUEST_TIMEOUT_MS")]
+    pub http_request_timeout_ms: Option<u64>,
+    /// Largest HTTP request body; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "MODERATO_HTTP_MAX_BODY_BYTES")]
+    pub http_max_body_bytes: Option<usize>,
+    /// `POST /v1/classify` requests scored at once [default: 4].
+    #[arg(long, env = "MODERATO_HTTP_CLASSIFY_CONCURRENCY")]
+    pub http_classify_concurrency: Option<usize>,
+    /// `POST /v1/classify` requests that may wait for a turn; more get 503 with Retry-After
+    /// [default: 16].
+    #[arg(long, env = "MODERATO_HTTP_CLASSIFY_QUEUE")]
+    pub http_classify_queue: Option<usize>,
+    /// Time HTTP connections get to finish once the service stops (live feeds end at once),
+    /// in milliseconds; then they are dropped [default: 5000].
+    #[arg(long, env = "MODERATO_HTTP_SHUTDOWN_TIMEOUT_MS")]
+    pub http_shutdown_timeout_ms: Option<u64>,
     /// Topic of moderator decisions `{"id", "text"?, "head", "label"}` to collect (off unless set).
     #[arg(long, env = "MODERATO_FEEDBACK_TOPIC")]
     pub feedback_topic: Option<String>,
@@ -140,6 +166,21 @@ impl ServeSettings {
             domain: self.domain.or(fallback.domain),
             instance: self.instance.or(fallback.instance),
             http: self.http.or(fallback.http),
+            http_max_connections: self.http_max_connections.or(fallback.http_max_connections),
+            http_header_timeout_ms: self
+                .http_header_timeout_ms
+                .or(fallback.http_header_timeout_ms),
+            http_request_timeout_ms: self
+                .http_request_timeout_ms
+                .or(fallback.http_request_timeout_ms),
+            http_max_body_bytes: self.http_max_body_bytes.or(fallback.http_max_body_bytes),
+            http_classify_concurrency: self
+                .http_classify_concurrency
+                .or(fallback.http_classify_concurrency),
+            http_classify_queue: self.http_classify_queue.or(fallback.http_classify_queue),
+            http_shutdown_timeout_ms: self
+                .http_shutdown_timeout_ms
+                .or(fallback.http_shutdown_timeout_ms),
             feedback_topic: self.feedback_topic.or(fallback.feedback_topic),
             feedback_file: self.feedback_file.or(fallback.feedback_file),
             feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
@@ -151,6 +192,7 @@ impl ServeSettings {
 
     /// Applies the defaults and checks every field.
     pub fn resolve(self) -> Result<ServeConfig, ConfigError> {
+        let http_limits = self.http_limits()?;
         let brokers = self.brokers.filter(|b| !b.trim().is_empty()).ok_or_else(|| {
             invalid(
                 "brokers",
@@ -270,6 +312,7 @@ impl ServeSettings {
             domain: self.domain,
             instance,
             http,
+            http_limits,
             feedback,
             api_keys: self.api_keys,
             insecure_no_auth: self.insecure_no_auth,
@@ -315,6 +358,8 @@ pub struct ServeConfig {
     pub instance: String,
     /// HTTP side address (`None`: off).
     pub http: Option<std::net::SocketAddr>,
+    /// Limits of the HTTP side.
+    pub http_limits: HttpLimits,
     /// The feedback collector (`None`: off).
     pub feedback: Option<FeedbackConfig>,
     /// API key file of the classification routes.
@@ -334,6 +379,63 @@ pub struct FeedbackConfig {
     pub file: PathBuf,
     /// Recent comment texts kept for the join.
     pub cache: usize,
+}
+
+impl ServeSettings {
+    /// The HTTP limits given, each checked, with the defaults for the rest.
+    fn http_limits(&self) -> Result<HttpLimits, ConfigError> {
+        let d = HttpLimits::new();
+        let ms = |d: Duration| d.as_millis() as u64;
+        let millis = |field: &str, v: Option<u64>, default: Duration, min: u64| {
+            ranged(field, v.unwrap_or(ms(default)), min, 3_600_000).map(Duration::from_millis)
+        };
+        Ok(HttpLimits {
+            max_connections: ranged(
+                "http_max_connections",
+                self.http_max_connections.unwrap_or(d.max_connections),
+                1,
+                1_000_000,
+            )?,
+            header_read_timeout: millis(
+                "http_header_timeout_ms",
+                self.http_header_timeout_ms,
+                d.header_read_timeout,
+                100,
+            )?,
+            request_timeout: millis(
+                "http_request_timeout_ms",
+                self.http_request_timeout_ms,
+                d.request_timeout,
+                100,
+            )?,
+            max_body_bytes: ranged(
+                "http_max_body_bytes",
+                self.http_max_body_bytes.unwrap_or(d.max_body_bytes),
+                1024,
+                1 << 30,
+            )?,
+            classify_concurrency: ranged(
+                "http_classify_concurrency",
+                self.http_classify_concurrency
+                    .unwrap_or(d.classify_concurrency),
+                1,
+                1024,
+            )?,
+            classify_queue: ranged(
+                "http_classify_queue",
+                self.http_classify_queue.unwrap_or(d.classify_queue),
+                0,
+                100_000,
+            )?,
+            shutdown_timeout: millis(
+                "http_shutdown_timeout_ms",
+                self.http_shutdown_timeout_ms,
+                d.shutdown_timeout,
+                0,
+            )?,
+            ..d
+        })
+    }
 }
 
 impl ServeConfig {
