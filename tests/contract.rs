@@ -15,6 +15,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use moderato::model::file;
+use moderato::perspective::attributes::Attributes;
+use moderato::perspective::{self, Perspective};
 use moderato::record::schema::json_schema;
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::http::{router, App};
@@ -86,7 +88,15 @@ fn load(t: &Telemetry, model: &Path) {
 }
 
 async fn call(t: &Arc<Telemetry>, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let app = router(App::new(Arc::clone(t), None, 10_000));
+    let app = App::new(Arc::clone(t), None, 10_000);
+    let perspective = perspective::routes(Arc::new(Perspective {
+        app: app.clone(),
+        attributes: Attributes::default(),
+        feedback: None,
+        keys: None,
+        public_url: None,
+    }));
+    let app = router(app).merge(perspective);
     let req = Request::builder()
         .method(method)
         .uri(uri)
@@ -232,6 +242,9 @@ async fn every_documented_route_is_served() {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v1alpha1/comments:analyze",
+        "/v1alpha1/comments:suggestscore",
+        "/$discovery/rest",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

@@ -23,7 +23,7 @@ pub struct Attributes {
 }
 
 /// One attribute as `GET /v1alpha1/attributes` lists it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct AttributeInfo {
     /// Attribute name.
     pub attribute: String,

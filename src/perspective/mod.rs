@@ -15,6 +15,7 @@ pub mod analyze;
 pub mod attributes;
 pub mod discovery;
 pub mod error;
+pub mod openapi;
 pub mod suggest;
 pub mod wire;
 

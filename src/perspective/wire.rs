@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A body of text: `comment`, or an entry of `context`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, ToSchema)]
 pub struct TextEntry {
     /// The text (UTF-8).
     #[serde(default)]
@@ -17,7 +18,7 @@ pub struct TextEntry {
 }
 
 /// What a comment replies to: kept for the record, not scored.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Context {
     /// Earlier messages of the thread.
@@ -25,11 +26,12 @@ pub struct Context {
     pub entries: Vec<TextEntry>,
     /// The article and the parent comment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub article_and_parent_comment: Option<serde_json::Value>,
 }
 
 /// Per-attribute options of an analyze request.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttributeParameters {
     /// `PROBABILITY` (the default, and the only type served).
@@ -41,7 +43,7 @@ pub struct AttributeParameters {
 }
 
 /// `POST /v1alpha1/comments:analyze`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyzeCommentRequest {
     /// The comment to score (required).
@@ -77,7 +79,7 @@ pub struct AnalyzeCommentRequest {
 }
 
 /// A score and its type.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, ToSchema)]
 pub struct Score {
     /// The value (a probability in `[0, 1]`).
     pub value: f32,
@@ -87,7 +89,7 @@ pub struct Score {
 }
 
 /// The score of one span of the comment.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, ToSchema)]
 pub struct SpanScore {
     /// First UTF-16 code unit of the span.
     pub begin: u32,
@@ -98,7 +100,7 @@ pub struct SpanScore {
 }
 
 /// The scores of one attribute.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttributeScores {
     /// The whole comment's score (left out under `scoreThreshold`).
@@ -110,7 +112,8 @@ pub struct AttributeScores {
 }
 
 /// Which model answered: moderato's addition to the response (Perspective never said).
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, ToSchema)]
+#[schema(as = PerspectiveModel)]
 pub struct ModelInfo {
     /// Model name.
     pub name: String,
@@ -121,7 +124,7 @@ pub struct ModelInfo {
 }
 
 /// The answer to `comments:analyze`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalyzeCommentResponse {
     /// Attribute name → scores.
@@ -140,7 +143,7 @@ pub struct AnalyzeCommentResponse {
 }
 
 /// `POST /v1alpha1/comments:suggestscore`: a moderator's verdict on a comment.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestCommentScoreRequest {
     /// The comment (required).
@@ -167,7 +170,7 @@ pub struct SuggestCommentScoreRequest {
 }
 
 /// The answer to `comments:suggestscore`.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SuggestCommentScoreResponse {
     /// The request's `clientToken`.

@@ -35,7 +35,9 @@ pub struct ApiDoc;
 
 /// The whole document: [`ApiDoc`] plus whatever is merged into it.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::perspective::openapi::PerspectiveDoc::openapi());
+    doc
 }
 
 /// The document as the checked-in file holds it: pretty JSON and a final newline.
