@@ -160,7 +160,8 @@ pub struct Labelled {
     pub labels: Vec<String>,
     /// Per-head results.
     pub heads: BTreeMap<String, HeadResult>,
-    /// Conditioned heads left out, with the reason.
+    /// Heads left out, with the reason: a conditioned head without a known target, or a head
+    /// never trained on the comment's script.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, String>,
     /// Top n-gram contributions of every flagged head (with `--explain N`).

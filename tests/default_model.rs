@@ -176,5 +176,53 @@ fn stance_head_labels_a_comment_about_hillary_clinton() {
             out.skipped
         ),
     }
-    assert!(out.skipped.is_empty(), "{:?}", out.skipped);
+    // Only `obscene`, which never saw English text, is left out.
+    assert_eq!(
+        out.skipped.keys().collect::<Vec<_>>(),
+        ["obscene"],
+        "{:?}",
+        out.skipped
+    );
+}
+
+#[test]
+fn a_head_never_trained_on_a_script_gives_no_score_and_says_why() {
+    // `obscene` was trained on Arabic only, `insult` on English only.
+    let english = classify(&comment(r#"{"id": 1, "text": "You are a pathetic idiot"}"#));
+    assert!(
+        !english.heads.contains_key("obscene"),
+        "{:?}",
+        english.heads
+    );
+    let why = english
+        .skipped
+        .get("obscene")
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(why.contains("not trained on Latin-script text"), "{why}");
+    assert!(english.heads.contains_key("insult"));
+
+    let arabic = classify(&comment(r#"{"id": 2, "text": "يا حمار يا ابن الكلب"}"#));
+    assert!(
+        arabic.skipped.contains_key("insult"),
+        "{:?}",
+        arabic.skipped
+    );
+    assert!(arabic.heads.contains_key("obscene"));
+
+    // Text without letters is scored by every head.
+    let emoji = classify(&comment(r#"{"id": 3, "text": "🖕🖕🖕 !!!"}"#));
+    assert_eq!(
+        emoji.skipped.keys().collect::<Vec<_>>(),
+        ["stance"],
+        "only the stance head, for want of a target: {:?}",
+        emoji.skipped
+    );
+    // Another script: no toxicity head has seen it.
+    let greek = classify(&comment(r#"{"id": 4, "text": "Είσαι ένας ηλίθιος"}"#));
+    assert!(
+        greek.skipped.contains_key("offensive"),
+        "{:?}",
+        greek.skipped
+    );
 }

@@ -156,6 +156,27 @@ impl Head {
         seen.peek().is_none() || seen.any(|code| code == script.code())
     }
 
+    /// Why a binary head gives no score to a comment in `script`, or `None` when it covers it.
+    /// Text without letters (emoji, digits, punctuation) is covered by every head: those
+    /// n-grams occur in every training set. `has_letters` matters only for [`Script::Other`].
+    ///
+    /// [`Script::Other`]: crate::lang::Script::Other
+    pub fn uncovered(&self, script: crate::lang::Script, has_letters: bool) -> Option<String> {
+        let lettered = script != crate::lang::Script::Other || has_letters;
+        if self.kind != HeadKind::Binary || !lettered || self.covers(script) {
+            return None;
+        }
+        let what = match script {
+            crate::lang::Script::Arabic => "Arabic-script",
+            crate::lang::Script::Latin => "Latin-script",
+            crate::lang::Script::Other => "other-script",
+        };
+        Some(format!(
+            "not trained on {what} text (trained on: {})",
+            self.scripts().join(", ")
+        ))
+    }
+
     /// The scripts a head has seen in training (empty: it makes no claim).
     pub fn scripts(&self) -> Vec<&str> {
         self.calibrations
@@ -439,9 +460,16 @@ impl Model {
         scratch: &mut Scratch,
     ) -> Vec<HeadOutcome> {
         let script = crate::lang::script(text);
+        let has_letters =
+            script != crate::lang::Script::Other || text.chars().any(char::is_alphabetic);
         let chunk_max = self.prepare(text, scratch);
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
+            // A head never trained on the comment's script gives no made-up score.
+            if let Some(reason) = head.uncovered(script, has_letters) {
+                out.push(HeadOutcome::Skipped { reason });
+                continue;
+            }
             let mut raw = std::mem::take(&mut scratch.raw);
             let target_index =
                 match self.head_raw(hi, &chunk_max, target, domain, scratch, &mut raw) {

@@ -56,6 +56,7 @@ pub fn analyze(
     }
     let detected: Vec<String> = language(&text).map(String::from).into_iter().collect();
     let written_in = script(&text);
+    let has_letters = written_in != Script::Other || text.chars().any(char::is_alphabetic);
     let mut wanted = Vec::new();
     for (name, params) in &req.requested_attributes {
         if let Some(kind) = params.score_type.as_deref() {
@@ -68,7 +69,10 @@ pub fn analyze(
         let Some(head) = attributes.head(name, model) else {
             return Err(ApiError::unknown_attribute(name, &attributes.names(model)));
         };
-        if !model.heads()[head].covers(written_in) {
+        if model.heads()[head]
+            .uncovered(written_in, has_letters)
+            .is_some()
+        {
             if req.drop_unsupported_attributes {
                 continue;
             }
