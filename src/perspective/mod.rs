@@ -33,6 +33,7 @@ use serde_json::json;
 
 use crate::model::Scratch;
 use crate::policy::InputPolicy;
+use crate::serve::admission::RETRY_AFTER_SECS;
 use crate::serve::http::App;
 use crate::serve::keys::{self, ApiKeys};
 use crate::serve::live::{now, Item};
@@ -132,6 +133,11 @@ async fn answer_analyze(
         .and_then(|c| c.text.as_ref())
         .is_some_and(|t| t.len() > INLINE_BYTES);
     let analysis = if long {
+        // The same bounded turns as `/v1/classify`: a flood of long comments is refused with
+        // 503 and `Retry-After` instead of piling up in the blocking pool.
+        let _turn = p.app.permits.admit().await.map_err(|refused| {
+            ApiError::unavailable(&refused.to_string(), RETRY_AFTER_SECS as u32)
+        })?;
         let (p2, loaded2) = (Arc::clone(p), Arc::clone(&loaded));
         tokio::task::spawn_blocking(move || {
             let mut scratch = Scratch::default();
