@@ -11,9 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
 use moderato::model::file;
 use moderato::perspective::attributes::Attributes;
 use moderato::perspective::{self, Perspective};
@@ -25,7 +23,6 @@ use moderato::serve::{openapi, Telemetry};
 use moderato::stream::record::{process, Destination, Inbound, Source};
 use moderato::stream::{ModelSlot, ServeConfig};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 /// A file of the repository.
 fn repo(path: &str) -> PathBuf {
@@ -96,17 +93,7 @@ async fn call(t: &Arc<Telemetry>, method: &str, uri: &str, body: Vec<u8>) -> (St
         keys: None,
         public_url: None,
     }));
-    let app = router(app).merge(perspective);
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
-    let res = app.oneshot(req).await.expect("router answers");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, bytes.to_vec())
+    common::oneshot(router(app).merge(perspective), method, uri, body).await
 }
 
 /// The records `classify` prints for `input` (JSON lines) with `model`.

@@ -32,17 +32,13 @@ fn load(t: &Telemetry) {
 }
 
 async fn call(t: &Arc<Telemetry>, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
-    let app = router(App::new(Arc::clone(t), None, 10_000));
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .expect("request");
-    let res = app.oneshot(req).await.expect("router answers");
-    let status = res.status();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
-    (status, bytes.to_vec())
+    common::oneshot(
+        router(App::new(Arc::clone(t), None, 10_000)),
+        method,
+        uri,
+        body,
+    )
+    .await
 }
 
 fn json_of(bytes: &[u8]) -> Value {

@@ -102,3 +102,24 @@ pub fn wait_for(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Sends one request to `router` in process and returns its status and body.
+pub async fn oneshot(
+    router: axum::Router,
+    method: &str,
+    uri: &str,
+    body: Vec<u8>,
+) -> (axum::http::StatusCode, Vec<u8>) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body))
+        .expect("request");
+    let res = router.oneshot(req).await.expect("router answers");
+    let status = res.status();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, bytes.to_vec())
+}
