@@ -122,6 +122,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="training/default.toml")
     ap.add_argument("--data-root", help="default: the config's data_root, from the repo root")
     ap.add_argument("--exe", default="target/release/moderato")
+    ap.add_argument("--train-exe", help="binary that trains (the skip-one models and the per-set "
+                                        "models; default: --exe), to reuse cached models when "
+                                        "only scoring or calibration changed")
     ap.add_argument("--work", default="target/newsite", help="models and decisions (outside git)")
     ap.add_argument("--sets", help="comma-separated data sets (default: every toxicity set)")
     ap.add_argument("--sizes", default="100,300,1000")
@@ -135,6 +138,7 @@ def main(argv=None) -> int:
     # Relative data roots are relative to the repository root, as `moderato train` runs there.
     data_root = (REPO / (a.data_root or cfg.get("data_root", "../shared/data"))).resolve()
     exe = (REPO / a.exe).resolve()
+    train_exe = (REPO / (a.train_exe or a.exe)).resolve()
     work = (REPO / a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in a.sizes.split(",") if s]
@@ -142,14 +146,14 @@ def main(argv=None) -> int:
     if a.sets:
         wanted = a.sets.split(",")
         toxic = [d for d in toxic if d["name"] in wanted]
-    key = f"{sha(cfg_path)}-{sha(exe)}"
+    key = f"{sha(cfg_path)}-{sha(train_exe)}"
     table = []
     for ds in toxic:
         name = ds["name"]
         log(f"{name}: train without it")
         skip = work / f"skip-{name}-{key}.model"
         if not skip.exists():
-            run([str(exe), "train", "--config", str(cfg_path), "--data-root", str(data_root),
+            run([str(train_exe), "train", "--config", str(cfg_path), "--data-root", str(data_root),
                  "--skip-dataset", name, "--out", str(skip), "--quiet"])
         tasks = tasks_of(ds)
         zero = eval_rows(exe, cfg_path, skip, ["--no-domain"], work, name, data_root)
@@ -161,11 +165,12 @@ def main(argv=None) -> int:
             lines = decisions(ds, train_csv, n, a.seed, site)
             fb = work / f"decisions-{name}-{n}.jsonl"
             fb.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines))
-            cal = work / f"cal-{name}-{n}-{key}.model"
+            cal = work / f"cal-{name}-{n}-{key}-{sha(exe)}.model"
             run([str(exe), "calibrate", "--model", str(skip), "--feedback", str(fb), "--domain",
                  site, "--out", str(cal), "--seed", str(a.seed)])
             curve[n] = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name, data_root)
-        peers = {} if a.no_peers else peer_scores(name, [c for c, _ in tasks], data_root, exe, work)
+        peers = ({} if a.no_peers
+                 else peer_scores(name, [c for c, _ in tasks], data_root, train_exe, work))
         for column, row in tasks:
             table.append({
                 "task": f"{name}/{column}",
