@@ -194,17 +194,36 @@ fn keys_are_checked_and_a_network_address_needs_them() {
         .send_json(body.clone())
         .map(|r| r.status());
     assert_eq!(by_header.ok(), Some(200));
-    let classify = ureq::post(&format!("{}/v1/classify", api.base))
-        .send_json(json!({"text": "hello"}))
-        .map(|r| r.status());
-    assert!(
-        matches!(classify, Err(ureq::Error::Status(403, _))),
-        "/v1/classify is keyed too"
-    );
-    assert!(
-        common::http_get(&format!("{}/healthz", api.base)).is_some(),
-        "health is open"
-    );
+    let suggest = format!("{}/v1alpha1/comments:suggestscore", api.base);
+    let verdict = json!({"comment": {"text": "x"}, "attributeScores": {"TOXICITY": {"summaryScore": {"value": 1}}}});
+    let (status, _, _) = post(&suggest, &verdict, Duration::from_secs(5));
+    assert_eq!(status, 403, "suggestscore is keyed");
+    // moderato's own routes answer in their own error shape.
+    match ureq::post(&format!("{}/v1/classify", api.base)).send_json(json!({"text": "hello"})) {
+        Err(ureq::Error::Status(403, r)) => {
+            let body: Value = r.into_json().expect("JSON");
+            assert!(body["error"].is_string(), "{body}");
+        }
+        other => panic!("/v1/classify without a key: {other:?}"),
+    }
+    // The dashboard's data carries comment text: keyed; the page, health and metrics are not.
+    for path in ["/api/state", "/events"] {
+        let r = ureq::get(&format!("{}{path}", api.base))
+            .call()
+            .map(|r| r.status());
+        assert!(
+            matches!(r, Err(ureq::Error::Status(403, _))),
+            "{path}: {r:?}"
+        );
+    }
+    let state = common::http_get(&format!("{}/api/state?key=s3cret-key", api.base));
+    assert!(state.is_some(), "/api/state with the key");
+    for path in ["/healthz", "/metrics", "/"] {
+        assert!(
+            common::http_get(&format!("{}{path}", api.base)).is_some(),
+            "{path} is open"
+        );
+    }
 
     // Without keys, only loopback.
     let out = common::moderato(&["api", "--http", "0.0.0.0:0"], "");
@@ -254,4 +273,13 @@ fn do_not_store_keeps_the_comment_out_of_the_live_feed() {
     let events = feed(&api.base);
     assert!(events.contains("public-1"), "{events}");
     assert!(!events.contains("private"), "{events}");
+    // Both are counted in the metrics (without text or id).
+    let metrics = common::http_get(&format!("{}/metrics", api.base)).unwrap_or_default();
+    let classified: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("moderato_classified_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(classified, 2.0, "{metrics}");
+    assert!(!metrics.contains("private"));
 }

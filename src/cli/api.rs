@@ -18,7 +18,6 @@ use moderato::serve::http::{self, App};
 use moderato::serve::keys::ApiKeys;
 use moderato::serve::live::Live;
 use moderato::serve::{check_auth, monitor, start_router, Telemetry};
-use moderato::stream::feedback::RecentTexts;
 use moderato::stream::{reload, ModelSlot};
 
 /// Arguments of `moderato api`.
@@ -41,15 +40,12 @@ pub struct ApiArgs {
     /// --feedback-topic`); without it, suggestscore answers 501.
     #[arg(long, env = "MODERATO_FEEDBACK_FILE")]
     feedback_file: Option<PathBuf>,
-    /// Recent analyzed comments kept, by clientToken, for the feedback join.
-    #[arg(long, default_value_t = 10_000)]
-    feedback_cache: usize,
     /// Domain (calibration) for requests without a `communityId`.
     #[arg(long, env = "MODERATO_DOMAIN")]
     domain: Option<String>,
-    /// Longer texts are scored on this many leading characters.
-    #[arg(long, default_value_t = 10_000)]
-    max_text_chars: usize,
+    /// Longer texts are scored on this many leading characters (counted after normalization).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    max_text_chars: u64,
     /// Map a Perspective attribute to a head, e.g. `--attribute THREAT=hate` (repeatable); the
     /// defaults are TOXICITY=offensive, IDENTITY_ATTACK=hate, INSULT=insult, PROFANITY=obscene,
     /// plus every head's own name in upper case.
@@ -83,23 +79,33 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot open --feedback-file {}", p.display()))
         })
         .transpose()?;
+    if let Some(url) = &a.public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--public-url {url:?} must start with http:// or https://");
+        }
+    }
     let path = super::model_path(a.model.as_deref())?;
     let model = super::load_model(Some(&path))?;
+    let attributes = Attributes::new(&a.attribute);
+    attributes
+        .check(&model)
+        .map_err(|e| anyhow::anyhow!("--attribute: {e}"))?;
     super::runtime()?.block_on(async move {
         let live = Live::new("api", a.instance.clone(), DriftConfig::default());
         let mut telemetry = Telemetry::new(live, true);
         telemetry.health.needs_kafka = false;
-        if feedback.is_some() {
-            telemetry.recent = Some(Arc::new(RecentTexts::new(a.feedback_cache)));
-        }
         let telemetry = Arc::new(telemetry);
         let slot = Arc::new(ModelSlot::new(model, Some(path)));
         let _ = telemetry.health.model.set(Arc::clone(&slot));
-        let mut app = App::new(Arc::clone(&telemetry), a.domain.clone(), a.max_text_chars);
+        let mut app = App::new(
+            Arc::clone(&telemetry),
+            a.domain.clone(),
+            a.max_text_chars as usize,
+        );
         app.keys = keys.clone().map(Arc::new);
         let routes = perspective::routes(Arc::new(Perspective {
             app: app.clone(),
-            attributes: Attributes::new(&a.attribute),
+            attributes,
             feedback,
             keys,
             public_url: a.public_url.clone(),

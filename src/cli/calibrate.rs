@@ -38,6 +38,12 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     if a.domain.trim().is_empty() {
         anyhow::bail!("--domain must name the site, e.g. --domain Coral:https://news.example");
     }
+    if a.domain.starts_with("lang:") {
+        anyhow::bail!(
+            "--domain {}: `lang:` names are the model's script calibrations, not sites; name the site",
+            a.domain
+        );
+    }
     let mut model = super::load_model(a.model.as_deref())?;
     let f = std::fs::File::open(&a.feedback)
         .with_context(|| format!("cannot read --feedback {}", a.feedback.display()))?;

@@ -264,8 +264,24 @@ fn render(record: &Record, id: &str, text: &str, color: bool) -> String {
     } else {
         paint(color, "1;31", &flags.join(" · "))
     };
+    // What the model declined to score, and why: a head never trained on this script.
+    let unscored: Vec<String> = record
+        .skipped
+        .iter()
+        .filter(|(_, why)| why.starts_with("not trained"))
+        .map(|(name, why)| format!("{name}: {why}"))
+        .collect();
+    let unscored = if unscored.is_empty() {
+        String::new()
+    } else {
+        paint(
+            color,
+            "2",
+            &format!("\n    not scored: {}", unscored.join("; ")),
+        )
+    };
     format!(
-        "{}  {lang}  {verdict}{stance}\n    {}\n",
+        "{}  {lang}  {verdict}{stance}{unscored}\n    {}\n",
         paint(color, "2", &format!("{id:<32}")),
         clip(text, 100)
     )

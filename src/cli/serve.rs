@@ -73,10 +73,6 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cfg = settings.resolve()?;
-    if let Some(addr) = cfg.http {
-        let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
-        check_auth(addr, keys.as_ref(), cfg.insecure_no_auth).map_err(anyhow::Error::msg)?;
-    }
     let path = super::model_path(cfg.model.as_deref())?;
     let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
     drop(embedded);
@@ -96,6 +92,10 @@ fn http_routes(
     telemetry: &Arc<Telemetry>,
 ) -> anyhow::Result<(App, axum::Router)> {
     let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
+    // Here, not in `run`, so that `demo` (which calls `serve`) keeps the loopback rule too.
+    if let Some(addr) = cfg.http {
+        check_auth(addr, keys.as_ref(), cfg.insecure_no_auth).map_err(anyhow::Error::msg)?;
+    }
     let feedback = match &cfg.feedback {
         Some(fb) => Some(
             FeedbackSink::open(&fb.file)

@@ -517,6 +517,13 @@ impl Model {
         Ok(())
     }
 
+    /// Drops a head's calibration named `name`, if it has one.
+    pub fn remove_calibration(&mut self, head: usize, name: &str) {
+        if let Some(h) = self.heads.get_mut(head) {
+            h.calibrations.retain(|c| c.name != name);
+        }
+    }
+
     /// Every binary head's raw margin for a comment of `domain` (its bias included, before any
     /// calibration): what a site's own calibration is fit on. `None` for other heads.
     pub fn margins_in(

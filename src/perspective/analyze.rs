@@ -19,6 +19,8 @@ use crate::model::{chunks, HeadOutcome, Scratch, CHUNK_CHARS, LONG_COMMENT};
 use crate::policy::InputPolicy;
 use crate::stream::reload::Loaded;
 
+/// Longest `clientToken` accepted: it is echoed, and kept as the comment's id.
+pub const MAX_TOKEN_BYTES: usize = 512;
 /// The only score type served.
 const PROBABILITY: &str = "PROBABILITY";
 
@@ -54,10 +56,17 @@ pub fn analyze(
     if req.requested_attributes.is_empty() {
         return Err(ApiError::no_requested_attributes());
     }
+    if req
+        .client_token
+        .as_ref()
+        .is_some_and(|t| t.len() > MAX_TOKEN_BYTES)
+    {
+        return Err(ApiError::bad_request(format!(
+            "clientToken is over {MAX_TOKEN_BYTES} bytes"
+        )));
+    }
     let detected: Vec<String> = language(&text).map(String::from).into_iter().collect();
-    let written_in = script(&text);
-    let has_letters = written_in != Script::Other || text.chars().any(char::is_alphabetic);
-    let mut wanted = Vec::new();
+    let mut requested = Vec::new();
     for (name, params) in &req.requested_attributes {
         if let Some(kind) = params.score_type.as_deref() {
             if kind != PROBABILITY && kind != "SCORE_TYPE_UNSPECIFIED" {
@@ -69,29 +78,23 @@ pub fn analyze(
         let Some(head) = attributes.head(name, model) else {
             return Err(ApiError::unknown_attribute(name, &attributes.names(model)));
         };
-        if model.heads()[head]
-            .uncovered(written_in, has_letters)
-            .is_some()
-        {
-            if req.drop_unsupported_attributes {
-                continue;
-            }
-            return Err(ApiError::language_not_supported(name, &detected));
-        }
-        wanted.push((name.clone(), head, params.score_threshold));
+        requested.push((name.clone(), head, params.score_threshold));
     }
 
     // The one input policy of every producer: the default domain, and the text limit counted
-    // after normalization (so invisible padding cannot push the abuse out of reach).
+    // after normalization (so invisible padding cannot push the abuse out of reach). A
+    // `communityId` naming a script calibration (`lang:ar`) is not a community: ignored.
+    let community = req.community_id.clone().filter(|c| !c.starts_with("lang:"));
     let mut comment = Comment {
         id: req.client_token.clone().map_or(Value::Null, Value::from),
         text,
         target: None,
-        domain: req.community_id.clone(),
+        domain: community,
         extra: serde_json::Map::new(),
     };
     let truncated = policy.apply(&mut comment, model.featurizer().normalizer());
     let record = label(model, &loaded.model_ref, &comment, scratch, 0);
+    let written_in = script(&comment.text);
     let scores: Vec<(usize, f32, bool)> = model
         .heads()
         .iter()
@@ -101,6 +104,16 @@ pub fn analyze(
             _ => None,
         })
         .collect();
+    // Coverage is what the scored (cut) text got: a head in `skipped` was never trained on its
+    // script, and its attribute gets Perspective's language error, never a made-up score.
+    let mut wanted = Vec::new();
+    for (name, head, threshold) in requested {
+        match scores.iter().find(|(i, _, _)| *i == head) {
+            Some(&(_, value, _)) => wanted.push((name, head, value, threshold)),
+            None if req.drop_unsupported_attributes => {}
+            None => return Err(ApiError::language_not_supported(&name, &detected)),
+        }
+    }
     // A cut text is the normalized form of its prefix: its offsets would not be the request's,
     // so a comment over the text limit gets no spans.
     let spans = if req.span_annotations && !truncated {
@@ -110,11 +123,7 @@ pub fn analyze(
     };
 
     let mut attribute_scores = BTreeMap::new();
-    for (name, head, threshold) in wanted {
-        let value = scores
-            .iter()
-            .find(|(i, _, _)| *i == head)
-            .map_or(0.0, |s| s.1);
+    for (name, head, value, threshold) in wanted {
         let keep = |v: f32| threshold.is_none_or(|t| v >= t);
         let probability = |value| Score {
             value,
@@ -222,14 +231,37 @@ mod tests {
     }
 
     fn run(req: AnalyzeCommentRequest) -> Result<Analysis, ApiError> {
+        run_with(req, &InputPolicy::default())
+    }
+
+    fn run_with(req: AnalyzeCommentRequest, policy: &InputPolicy) -> Result<Analysis, ApiError> {
         let loaded = Loaded::new(fixtures::model());
         analyze(
             req,
             &loaded,
             &Attributes::default(),
-            &InputPolicy::default(),
+            policy,
             &mut Scratch::default(),
         )
+    }
+
+    #[test]
+    fn coverage_is_judged_on_the_text_that_is_scored() {
+        // Mostly Arabic, but the first 20 counted characters are English: what is scored is
+        // English, which `obscene` (PROFANITY) never saw. No 0.0 stands in for its score.
+        let text = format!("you stupid idiot you fool {}", "مرحبا ".repeat(50));
+        let policy = InputPolicy {
+            max_text_chars: 20,
+            ..InputPolicy::default()
+        };
+        let refused = run_with(request(&text, &["PROFANITY"]), &policy);
+        assert_eq!(
+            error_type(refused),
+            Some("LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE")
+        );
+        let mut long_token = request("hello there", &["TOXICITY"]);
+        long_token.client_token = Some("x".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(run(long_token).is_err());
     }
 
     fn error_type(r: Result<Analysis, ApiError>) -> Option<&'static str> {

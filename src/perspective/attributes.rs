@@ -70,6 +70,28 @@ impl Attributes {
         }
     }
 
+    /// Refuses an entry whose head `model` does not have as a binary head (a typo in
+    /// `--attribute`), naming the heads it has.
+    pub fn check(&self, model: &Model) -> Result<(), String> {
+        let binary: Vec<&str> = model
+            .heads()
+            .iter()
+            .filter(|h| h.kind == HeadKind::Binary)
+            .map(|h| h.name.as_str())
+            .collect();
+        let default = |a: &str, h: &str| DEFAULT_TABLE.contains(&(a, h));
+        for (attribute, head) in &self.entries {
+            // A default entry may name a head this model lacks: it is simply not served.
+            if !binary.contains(&head.as_str()) && !default(attribute, head) {
+                return Err(format!(
+                    "{attribute}={head}: the model has no binary head `{head}` (it has {})",
+                    binary.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Every attribute `model` can answer, sorted by name.
     pub fn list(&self, model: &Model) -> Vec<AttributeInfo> {
         let mut names: Vec<String> = self.entries.iter().map(|(a, _)| a.clone()).collect();
@@ -137,6 +159,10 @@ mod tests {
         let table = Attributes::new(&[("threat".into(), "offensive".into())]);
         assert_eq!(table.head("THREAT", &model), offensive);
         assert!(table.names(&model).contains(&"THREAT".to_string()));
+        assert!(table.check(&model).is_ok());
+        assert!(Attributes::new(&[("X".into(), "nosuchhead".into())])
+            .check(&model)
+            .is_err());
         assert!(parse_override("TOXICITY").is_err());
         assert_eq!(
             parse_override(" toxicity = hate ").ok(),

@@ -150,15 +150,13 @@ async fn answer_analyze(
             analyze::analyze(req, &loaded, &p.attributes, &policy, scratch)
         })?
     };
-    if !do_not_store {
-        remember(p, &loaded, &analysis);
-    }
+    remember(p, &loaded, &analysis, do_not_store);
     Ok((loaded, analysis))
 }
 
-/// Shows an analyzed comment in metrics and the live view, and keeps its text for the feedback
-/// join; never called for a `doNotStore` request.
-fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis) {
+/// Counts an analyzed comment in the metrics, and unless the request said `doNotStore`, shows
+/// it in the live view and keeps its text (by comment id) for the feedback join.
+fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis, do_not_store: bool) {
     let telemetry = &p.app.telemetry;
     let heads: Vec<String> = loaded
         .model
@@ -166,11 +164,17 @@ fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis) {
         .iter()
         .map(|h| h.name.clone())
         .collect();
-    let id = a.response.client_token.clone().unwrap_or_default();
-    let preview: String = a.text.chars().take(280).collect();
+    let version = &loaded.model_ref.version;
+    let token = a.response.client_token.as_deref().unwrap_or_default();
+    let id = suggest::comment_id(token);
+    let preview: String = if do_not_store {
+        String::new()
+    } else {
+        a.text.chars().take(280).collect()
+    };
     let item = Item {
-        id: &id,
-        text: Some(&preview),
+        id: if do_not_store { "" } else { id },
+        text: (!do_not_store).then_some(preview.as_str()),
         lang: a.script.code(),
         scores: &a.scores,
         stance: None,
@@ -178,9 +182,14 @@ fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis) {
         partition: -1,
         offset: -1,
     };
-    telemetry.record_batch(now(), &heads, &loaded.model_ref.version, &[item]);
+    if do_not_store {
+        // Counters only: no id, no text, nothing in the feed.
+        telemetry.count_batch(&heads, version, &[item]);
+        return;
+    }
+    telemetry.record_batch(now(), &heads, version, &[item]);
     if let (Some(recent), false) = (&telemetry.recent, id.is_empty()) {
-        recent.insert(&id, &a.text, None);
+        recent.insert(id, &a.text, None);
     }
 }
 

@@ -47,7 +47,7 @@ pub struct AttributeList {
         (status = 200, description = "The scores; the x-moderato-model header names the model", body = AnalyzeCommentResponse),
         (status = 400, description = "COMMENT_EMPTY, COMMENT_TOO_LONG, NO_REQUESTED_ATTRIBUTES, ATTRIBUTE_NOT_SUPPORTED, LANGUAGE_NOT_SUPPORTED_BY_ATTRIBUTE, or a body that is not a request", body = GoogleError),
         (status = 403, description = "Missing or unknown API key", body = GoogleError),
-        (status = 503, description = "No model loaded yet", body = GoogleError),
+        (status = 503, description = "No model loaded yet, or the queue of long comments is full (with Retry-After)", body = GoogleError),
     )
 )]
 #[allow(dead_code)] // documentation only: the handler is `perspective::analyze_route`

@@ -19,6 +19,11 @@ use crate::stream::feedback::FeedbackLine;
 /// Coral's `clientToken` for a comment: `comment:<id>`.
 const CORAL_PREFIX: &str = "comment:";
 
+/// The comment id a `clientToken` stands for: Coral's `comment:<id>` without its prefix.
+pub fn comment_id(token: &str) -> &str {
+    token.strip_prefix(CORAL_PREFIX).unwrap_or(token)
+}
+
 /// The feedback file, opened for appending; one line is one `write` call under the lock.
 pub struct FeedbackSink {
     file: Mutex<File>,
@@ -66,9 +71,10 @@ pub fn suggestion(
     if req.attribute_scores.is_empty() {
         return Err(ApiError::no_requested_attributes());
     }
-    let id = req.client_token.as_deref().map_or(String::new(), |t| {
-        t.strip_prefix(CORAL_PREFIX).unwrap_or(t).to_string()
-    });
+    let id = req
+        .client_token
+        .as_deref()
+        .map_or(String::new(), |t| comment_id(t).to_string());
     let mut lines = Vec::new();
     for (name, scores) in &req.attribute_scores {
         let Some(head) = attributes.head(name, model) else {

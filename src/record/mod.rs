@@ -65,7 +65,8 @@ pub struct Record {
     pub labels: Vec<String>,
     /// Per-head results, by head name.
     pub heads: BTreeMap<String, HeadResult>,
-    /// Conditioned heads left out, with the reason (absent when none was).
+    /// Heads left out, with the reason (absent when none was): a conditioned head without a
+    /// known target, or a head never trained on the comment's script.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub skipped: BTreeMap<String, String>,
     /// Top n-gram contributions per flagged or multiclass head (`classify --explain N` only).

@@ -86,19 +86,21 @@ fn admission(limits: &HttpLimits) -> Admission {
 
 /// The routes (serve them with [`super::serve_on`] or [`super::start_http`]).
 pub fn router(app: App) -> Router {
+    // What carries comment text or costs CPU needs a key when keys are configured: the
+    // dashboard's data (the page itself is static) and classification.
     let keyed = Router::new()
         .route("/v1/classify", post(classify))
+        .route("/api/state", get(state))
+        .route("/events", get(events))
         .route_layer(axum::middleware::from_fn_with_state(
             app.keys.clone(),
-            super::keys::require,
+            super::keys::require_plain,
         ));
     Router::new()
         .route("/", get(dashboard))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/api/state", get(state))
-        .route("/events", get(events))
         .route("/openapi.json", get(super::openapi::serve))
         .merge(keyed)
         .layer(DefaultBodyLimit::max(app.limits.max_body_bytes))

@@ -86,26 +86,50 @@ impl ApiKeys {
     }
 }
 
-/// Middleware refusing requests without an accepted key (403 in Google's error shape); with
-/// `None` every request passes. Use with `axum::middleware::from_fn_with_state(keys, require)`.
+/// Why a request's key is refused, or `None` when `keys` accept it (or there are no keys).
+pub fn refusal(
+    keys: Option<&ApiKeys>,
+    headers: &axum::http::HeaderMap,
+    query: Option<&str>,
+) -> Option<&'static str> {
+    let keys = keys?;
+    match presented(headers, query) {
+        Some(k) if keys.accepts(&k) => None,
+        Some(_) => Some("API key not valid: pass a key from the server's key file."),
+        None => Some("The request is missing an API key: pass ?key= or the x-goog-api-key header."),
+    }
+}
+
+/// Middleware of the Perspective routes: a request without an accepted key gets 403 in
+/// Google's error shape. Use with `axum::middleware::from_fn_with_state(keys, require)`.
 pub async fn require(
     axum::extract::State(keys): axum::extract::State<Option<Arc<ApiKeys>>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    if let Some(keys) = keys {
-        let refusal = match presented(req.headers(), req.uri().query()) {
-            Some(k) if keys.accepts(&k) => None,
-            Some(_) => Some("API key not valid: pass a key from the server's key file."),
-            None => {
-                Some("The request is missing an API key: pass ?key= or the x-goog-api-key header.")
-            }
-        };
-        if let Some(message) = refusal {
-            return ApiError::permission_denied(message).into_response();
-        }
+    match refusal(keys.as_deref(), req.headers(), req.uri().query()) {
+        Some(message) => ApiError::permission_denied(message).into_response(),
+        None => next.run(req).await,
     }
-    next.run(req).await
+}
+
+/// The same for moderato's own routes (`/v1/classify`, the dashboard's data): 403 with their
+/// `{"error": message}` body.
+pub async fn require_plain(
+    axum::extract::State(keys): axum::extract::State<Option<Arc<ApiKeys>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match refusal(keys.as_deref(), req.headers(), req.uri().query()) {
+        Some(message) => (
+            axum::http::StatusCode::FORBIDDEN,
+            axum::Json(super::http::ErrorBody {
+                error: message.to_string(),
+            }),
+        )
+            .into_response(),
+        None => next.run(req).await,
+    }
 }
 
 /// The key of a request: `x-goog-api-key`, else the `key` query parameter.

@@ -83,13 +83,15 @@ pub enum ClassifyResponse {
     post,
     path = "/v1/classify",
     request_body(content = ClassifyRequest, content_type = "application/json"),
+    params(("key" = Option<String>, Query, description = "API key, when the server has --api-keys (or the x-goog-api-key header)")),
     responses(
         (status = 200, description = "The records, in input order", body = ClassifyResponse),
+        (status = 403, description = "Missing or unknown API key (only with --api-keys)", body = ErrorBody),
         (status = 400, description = "The body is not JSON, or not a comment or an array", body = ErrorBody),
         (status = 413, description = "The body is over 1 MiB (plain text) or holds over 1,000 comments (JSON)",
             content((ErrorBody = "application/json"), (String = "text/plain"))),
         (status = 422, description = "A comment has no usable `text`; the message names its index", body = ErrorBody),
-        (status = 503, description = "No model loaded yet, or shutting down", body = ErrorBody),
+        (status = 503, description = "No model loaded yet, or the queue is full (with Retry-After)", body = ErrorBody),
         (status = 500, description = "Classification failed (a bug)", body = ErrorBody),
     )
 )]

@@ -144,6 +144,12 @@ impl Telemetry {
 
     /// Records a batch of labelled records: metrics and live view.
     pub fn record_batch(&self, t: f64, heads: &[String], version: &str, items: &[Item<'_>]) {
+        self.count_batch(heads, version, items);
+        self.live.record(t, heads, version, items);
+    }
+
+    /// Counts a batch in the Prometheus metrics only (nothing reaches the live view).
+    pub fn count_batch(&self, heads: &[String], version: &str, items: &[Item<'_>]) {
         let m = &self.metrics;
         let mut per_lang: BTreeMap<&str, (u64, u64, Vec<u64>)> = BTreeMap::new();
         let mut stance: BTreeMap<(&str, &str), u64> = BTreeMap::new();
@@ -188,7 +194,6 @@ impl Telemetry {
         for ((target, label), n) in stance {
             m.stance.with_label_values(&[target, label]).inc_by(n);
         }
-        self.live.record(t, heads, version, items);
     }
 }
 

@@ -134,24 +134,26 @@ struct Scored {
 fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> Scored {
     let h = &model.heads()[head];
     let mut scratch = Scratch::default();
-    let (mut margins, mut probs, mut flags, mut truth) = (vec![], vec![], vec![], vec![]);
+    let (mut margins, mut flags, mut truth) = (vec![], vec![], vec![]);
     let mut scripts = BTreeMap::new();
     for (text, label) in rows {
         let m = model.margins_in(text, Some(domain), &mut scratch)[head].unwrap_or(0.0);
         let s = script(text);
         *scripts.entry(s).or_insert(0usize) += 1;
+        // The model's own rule: each comment by its script's calibration.
         let (bias, p, threshold) = h.calibration(Some(domain), s);
-        let prob = platt(m + bias, p);
         margins.push(m);
-        probs.push(prob);
-        flags.push(prob >= threshold);
+        flags.push(platt(m + bias, p) >= threshold);
         truth.push(*label);
     }
+    // One calibration is written for the site: the one of its majority script. The threshold
+    // rule is scored with it, so cross-validation judges the rule that is deployed.
     let major = scripts
         .into_iter()
         .max_by_key(|&(_, n)| n)
         .map_or(crate::lang::Script::Other, |(s, _)| s);
     let (bias, p, _) = h.calibration(Some(domain), major);
+    let probs = margins.iter().map(|&m| platt(m + bias, p)).collect();
     Scored {
         margins,
         probs,
@@ -188,6 +190,9 @@ pub fn calibrate(
 ) -> Vec<HeadReport> {
     let mut reports = Vec::new();
     for (head, rows) in decisions(lines, model, domain) {
+        // A calibration this domain got before is set aside: the model's own rule is the
+        // baseline, and the decisions are not judged by a rule they may have been fit on.
+        model.remove_calibration(head, domain);
         let s = score(model, head, &rows, domain);
         let positives = s.truth.iter().filter(|&&t| t).count();
         let negatives = rows.len() - positives;
