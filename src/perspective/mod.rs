@@ -135,11 +135,12 @@ async fn answer_analyze(
     let analysis = if long {
         // The same bounded turns as `/v1/classify`: a flood of long comments is refused with
         // 503 and `Retry-After` instead of piling up in the blocking pool.
-        let _turn = p.app.permits.admit().await.map_err(|refused| {
+        let turn = p.app.permits.admit().await.map_err(|refused| {
             ApiError::unavailable(&refused.to_string(), RETRY_AFTER_SECS as u32)
         })?;
         let (p2, loaded2) = (Arc::clone(p), Arc::clone(&loaded));
         tokio::task::spawn_blocking(move || {
+            let _turn = turn; // given back when the work ends, even if the client left
             let mut scratch = Scratch::default();
             analyze::analyze(req, &loaded2, &p2.attributes, &policy, &mut scratch)
         })

@@ -3,12 +3,13 @@
 //! would only pile up bodies in memory and answer them after their clients gave up).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Seconds a refused client is asked to wait before it tries again.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -16,26 +17,28 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// `concurrency` requests at work and up to `queue` more waiting.
 #[derive(Debug)]
 pub struct Admission {
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// Requests at work or waiting.
     admitted: AtomicUsize,
     capacity: usize,
 }
 
-/// A turn at work; dropping it gives the turn to the next waiting request.
+/// A turn at work; dropping it gives the turn to the next waiting request. It is owned, so
+/// the work can take it along (into `spawn_blocking`): a client that hangs up, or a request
+/// timeout, drops the handler but not the turn of work still running.
 #[derive(Debug)]
-pub struct Admitted<'a> {
-    _permit: SemaphorePermit<'a>,
-    _slot: Slot<'a>,
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 }
 
 /// One place at work or in the queue (given back on drop, also when a waiter gives up).
 #[derive(Debug)]
-struct Slot<'a>(&'a AtomicUsize);
+struct Slot(Arc<Admission>);
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -66,22 +69,25 @@ impl Admission {
     pub fn new(concurrency: usize, queue: usize) -> Self {
         let concurrency = concurrency.max(1);
         Self {
-            permits: Semaphore::new(concurrency),
+            permits: Arc::new(Semaphore::new(concurrency)),
             admitted: AtomicUsize::new(0),
             capacity: concurrency.saturating_add(queue),
         }
     }
 
     /// Waits for a turn if there is room in the queue; refuses at once if there is not.
-    pub async fn admit(&self) -> Result<Admitted<'_>, Refused> {
+    pub async fn admit(self: &Arc<Self>) -> Result<Admitted, Refused> {
         let capacity = self.capacity;
         self.admitted
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < capacity).then_some(n + 1)
             })
             .map_err(|_| Refused::Busy)?;
-        let slot = Slot(&self.admitted);
-        let permit = self.permits.acquire().await.map_err(|_| Refused::Closed)?;
+        let slot = Slot(Arc::clone(self));
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| Refused::Closed)?;
         Ok(Admitted {
             _permit: permit,
             _slot: slot,
@@ -156,7 +162,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_closed_gate_refuses_and_says_so_with_retry_after() {
-        let gate = Admission::new(1, 1);
+        let gate = Arc::new(Admission::new(1, 1));
         gate.close();
         let refused = gate.admit().await.err();
         assert_eq!(refused, Some(Refused::Closed));
@@ -167,5 +173,35 @@ mod tests {
             res.headers().get(header::RETRY_AFTER).map(|v| v.as_bytes()),
             Some(&b"1"[..])
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_turn_taken_into_the_work_outlives_a_client_that_hung_up() {
+        let gate = Arc::new(Admission::new(1, 0));
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let g = Arc::clone(&gate);
+        let handler = tokio::spawn(async move {
+            let turn = g.admit().await.expect("a free turn");
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                let _ = finished.recv();
+            })
+            .await
+        });
+        while gate.admitted() == 0 {
+            tokio::task::yield_now().await;
+        }
+        handler.abort(); // the client hung up: the handler's future is dropped
+        let _ = handler.await;
+        assert_eq!(gate.admitted(), 1, "the work still holds its turn");
+        assert_eq!(gate.admit().await.err(), Some(Refused::Busy));
+        let _ = finish.send(());
+        for _ in 0..1000 {
+            if gate.admitted() == 0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert_eq!(gate.admitted(), 0, "given back when the work ended");
     }
 }

@@ -192,8 +192,8 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
             "model not loaded yet".into(),
         );
     };
-    let _permit = match app.permits.admit().await {
-        Ok(permit) => permit,
+    let turn = match app.permits.admit().await {
+        Ok(turn) => turn,
         Err(refused) => return refused.into_response(),
     };
     let loaded = slot.current();
@@ -203,6 +203,9 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
     };
     // Parsing and scoring are CPU work: off the async runtime.
     let answer = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, (StatusCode, String)> {
+        // The turn goes with the work: it is given back when the work ends, not when a client
+        // that hung up (or the request timeout) drops this handler.
+        let _turn = turn;
         let value: Value = serde_json::from_slice(&body)
             .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
         let (items, single) = match value {
