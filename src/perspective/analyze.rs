@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::attributes::Attributes;
-use super::error::{ApiError, MAX_COMMENT_BYTES};
+use super::error::{comment_text, ApiError};
 use super::wire::{AnalyzeCommentRequest, AnalyzeCommentResponse, AttributeScores, ModelInfo};
 use super::wire::{Score, SpanScore};
 use crate::classify::{label, Comment, HeadResult};
@@ -46,13 +46,7 @@ pub fn analyze(
     scratch: &mut Scratch,
 ) -> Result<Analysis, ApiError> {
     let model = &loaded.model;
-    let text = req.comment.and_then(|c| c.text).unwrap_or_default();
-    if text.trim().is_empty() {
-        return Err(ApiError::comment_empty());
-    }
-    if text.len() > MAX_COMMENT_BYTES {
-        return Err(ApiError::comment_too_long(text.len()));
-    }
+    let text = comment_text(req.comment)?;
     if req.requested_attributes.is_empty() {
         return Err(ApiError::no_requested_attributes());
     }
@@ -274,7 +268,7 @@ mod tests {
             error_type(run(request("  ", &["TOXICITY"]))),
             Some("COMMENT_EMPTY")
         );
-        let long = "a".repeat(MAX_COMMENT_BYTES + 1);
+        let long = "a".repeat(crate::perspective::error::MAX_COMMENT_BYTES + 1);
         assert_eq!(
             error_type(run(request(&long, &["TOXICITY"]))),
             Some("COMMENT_TOO_LONG")

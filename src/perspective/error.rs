@@ -11,6 +11,18 @@ const DETAIL_TYPE: &str = "type.googleapis.com/google.commentanalyzer.v1alpha1.E
 /// Longest comment accepted, in bytes of UTF-8 (Perspective's limit).
 pub const MAX_COMMENT_BYTES: usize = 20_480;
 
+/// The text of a request's `comment`, refused when it is blank or over [`MAX_COMMENT_BYTES`].
+pub fn comment_text(comment: Option<super::wire::TextEntry>) -> Result<String, ApiError> {
+    let text = comment.and_then(|c| c.text).unwrap_or_default();
+    if text.trim().is_empty() {
+        return Err(ApiError::comment_empty());
+    }
+    if text.len() > MAX_COMMENT_BYTES {
+        return Err(ApiError::comment_too_long(text.len()));
+    }
+    Ok(text)
+}
+
 /// A refused request: HTTP status, Google status name, message and Perspective error type.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[error("{status}: {message}")]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use super::attributes::Attributes;
-use super::error::{ApiError, MAX_COMMENT_BYTES};
+use super::error::{comment_text, ApiError};
 use super::wire::{SuggestCommentScoreRequest, SuggestCommentScoreResponse};
 use crate::lang::language;
 use crate::model::Model;
@@ -61,13 +61,7 @@ pub fn suggestion(
     attributes: &Attributes,
     at: f64,
 ) -> Result<(Vec<FeedbackLine>, SuggestCommentScoreResponse), ApiError> {
-    let text = req.comment.and_then(|c| c.text).unwrap_or_default();
-    if text.trim().is_empty() {
-        return Err(ApiError::comment_empty());
-    }
-    if text.len() > MAX_COMMENT_BYTES {
-        return Err(ApiError::comment_too_long(text.len()));
-    }
+    let text = comment_text(req.comment)?;
     if req.attribute_scores.is_empty() {
         return Err(ApiError::no_requested_attributes());
     }
