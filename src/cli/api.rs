@@ -76,6 +76,7 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|p| {
             FeedbackSink::open(p)
+                .map(Arc::new)
                 .with_context(|| format!("cannot open --feedback-file {}", p.display()))
         })
         .transpose()?;

@@ -1,14 +1,13 @@
 //! `moderato calibrate`: a site's own calibration from its moderators' decisions (see
 //! `moderato::train::site`), written into a copy of the model.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
 use moderato::model::file;
-use moderato::stream::feedback::FeedbackLine;
+use moderato::train::feedback::read_lines;
 use moderato::train::site::{self, Rule};
 
 /// Arguments of `moderato calibrate`.
@@ -45,19 +44,8 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut model = super::load_model(a.model.as_deref())?;
-    let f = std::fs::File::open(&a.feedback)
+    let (lines, broken) = read_lines(&a.feedback)
         .with_context(|| format!("cannot read --feedback {}", a.feedback.display()))?;
-    let (mut lines, mut broken) = (Vec::new(), 0usize);
-    for line in BufReader::new(f).lines() {
-        let line = line.with_context(|| format!("reading {}", a.feedback.display()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<FeedbackLine>(&line) {
-            Ok(l) => lines.push(l),
-            Err(_) => broken += 1,
-        }
-    }
     let reports = site::calibrate(&mut model, &lines, &a.domain, a.seed);
     if reports.is_empty() {
         anyhow::bail!(

@@ -99,6 +99,7 @@ fn http_routes(
     let feedback = match &cfg.feedback {
         Some(fb) => Some(
             FeedbackSink::open(&fb.file)
+                .map(Arc::new)
                 .with_context(|| format!("cannot open the feedback file {}", fb.file.display()))?,
         ),
         None => None,

@@ -157,13 +157,10 @@ impl Head {
     }
 
     /// Why a binary head gives no score to a comment in `script`, or `None` when it covers it.
-    /// Text without letters (emoji, digits, punctuation) is covered by every head: those
-    /// n-grams occur in every training set. `has_letters` matters only for [`Script::Other`].
-    ///
-    /// [`Script::Other`]: crate::lang::Script::Other
+    /// Text without letters (`has_letters` false: emoji, digits, punctuation) is covered by
+    /// every head: those n-grams occur in every training set.
     pub fn uncovered(&self, script: crate::lang::Script, has_letters: bool) -> Option<String> {
-        let lettered = script != crate::lang::Script::Other || has_letters;
-        if self.kind != HeadKind::Binary || !lettered || self.covers(script) {
+        if self.kind != HeadKind::Binary || !has_letters || self.covers(script) {
             return None;
         }
         let what = match script {

@@ -56,7 +56,7 @@ pub struct Perspective {
     /// Attribute → head table.
     pub attributes: Attributes,
     /// Where suggestions are written (`None`: `suggestscore` is refused).
-    pub feedback: Option<FeedbackSink>,
+    pub feedback: Option<Arc<FeedbackSink>>,
     /// Accepted keys (`None`: any key, which the commands allow only on loopback).
     pub keys: Option<ApiKeys>,
     /// Base URL written into the discovery document (default: from the request's `Host`).
@@ -95,20 +95,19 @@ fn serving(p: &Perspective) -> Result<Arc<Loaded>, ApiError> {
     }
 }
 
-fn model_header(loaded: &Loaded) -> HeaderValue {
+/// `body` as JSON, with the header naming the model that answered.
+fn answered(loaded: &Loaded, body: impl serde::Serialize) -> Response {
     let r = &loaded.model_ref;
-    HeaderValue::from_str(&format!("{} {} {}", r.name, r.version, r.sha256))
-        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    let model = HeaderValue::from_str(&format!("{} {} {}", r.name, r.version, r.sha256))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(MODEL_HEADER, model);
+    response
 }
 
 async fn analyze_route(State(p): State<Arc<Perspective>>, body: Bytes) -> Response {
     match answer_analyze(&p, body).await {
-        Ok((loaded, analysis)) => {
-            let header = model_header(&loaded);
-            let mut response = Json(analysis.response).into_response();
-            response.headers_mut().insert(MODEL_HEADER, header);
-            response
-        }
+        Ok((loaded, analysis)) => answered(&loaded, analysis.response),
         Err(e) => {
             tracing::debug!(status = e.status, error_type = ?e.error_type, "analyze refused");
             e.into_response()
@@ -199,33 +198,25 @@ async fn suggest_route(State(p): State<Arc<Perspective>>, body: Bytes) -> Respon
         let req: wire::SuggestCommentScoreRequest = parse(&body)?;
         let loaded = serving(&p)?;
         let (lines, response) = suggest::suggestion(req, &loaded.model, &p.attributes, now())?;
-        if p.feedback.is_none() {
+        let Some(sink) = p.feedback.clone() else {
             return Err(ApiError::unimplemented(
                 "this server keeps no feedback: start it with --feedback-file PATH",
             ));
-        }
-        let p2 = Arc::clone(&p);
-        tokio::task::spawn_blocking(move || match &p2.feedback {
-            Some(sink) => sink.append(&lines).map(|()| lines.len()),
-            None => Ok(0),
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot append to the feedback file");
-            ApiError::unavailable("cannot write the feedback file", 5)
-        })?;
+        };
+        tokio::task::spawn_blocking(move || sink.append(&lines))
+            .await
+            .map_err(|e| ApiError::internal(format!("feedback task failed: {e}")))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot append to the feedback file");
+                ApiError::unavailable("cannot write the feedback file", 5)
+            })?;
         let counted = &p.app.telemetry.metrics.feedback;
         counted.with_label_values(&["suggestscore"]).inc();
         Ok::<_, ApiError>((loaded, response))
     }
     .await;
     match result {
-        Ok((loaded, response)) => {
-            let mut r = Json(response).into_response();
-            r.headers_mut().insert(MODEL_HEADER, model_header(&loaded));
-            r
-        }
+        Ok((loaded, response)) => answered(&loaded, response),
         Err(e) => e.into_response(),
     }
 }

@@ -90,10 +90,10 @@ impl ApiKeys {
 pub fn refusal(
     keys: Option<&ApiKeys>,
     headers: &axum::http::HeaderMap,
-    query: Option<&str>,
+    uri: &axum::http::Uri,
 ) -> Option<&'static str> {
     let keys = keys?;
-    match presented(headers, query) {
+    match presented(headers, uri) {
         Some(k) if keys.accepts(&k) => None,
         Some(_) => Some("API key not valid: pass a key from the server's key file."),
         None => Some("The request is missing an API key: pass ?key= or the x-goog-api-key header."),
@@ -107,7 +107,7 @@ pub async fn require(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match refusal(keys.as_deref(), req.headers(), req.uri().query()) {
+    match refusal(keys.as_deref(), req.headers(), req.uri()) {
         Some(message) => ApiError::permission_denied(message).into_response(),
         None => next.run(req).await,
     }
@@ -120,7 +120,7 @@ pub async fn require_plain(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match refusal(keys.as_deref(), req.headers(), req.uri().query()) {
+    match refusal(keys.as_deref(), req.headers(), req.uri()) {
         Some(message) => (
             axum::http::StatusCode::FORBIDDEN,
             axum::Json(super::http::ErrorBody {
@@ -132,41 +132,22 @@ pub async fn require_plain(
     }
 }
 
-/// The key of a request: `x-goog-api-key`, else the `key` query parameter.
-pub fn presented(headers: &axum::http::HeaderMap, query: Option<&str>) -> Option<String> {
+/// The `key` query parameter.
+#[derive(serde::Deserialize)]
+struct KeyParam {
+    key: Option<String>,
+}
+
+/// The key of a request: `x-goog-api-key`, else the `key` query parameter (decoded by axum's
+/// own query parser).
+pub fn presented(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
     if let Some(v) = headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    query?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "key").then(|| percent_decode(v))
-    })
-}
-
-/// Decodes `%XX` escapes and `+` of a query value (keys are usually plain ASCII).
-fn percent_decode(v: &str) -> String {
-    let bytes = v.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => match v
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                Some(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                None => out.push(b'%'),
-            },
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    axum::extract::Query::<KeyParam>::try_from_uri(uri)
+        .ok()?
+        .0
+        .key
 }
 
 #[cfg(test)]
@@ -196,15 +177,16 @@ mod tests {
 
     #[test]
     fn the_key_comes_from_the_header_or_the_query() {
+        let uri = |q: &str| q.parse::<axum::http::Uri>().expect("a URI");
         let mut headers = axum::http::HeaderMap::new();
         assert_eq!(
-            presented(&headers, Some("alt=json&key=a%2Bb")),
+            presented(&headers, &uri("/x?alt=json&key=a%2Bb")),
             Some("a+b".into())
         );
-        assert_eq!(presented(&headers, Some("alt=json")), None);
+        assert_eq!(presented(&headers, &uri("/x?alt=json")), None);
         headers.insert("x-goog-api-key", "from-header".parse().expect("valid"));
         assert_eq!(
-            presented(&headers, Some("key=q")),
+            presented(&headers, &uri("/x?key=q")),
             Some("from-header".into())
         );
     }

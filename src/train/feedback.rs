@@ -50,6 +50,31 @@ pub(crate) fn class(kind: HeadKind, classes: &[String], label: &Value) -> Option
     }
 }
 
+/// The lines of a feedback file, and how many non-empty lines were not feedback lines (a
+/// write cut short by a full disk, say: skipped with a warning, not fatal).
+pub fn read_lines(path: &Path) -> Result<(Vec<FeedbackLine>, usize), DataError> {
+    let err = |message: String| DataError::Csv {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let (mut lines, mut broken) = (Vec::new(), 0);
+    for (n, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| err(e.to_string()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<FeedbackLine>(&line) {
+            Ok(fb) => lines.push(fb),
+            Err(_) => {
+                tracing::warn!(line = n + 1, file = %path.display(), "not a feedback line; skipped");
+                broken += 1;
+            }
+        }
+    }
+    Ok((lines, broken))
+}
+
 /// Reads `path`, writes its decisions as `dir/feedback.csv` and appends a `feedback` data set
 /// to `config` that trains on it.
 pub fn add_feedback(
@@ -61,22 +86,15 @@ pub fn add_feedback(
         path: path.to_path_buf(),
         message,
     };
-    let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let mut stats = FeedbackStats::default();
+    let (lines, broken) = read_lines(path)?;
+    let mut stats = FeedbackStats {
+        lines: lines.len() + broken,
+        invalid: broken,
+        ..FeedbackStats::default()
+    };
     // (text, target) → head → class; BTreeMap keeps the CSV deterministic.
     let mut rows: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| err(e.to_string()))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        stats.lines += 1;
-        // A broken line (e.g. a write cut short by a full disk) is skipped, not fatal.
-        let Ok(fb) = serde_json::from_str::<FeedbackLine>(&line) else {
-            tracing::warn!(line = n + 1, file = %path.display(), "not a feedback line; skipped");
-            stats.invalid += 1;
-            continue;
-        };
+    for fb in lines {
         let Some(text) = fb.text.filter(|t| !t.trim().is_empty()) else {
             stats.without_text += 1;
             continue;
