@@ -186,6 +186,24 @@ fn demo_labels_lines_typed_on_stdin() {
 }
 
 #[test]
+fn demo_says_where_a_reader_disagrees_with_the_model() {
+    // The same abusive line as above, which the model flags, with a reader who says it is fine.
+    let typed =
+        r#"{"id": "typed-1", "text": "you are a stupid pathetic idiot", "reader": {"flags": []}}"#;
+    let out = common::moderato(&["demo", "--pace-ms", "0", "--http", "off"], typed);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("typed-1"))
+        .unwrap_or_else(|| panic!("the typed comment is labelled: {text}"));
+    assert!(
+        line.contains("offensive") && line.contains("✗ a reader says ok"),
+        "{line}"
+    );
+}
+
+#[test]
 fn json_logs_carry_no_comment_text() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_moderato"))
         .args([

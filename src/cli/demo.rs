@@ -48,8 +48,16 @@ pub struct DemoArgs {
     http: String,
 }
 
-/// Texts by id, so the view can print a label next to the comment it labels.
-type Texts = Arc<Mutex<HashMap<String, String>>>;
+/// What the demo keeps of a comment it sent: its text, and what a human reader makes of it
+/// (the sample's `reader` field), so the view can print where the model disagrees.
+#[derive(Clone, Default)]
+struct Sent {
+    text: String,
+    reader: Value,
+}
+
+/// Sent comments by id, so the view can print a label next to the comment it labels.
+type Texts = Arc<Mutex<HashMap<String, Sent>>>;
 
 /// Runs `moderato demo`.
 pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
@@ -178,11 +186,14 @@ async fn send(
         Value::Null => format!("#{n}"),
         other => id_text(other),
     };
-    let text = value["text"].as_str().unwrap_or(payload).to_string();
+    let sent = Sent {
+        text: value["text"].as_str().unwrap_or(payload).to_string(),
+        reader: value["reader"].clone(),
+    };
     texts
         .lock()
         .map_err(|_| anyhow::anyhow!("texts lock poisoned"))?
-        .insert(id.clone(), text);
+        .insert(id.clone(), sent);
     producer
         .send(
             FutureRecord::to(&cfg.input_topic).key(&id).payload(payload),
@@ -209,11 +220,12 @@ async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow
             .key()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .unwrap_or_default();
-        let text = texts
+        let sent = texts
             .lock()
             .ok()
             .and_then(|t| t.get(&key).cloned())
             .unwrap_or_default();
+        let text = &sent.text;
         let out = if m.topic() == cfg.dlq_topic {
             let reason = m
                 .headers()
@@ -228,26 +240,31 @@ async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow
                 "{}  {}\n    {}\n",
                 paint(color, "2", &format!("{:<32}", key)),
                 paint(color, "33", &format!("dead letter: {reason}")),
-                clip(&text, 100)
+                clip(text, 100)
             )
         } else {
             let record: Record = serde_json::from_slice(m.payload().unwrap_or_default())
                 .context("a label record the demo cannot read")?;
-            render(&record, &key, &text, color)
+            render(&record, &key, &sent, color)
         };
         println!("{out}");
         shown.fetch_add(1, Ordering::SeqCst);
     }
 }
 
-/// One labelled record, for a terminal.
-fn render(record: &Record, id: &str, text: &str, color: bool) -> String {
+/// One labelled record, for a terminal, with a note where a human reader (the sample's
+/// `reader` field) disagrees: the demo shows the model's mistakes, it does not hide them.
+fn render(record: &Record, id: &str, sent: &Sent, color: bool) -> String {
     let lang = record.lang.code();
     let mut flags = Vec::new();
+    let mut flagged = Vec::new();
     let mut stance = String::new();
     for (name, head) in &record.heads {
         match head {
-            HeadResult::Binary { flag: true, score } => flags.push(format!("{name} {score:.2}")),
+            HeadResult::Binary { flag: true, score } => {
+                flags.push(format!("{name} {score:.2}"));
+                flagged.push(name.as_str());
+            }
             HeadResult::Multiclass {
                 label,
                 scores,
@@ -255,20 +272,44 @@ fn render(record: &Record, id: &str, text: &str, color: bool) -> String {
             } => {
                 let p = scores.get(label).copied().unwrap_or(0.0);
                 stance = format!("\n    {name} toward {target}: {label} {p:.2}");
+                if let Some(human) = sent.reader[name.as_str()].as_str() {
+                    if human != label {
+                        stance += &paint(color, "33", &format!("  ✗ a reader says {human}"));
+                    }
+                }
             }
             _ => {}
         }
     }
-    let verdict = if flags.is_empty() {
+    let disagree = sent.reader["flags"].as_array().and_then(|want| {
+        // Only the heads that scored this comment can agree or disagree.
+        let want: Vec<&str> = want
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|h| record.heads.contains_key(*h))
+            .collect();
+        let same = want.len() == flagged.len() && want.iter().all(|w| flagged.contains(w));
+        (!same).then(|| {
+            let said = if want.is_empty() {
+                "ok".to_string()
+            } else {
+                want.join(", ")
+            };
+            paint(color, "33", &format!("  ✗ a reader says {said}"))
+        })
+    });
+    let mut verdict = if flags.is_empty() {
         paint(color, "32", "ok")
     } else {
         paint(color, "1;31", &flags.join(" · "))
     };
-    // What the model declined to score, and why: a head never trained on this script.
+    verdict += &disagree.unwrap_or_default();
+    // What the model declined to score, and why: a head (or a stance target) never trained on
+    // this script.
     let unscored: Vec<String> = record
         .skipped
         .iter()
-        .filter(|(_, why)| why.starts_with("not trained"))
+        .filter(|(_, why)| why.contains("not trained"))
         .map(|(name, why)| format!("{name}: {why}"))
         .collect();
     let unscored = if unscored.is_empty() {
@@ -283,7 +324,7 @@ fn render(record: &Record, id: &str, text: &str, color: bool) -> String {
     format!(
         "{}  {lang}  {verdict}{stance}{unscored}\n    {}\n",
         paint(color, "2", &format!("{id:<32}")),
-        clip(text, 100)
+        clip(&sent.text, 100)
     )
 }
 
