@@ -226,3 +226,34 @@ fn a_head_never_trained_on_a_script_gives_no_score_and_says_why() {
         greek.skipped
     );
 }
+
+#[test]
+fn a_stance_target_trained_in_another_language_gives_no_stance_and_says_why() {
+    // Covid Vaccine is a Mawqif target: Arabic tweets only.
+    let english = classify(&comment(
+        r#"{"id": 1, "text": "The vaccine saved my mother's life", "target": "Covid Vaccine"}"#,
+    ));
+    assert!(!english.heads.contains_key("stance"), "{:?}", english.heads);
+    let why = english
+        .skipped
+        .get("stance")
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(
+        why.contains("`Covid Vaccine`") && why.contains("Latin-script"),
+        "{why}"
+    );
+    // The same target in Arabic, and an English target in English, are scored.
+    let arabic = classify(&comment(
+        r#"{"id": 2, "text": "اللقاح آمن وفعال والحمد لله", "target": "Covid Vaccine"}"#,
+    ));
+    assert!(arabic.heads.contains_key("stance"), "{:?}", arabic.skipped);
+    let semeval = classify(&comment(
+        r#"{"id": 3, "text": "God is great", "target": "Atheism"}"#,
+    ));
+    assert!(
+        semeval.heads.contains_key("stance"),
+        "{:?}",
+        semeval.skipped
+    );
+}
