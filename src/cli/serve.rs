@@ -28,7 +28,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MODERATO_CONFIG")]
     config: Option<PathBuf>,
     /// A librdkafka property for both clients, e.g. `-X security.protocol=SASL_SSL`
-    /// (repeatable; `consumer.` / `producer.` prefixes aim at one client).
+    /// (repeatable; `consumer.` / `producer.` prefixes aim at one client). A value `@PATH` is
+    /// read from the file PATH (`-X sasl.password=@/run/secrets/kafka`); secrets can also come
+    /// from `MODERATO_LIBRDKAFKA__SASL_PASSWORD`-style variables.
     #[arg(short = 'X', value_name = "PROPERTY=VALUE", value_parser = property)]
     properties: Vec<(String, String)>,
     /// Start an in-process broker (librdkafka's mock cluster) and serve from it; prints its
@@ -51,6 +53,8 @@ fn merged(a: &ServeArgs) -> anyhow::Result<ServeSettings> {
         None => ServeSettings::default(),
     };
     let mut cli = a.settings.clone();
+    // `-X` over `MODERATO_LIBRDKAFKA__*` over the file's `[librdkafka]` table.
+    cli.librdkafka = stream::properties::from_env(std::env::vars_os())?;
     cli.librdkafka.extend(a.properties.iter().cloned());
     Ok(cli.or(file))
 }
@@ -73,6 +77,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cfg = settings.resolve()?;
+    stream::preflight::check(&cfg)?;
     let path = super::model_path(cfg.model.as_deref())?;
     let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
     drop(embedded);
