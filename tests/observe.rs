@@ -186,7 +186,13 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
     let port = free_port();
     let _monitor = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_moderato"))
-            .args(["monitor", "--brokers", &broker.brokers, "--topic", &broker.output])
+            .args([
+                "monitor",
+                "--brokers",
+                &broker.brokers,
+                "--topic",
+                &broker.output,
+            ])
             .args(["--from-beginning", "--http", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -87,10 +87,7 @@ async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
     let sent = produce(&broker, payloads).await;
     let got = collect(&broker, 2 * MINUTE, |g| g.len() >= sent.len()).await;
     // Anything extra would arrive shortly after; a short second look catches duplicates.
-    let extra = collect(&broker, Duration::from_secs(3), |g| {
-        g.len() > sent.len()
-    })
-    .await;
+    let extra = collect(&broker, Duration::from_secs(3), |g| g.len() > sent.len()).await;
     let (dups, missing) = duplicates_and_missing(&sent, &got);
     assert!(
         missing.is_empty(),
@@ -162,10 +159,7 @@ async fn kill_9_and_restart_loses_nothing_and_repeats_only_what_was_in_flight() 
 
     let mut second = Serve::start(&broker, &group, "second", &args);
     let sent = producer.await.expect("producer task");
-    let got = collect(&broker, 2 * MINUTE, |g| {
-        distinct_sources(g) >= sent.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= sent.len()).await;
     let (dups, missing) = duplicates_and_missing(&sent, &got);
     assert!(
         missing.is_empty(),
@@ -210,10 +204,7 @@ async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_st
         (0..3000).map(|i| (format!("u{i}"), comment(i))).collect(),
     )
     .await;
-    let got = collect(&broker, 2 * MINUTE, |g| {
-        distinct_sources(g) >= first.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= first.len()).await;
     assert!(
         duplicates_and_missing(&first, &got).1.is_empty(),
         "nothing missing with two instances"
@@ -248,10 +239,7 @@ async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_st
     )
     .await;
     let all: Vec<Sent> = first.iter().chain(&second).cloned().collect();
-    let got = collect(&broker, 2 * MINUTE, |g| {
-        distinct_sources(g) >= all.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= all.len()).await;
     assert!(
         duplicates_and_missing(&all, &got).1.is_empty(),
         "nothing missing after a left"

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer, ProducerContext};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
@@ -105,9 +105,9 @@ struct Seen {
     last: Option<String>,
 }
 
-impl ClientContext for Watch {
-    fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
+impl Watch {
+    /// Records an error: the first authentication or TLS failure, else the latest other one.
+    fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
         let Ok(mut seen) = self.seen.lock() else {
             return;
         };
@@ -116,8 +116,37 @@ impl ClientContext for Watch {
                 c @ (RDKafkaErrorCode::Authentication
                 | RDKafkaErrorCode::SaslAuthenticationFailed
                 | RDKafkaErrorCode::SSL),
-            ) if seen.fatal.is_none() => seen.fatal = Some((c, reason.to_string())),
+            ) => {
+                seen.fatal.get_or_insert_with(|| (c, reason.to_string()));
+            }
             _ => seen.last = Some(reason.to_string()),
+        }
+    }
+}
+
+impl ClientContext for Watch {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.record(error.rdkafka_error_code(), reason);
+    }
+
+    /// A failed TLS handshake reaches only the log (as `FAIL`), not the error callback.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if (level as i32) > (RDKafkaLogLevel::Warning as i32) {
+            tracing::debug!(target: "librdkafka", "{fac} {message}");
+            return;
+        }
+        tracing::warn!(target: "librdkafka", "{fac} {message}");
+        if fac == "FAIL" {
+            let code = if message.contains("SSL handshake failed")
+                || message.contains("certificate verify failed")
+            {
+                Some(RDKafkaErrorCode::SSL)
+            } else if message.contains("SASL authentication error") {
+                Some(RDKafkaErrorCode::Authentication)
+            } else {
+                None
+            };
+            self.record(code, message);
         }
     }
 }

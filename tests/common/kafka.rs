@@ -366,7 +366,9 @@ pub async fn collect(
         .set("fetch.message.max.bytes", "2000000")
         .create()
         .expect("collector");
-    consumer.subscribe(&[&broker.output, &broker.dlq]).expect("subscribe");
+    consumer
+        .subscribe(&[&broker.output, &broker.dlq])
+        .expect("subscribe");
     let deadline = tokio::time::Instant::now() + timeout;
     let mut got = Vec::new();
     while !done(&got) {
