@@ -77,7 +77,6 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cfg = settings.resolve()?;
-    stream::preflight::check(&cfg)?;
     let path = super::model_path(cfg.model.as_deref())?;
     let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
     drop(embedded);
@@ -128,7 +127,8 @@ fn http_routes(
 }
 
 /// The whole service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
-/// model loads), then the model, the reload watchers and the Kafka loop.
+/// model loads), then the model, the start-up check of brokers and topics, the reload watchers
+/// and the Kafka loop.
 pub async fn serve(
     cfg: ServeConfig,
     model_path: PathBuf,
@@ -153,6 +153,11 @@ pub async fn serve(
     let model = tokio::task::spawn_blocking(move || super::load_model(Some(&loading)))
         .await
         .context("model loading task")??;
+    // The brokers accept these settings and the topics exist, or the start stops here.
+    let check = cfg.clone();
+    tokio::task::spawn_blocking(move || stream::preflight::check(&check))
+        .await
+        .context("start-up check task")??;
     let slot = Arc::new(ModelSlot::new(model, Some(model_path)));
     let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));

@@ -124,6 +124,22 @@ impl Broker {
         }
     }
 
+    /// A view of another cluster at `brokers` (librdkafka's mock), with fresh topic names and
+    /// no SASL listener or log.
+    pub fn on(brokers: &str) -> Broker {
+        Broker {
+            brokers: brokers.into(),
+            sasl_brokers: String::new(),
+            ca: PathBuf::new(),
+            sasl_user: String::new(),
+            sasl_password: String::new(),
+            log: PathBuf::new(),
+            input: unique("comments"),
+            output: unique("labels"),
+            dlq: unique("dead"),
+        }
+    }
+
     /// The broker's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
