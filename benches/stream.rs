@@ -8,7 +8,8 @@
 //!   Kafka timestamp to the moment our consumer receives the labelled record; p50 / p99 / max.
 //!
 //! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
-//! `--seconds N` (10), `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
+//! `--seconds N` (10), `--warmup-seconds N` (10, offered load left out of the latency figures
+//! first), `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
 //! also prints, for every 500th comment, input→output and output→reader times.
 
 #[path = "../tests/common/kafka.rs"]
@@ -36,6 +37,7 @@ struct Options {
     rate: usize,
     seconds: u64,
     poll_metrics: bool,
+    warmup_seconds: u64,
 }
 
 fn options() -> Options {
@@ -45,6 +47,7 @@ fn options() -> Options {
         rate: 5000,
         seconds: 10,
         poll_metrics: false,
+        warmup_seconds: 10,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -56,6 +59,7 @@ fn options() -> Options {
             "--rate" => o.rate = next(i).unwrap_or(o.rate),
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
+            "--warmup-seconds" => o.warmup_seconds = next(i).map_or(o.warmup_seconds, |v| v as u64),
             _ => {}
         }
         i += 1;
@@ -160,7 +164,9 @@ async fn main() {
     }
     // The reader polls (and so joins its group) before the first comment is sent.
     let reader = Arc::new(reader);
-    let warmup = o.rate; // the first second is left out of the figures
+    // The first seconds are left out of the figures: the broker is a JVM started moments ago,
+    // and its latency falls from hundreds of milliseconds to tens while its code is compiled.
+    let warmup = o.rate * o.warmup_seconds as usize;
     let count = o.rate * o.seconds as usize + warmup;
     let collector = tokio::spawn({
         let reader = Arc::clone(&reader);
@@ -239,9 +245,10 @@ async fn main() {
     let _ = sender.await;
     latencies.sort_by(f64::total_cmp);
     println!(
-        "latency at {} comments/s for {} s after 1 s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency at {} comments/s for {} s after {} s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         o.rate,
         o.seconds,
+        o.warmup_seconds,
         latencies.len(),
         started.elapsed().as_secs_f64(),
         percentile(&latencies, 0.5),
