@@ -14,14 +14,15 @@
 FROM rust:1-bookworm AS build
 
 # rdkafka-sys builds its bundled librdkafka with ./configure (bash, mklove) and `make libs`
-# (C and C++, python3 for the version string and the linker script); no cmake. Its only
-# default feature is libz: libz-sys finds the system zlib through pkg-config and links it
-# dynamically (zlib1g is in debian:bookworm-slim). The rust image has most of this
+# (C and C++, python3 for the version string and the linker script); no cmake. Features:
+# libz (libz-sys finds the system zlib through pkg-config, linked dynamically), ssl
+# (openssl-sys links the system OpenSSL 3: TLS, SASL SCRAM) and zstd (zstd-sys compiles
+# zstd from source and links it statically: no package). The rust image has most of this
 # already; naming it keeps the build honest if the base image slims down.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-        build-essential bash make python3 pkg-config zlib1g-dev; \
+        build-essential bash make python3 pkg-config zlib1g-dev libssl-dev; \
     rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -60,8 +61,13 @@ LABEL org.opencontainers.image.title="moderato" \
       org.opencontainers.image.description="Streaming stance and toxicity classifier for reader comments" \
       org.opencontainers.image.licenses="MIT OR Apache-2.0"
 
-# Runtime libraries: libc, libgcc_s, libm and libz.so.1, all already in bookworm-slim.
+# Runtime libraries: libc, libgcc_s, libm and libz.so.1 are in bookworm-slim; libssl3
+# (libssl.so.3, libcrypto.so.3) is not, and ca-certificates is the trust store librdkafka
+# verifies a managed cluster's certificate against when ssl.ca.location is not set.
 RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends libssl3 ca-certificates; \
+    rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 moderato; \
     useradd --system --uid 10001 --gid moderato --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin moderato

@@ -1,5 +1,5 @@
 //! End-to-end stream benchmark: `moderato serve` (the release binary, default model) against
-//! tansu on this machine, driven and read by a Kafka client of our own.
+//! Apache Kafka on this machine (`scripts/broker`), driven and read by a Kafka client of our own.
 //!
 //! `cargo bench --bench stream` prints
 //! - sustained throughput: a backlog of comments drained by a fresh consumer group, measured
@@ -8,8 +8,8 @@
 //!   Kafka timestamp to the moment our consumer receives the labelled record; p50 / p99 / max.
 //!
 //! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
-//! `--seconds N` (10), `--fetch-wait-ms N` (2, both consumers' `fetch.wait.max.ms`),
-//! `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
+//! `--seconds N` (10), `--warmup-seconds N` (10, offered load left out of the latency figures
+//! first), `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
 //! also prints, for every 500th comment, input→output and output→reader times.
 
 #[path = "../tests/common/kafka.rs"]
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kafka::{create_topics, produce, unique, Serve, Tansu, INPUT, OUTPUT};
+use kafka::{create_topics, produce, unique, Broker, Serve};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, Timestamp};
@@ -37,7 +37,7 @@ struct Options {
     rate: usize,
     seconds: u64,
     poll_metrics: bool,
-    fetch_wait_ms: usize,
+    warmup_seconds: u64,
 }
 
 fn options() -> Options {
@@ -47,7 +47,7 @@ fn options() -> Options {
         rate: 5000,
         seconds: 10,
         poll_metrics: false,
-        fetch_wait_ms: 2,
+        warmup_seconds: 10,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -59,7 +59,7 @@ fn options() -> Options {
             "--rate" => o.rate = next(i).unwrap_or(o.rate),
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
-            "--fetch-wait-ms" => o.fetch_wait_ms = next(i).unwrap_or(o.fetch_wait_ms),
+            "--warmup-seconds" => o.warmup_seconds = next(i).map_or(o.warmup_seconds, |v| v as u64),
             _ => {}
         }
         i += 1;
@@ -87,15 +87,14 @@ fn now_ms() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-fn output_consumer(brokers: &str, fetch_wait_ms: usize) -> StreamConsumer {
+fn output_consumer(broker: &Broker) -> StreamConsumer {
     let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &broker.brokers)
         .set("group.id", unique("bench-reader"))
         .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .create()
         .expect("bench consumer");
-    c.subscribe(&[OUTPUT]).expect("subscribe");
+    c.subscribe(&[&broker.output]).expect("subscribe");
     c
 }
 
@@ -135,20 +134,16 @@ async fn main() {
         return; // `cargo bench -- --list` asks every bench target for its tests
     }
     let texts = texts();
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 3).await;
     let http = format!("127.0.0.1:{}", kafka::free_port());
     let stop = Arc::new(AtomicBool::new(false));
     let poller = o
         .poll_metrics
         .then(|| metrics_poller(http.clone(), Arc::clone(&stop)));
-    // tansu answers a fetch on an empty partition only when `fetch.wait.max.ms` runs out (with
-    // librdkafka's 500 ms default the latency p50 was ~400 ms here), so both consumers ask for
-    // short waits.
-    let fetch_wait = format!("consumer.fetch.wait.max.ms={}", o.fetch_wait_ms);
-    let serve_args = ["--http", http.as_str(), "-X", fetch_wait.as_str()];
+    let serve_args = ["--http", http.as_str()];
     println!(
-        "stream bench: tansu, default model, 3 partitions, {} cores{}",
+        "stream bench: Apache Kafka (scripts/broker), default model, 3 partitions, {} cores{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         if o.poll_metrics {
             ", /metrics polled every second"
@@ -159,8 +154,8 @@ async fn main() {
 
     // Latency at a fixed offered load, first, while the topics are empty.
     let group = unique("latency");
-    let serve = Serve::start(&broker.brokers, &group, "latency", &serve_args);
-    let reader = output_consumer(&broker.brokers, o.fetch_wait_ms);
+    let serve = Serve::start(&broker, &group, "latency", &serve_args);
+    let reader = output_consumer(&broker);
     for _ in 0..300 {
         if serve.log_text().contains("partitions assigned") {
             break;
@@ -169,7 +164,9 @@ async fn main() {
     }
     // The reader polls (and so joins its group) before the first comment is sent.
     let reader = Arc::new(reader);
-    let warmup = o.rate; // the first second is left out of the figures
+    // The first seconds are left out of the figures: the broker is a JVM started moments ago,
+    // and its latency falls from hundreds of milliseconds to tens while its code is compiled.
+    let warmup = o.rate * o.warmup_seconds as usize;
     let count = o.rate * o.seconds as usize + warmup;
     let collector = tokio::spawn({
         let reader = Arc::clone(&reader);
@@ -213,6 +210,7 @@ async fn main() {
     let sender = tokio::spawn({
         let texts = texts.clone();
         let rate = o.rate;
+        let input = broker.input.clone();
         async move {
             let tick = Duration::from_millis(10);
             let per_tick = (rate / 100).max(1);
@@ -225,7 +223,7 @@ async fn main() {
                 for _ in 0..per_tick.min(count - i) {
                     let p = payload(&texts, i);
                     let key = format!("lat-{}", i % 997);
-                    let record = FutureRecord::to(INPUT).key(&key).payload(&p);
+                    let record = FutureRecord::to(&input).key(&key).payload(&p);
                     match producer.send_result(record) {
                         Ok(d) => deliveries.push(d),
                         Err((e, _)) => panic!("produce: {e}"),
@@ -247,9 +245,10 @@ async fn main() {
     let _ = sender.await;
     latencies.sort_by(f64::total_cmp);
     println!(
-        "latency at {} comments/s for {} s after 1 s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency at {} comments/s for {} s after {} s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         o.rate,
         o.seconds,
+        o.warmup_seconds,
         latencies.len(),
         started.elapsed().as_secs_f64(),
         percentile(&latencies, 0.5),
@@ -262,14 +261,14 @@ async fn main() {
     let backlog: Vec<(String, Vec<u8>)> = (0..o.backlog)
         .map(|i| (format!("thread-{}", i % 997), payload(&texts, i)))
         .collect();
-    produce(&broker.brokers, backlog).await;
+    produce(&broker, backlog).await;
     let total = o.backlog + count; // the latency run's comments are in the topic too
     let mut rates = Vec::new();
     for run in 0..o.runs {
         // Each run's outputs are told apart by the instance header.
         let instance = format!("bench-{run}");
-        let reader = output_consumer(&broker.brokers, o.fetch_wait_ms);
-        let serve = Serve::start(&broker.brokers, &unique("bench"), &instance, &serve_args);
+        let reader = output_consumer(&broker);
+        let serve = Serve::start(&broker, &unique("bench"), &instance, &serve_args);
         let (mut first, mut last, mut n) = (None, 0i64, 0usize);
         while n < total {
             let m = match tokio::time::timeout(Duration::from_secs(60), reader.recv()).await {

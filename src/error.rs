@@ -21,6 +21,16 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A librdkafka property given as `@PATH` whose file cannot be read.
+    #[error("cannot read librdkafka property `{property}` from {path}: {source}")]
+    PropertyFile {
+        /// The property, e.g. `sasl.password`.
+        property: String,
+        /// The file named after `@`.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The config file is not valid TOML for this schema.
     #[error("cannot parse config {path}: {message}")]
     Parse {

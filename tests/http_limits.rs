@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::kafka::{comment, free_port, produce};
+use common::kafka::{comment, free_port, produce, Broker};
 use common::{http_get, wait_for, KillOnDrop};
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::http::{router, App};
@@ -408,8 +408,10 @@ fn a_slowloris_crowd_and_stalled_feeds_pin_bounded_memory_and_sigterm_exits_0() 
     let first = lines.next().and_then(Result::ok).unwrap_or_default();
     let brokers = first
         .strip_prefix("embedded broker: ")
-        .unwrap_or_else(|| panic!("the broker's address first: {first:?}"))
-        .to_string();
+        .unwrap_or_else(|| panic!("the broker's address first: {first:?}"));
+    // serve's default input topic, which the embedded broker created.
+    let mut broker = Broker::on(brokers);
+    broker.input = "comments".into();
     std::thread::spawn(move || lines.for_each(drop));
     let base = format!("http://{http}");
     wait_for(&format!("{base}/readyz"), "readiness", |b| {
@@ -421,7 +423,7 @@ fn a_slowloris_crowd_and_stalled_feeds_pin_bounded_memory_and_sigterm_exits_0() 
             .map(|i| (format!("k{i}"), comment(i)))
             .collect()
     };
-    rt.block_on(produce(&brokers, batch(0, 200)));
+    rt.block_on(produce(&broker, batch(0, 200)));
     wait_for(&format!("{base}/api/state"), "200 labelled", |b| {
         b.contains(r#""labelled":200"#)
     });
@@ -461,7 +463,7 @@ fn a_slowloris_crowd_and_stalled_feeds_pin_bounded_memory_and_sigterm_exits_0() 
     // Comments keep flowing to the feeds meanwhile; memory is sampled throughout.
     let producing = std::thread::spawn(move || {
         for round in 0..8 {
-            rt.block_on(produce(&brokers, batch(1000 + round * 250, 250)));
+            rt.block_on(produce(&broker, batch(1000 + round * 250, 250)));
             std::thread::sleep(Duration::from_millis(500));
         }
     });

@@ -1,4 +1,4 @@
-//! Watching a running service against a real broker (tansu): `/metrics` counters move as
+//! Watching a running service against Apache Kafka (`scripts/broker`): `/metrics` counters move as
 //! messages flow, the Grafana dashboard's queries name metrics the service really exports,
 //! moderator feedback is joined with the comment text, and `monitor` aggregates a label stream.
 
@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::kafka::{comment, create_topics, free_port, produce, unique, Serve, Tansu, OUTPUT};
+use common::kafka::{comment, create_topics, free_port, produce, unique, Broker, Serve};
 use common::{http_get, wait_for, KillOnDrop};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -44,23 +44,24 @@ async fn send(brokers: &str, topic: &str, payloads: &[Value]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 2).await;
-    broker.create_topic("feedback", 1).await;
+    let feedback_topic = unique("feedback");
+    broker.create_topic(&feedback_topic, 1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let feedback_file = dir.path().join("feedback.jsonl");
     let port = free_port();
     let http = format!("127.0.0.1:{port}");
     let fb = feedback_file.to_string_lossy().into_owned();
     let serve = Serve::start(
-        &broker.brokers,
+        &broker,
         &unique("observe"),
         "obs",
         &[
             "--http",
             &http,
             "--feedback-topic",
-            "feedback",
+            &feedback_topic,
             "--feedback-file",
             &fb,
         ],
@@ -77,7 +78,7 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         (format!("k{i}"), c.to_string().into_bytes())
     }));
     payloads.extend((0..5).map(|i| (format!("bad{i}"), b"{broken".to_vec())));
-    produce(&broker.brokers, payloads).await;
+    produce(&broker, payloads).await;
     let metrics = wait_for(&format!("{base}/metrics"), "500 labelled records", |m| {
         sample(m, "moderato_messages_produced_total") == Some(500.0)
             && sample(m, "moderato_dead_letters_total{reason=\"not_json\"}") == Some(5.0)
@@ -137,7 +138,7 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         .map(|i| json!({"id": i, "head": "offensive", "label": i % 2 == 0}))
         .chain([json!({"id": "never-seen", "head": "hate", "label": true})])
         .collect();
-    send(&broker.brokers, "feedback", &decisions).await;
+    send(&broker.brokers, &feedback_topic, &decisions).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let lines: Vec<Value> = loop {
         let text = std::fs::read_to_string(&feedback_file).unwrap_or_default();
@@ -178,14 +179,20 @@ fn label_record(i: usize, offensive: bool) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_aggregates_a_label_stream_from_many_instances() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 2).await;
     let records: Vec<Value> = (0..300).map(|i| label_record(i, i % 4 == 0)).collect();
-    send(&broker.brokers, OUTPUT, &records).await;
+    send(&broker.brokers, &broker.output, &records).await;
     let port = free_port();
     let _monitor = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_moderato"))
-            .args(["monitor", "--brokers", &broker.brokers, "--topic", OUTPUT])
+            .args([
+                "monitor",
+                "--brokers",
+                &broker.brokers,
+                "--topic",
+                &broker.output,
+            ])
             .args(["--from-beginning", "--http", &format!("127.0.0.1:{port}")])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

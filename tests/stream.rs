@@ -1,4 +1,4 @@
-//! `moderato serve` as a child process against a real Kafka-protocol broker (tansu): nothing is
+//! `moderato serve` as a child process against Apache Kafka (`scripts/broker`): nothing is
 //! lost, bad input is dead-lettered, crashes and rebalances only duplicate what was in flight,
 //! SIGTERM drains and commits, and a corrupt model on reload leaves the old one serving.
 
@@ -8,8 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::kafka::{
-    collect, comment, create_topics, distinct_sources, produce, unique, Got, Sent, Serve, Tansu,
-    INPUT, OUTPUT,
+    collect, comment, create_topics, distinct_sources, produce, unique, Broker, Got, Sent, Serve,
 };
 
 /// Every sent message answered by exactly one record (output or dead letter), checked by the
@@ -31,11 +30,11 @@ fn duplicates_and_missing(sent: &[Sent], got: &[Got]) -> (usize, Vec<(i32, i64)>
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// Produces `chunks` × 1,000 comments, one chunk every 50 ms, so a signal lands mid-stream.
-async fn steady_stream(brokers: String, chunks: usize) -> Vec<Sent> {
+async fn steady_stream(broker: Broker, chunks: usize) -> Vec<Sent> {
     let mut sent = Vec::new();
     for chunk in 0..chunks {
         let batch = (chunk * 1000..(chunk + 1) * 1000).map(|i| (format!("k{i}"), comment(i)));
-        sent.extend(produce(&brokers, batch.collect()).await);
+        sent.extend(produce(&broker, batch.collect()).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sent
@@ -43,7 +42,7 @@ async fn steady_stream(brokers: String, chunks: usize) -> Vec<Sent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 4).await;
     // 10,000 messages; 1% of them malformed in each way, plus 1% too long (truncated, not dead).
     let kinds = [
@@ -80,18 +79,15 @@ async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
         kind_of.push(kind);
     }
     let mut serve = Serve::start(
-        &broker.brokers,
+        &broker,
         "g1",
         "solo",
         &["--max-payload-bytes", "4096", "--max-text-chars", "1000"],
     );
-    let sent = produce(&broker.brokers, payloads).await;
-    let got = collect(&broker.brokers, 2 * MINUTE, |g| g.len() >= sent.len()).await;
+    let sent = produce(&broker, payloads).await;
+    let got = collect(&broker, 2 * MINUTE, |g| g.len() >= sent.len()).await;
     // Anything extra would arrive shortly after; a short second look catches duplicates.
-    let extra = collect(&broker.brokers, Duration::from_secs(3), |g| {
-        g.len() > sent.len()
-    })
-    .await;
+    let extra = collect(&broker, Duration::from_secs(3), |g| g.len() > sent.len()).await;
     let (dups, missing) = duplicates_and_missing(&sent, &got);
     assert!(
         missing.is_empty(),
@@ -110,9 +106,9 @@ async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
         assert_eq!(g.key.as_deref(), Some(s.key.as_str()), "the key is kept");
         match *kind {
             "ok" | "long" => {
-                assert_eq!(g.topic, OUTPUT, "{kind} at {:?}", g.source);
+                assert_eq!(g.topic, broker.output, "{kind} at {:?}", g.source);
                 assert!(g.json["heads"]["offensive"]["score"].is_number());
-                assert_eq!(g.json["source"]["topic"], INPUT);
+                assert_eq!(g.json["source"]["topic"], broker.input.as_str());
                 assert!(g.headers.contains_key("moderato-model-version"));
                 assert_eq!(g.json["truncated"].as_bool() == Some(true), *kind == "long");
                 if *kind == "ok" {
@@ -120,7 +116,7 @@ async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
                 }
             }
             reason => {
-                assert_eq!(g.topic, common::kafka::DLQ, "{reason} is dead-lettered");
+                assert_eq!(g.topic, broker.dlq, "{reason} is dead-lettered");
                 assert_eq!(g.headers["moderato-error"], reason);
                 assert_eq!(g.payload, s.payload, "the original bytes are kept");
             }
@@ -145,13 +141,13 @@ async fn every_input_ends_in_exactly_one_output_or_dead_letter() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_and_restart_loses_nothing_and_repeats_only_what_was_in_flight() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 3).await;
     let group = unique("crash");
     let args = ["--commit-interval-ms", "1000", "--batch-size", "200"];
-    let first = Serve::start(&broker.brokers, &group, "first", &args);
-    let producer = tokio::spawn(steady_stream(broker.brokers.clone(), 40));
-    let some = collect(&broker.brokers, MINUTE, |g| g.len() >= 4000).await;
+    let first = Serve::start(&broker, &group, "first", &args);
+    let producer = tokio::spawn(steady_stream(broker.clone(), 40));
+    let some = collect(&broker, MINUTE, |g| g.len() >= 4000).await;
     assert!(
         some.len() >= 4000,
         "the service made progress\n{}",
@@ -159,14 +155,11 @@ async fn kill_9_and_restart_loses_nothing_and_repeats_only_what_was_in_flight() 
     );
     first.signal("KILL");
     drop(first);
-    let committed = broker.committed(&group, INPUT, 3);
+    let committed = broker.committed(&group, &broker.input, 3);
 
-    let mut second = Serve::start(&broker.brokers, &group, "second", &args);
+    let mut second = Serve::start(&broker, &group, "second", &args);
     let sent = producer.await.expect("producer task");
-    let got = collect(&broker.brokers, 2 * MINUTE, |g| {
-        distinct_sources(g) >= sent.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= sent.len()).await;
     let (dups, missing) = duplicates_and_missing(&sent, &got);
     assert!(
         missing.is_empty(),
@@ -193,11 +186,11 @@ async fn kill_9_and_restart_loses_nothing_and_repeats_only_what_was_in_flight() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_stops() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 6).await;
     let group = unique("pair");
-    let mut a = Serve::start(&broker.brokers, &group, "a", &[]);
-    let mut b = Serve::start(&broker.brokers, &group, "b", &[]);
+    let mut a = Serve::start(&broker, &group, "a", &[]);
+    let mut b = Serve::start(&broker, &group, "b", &[]);
     // Let both join before the first messages, then check who answered what.
     let wait_assigned = |s: &Serve| s.log_text().contains("partitions assigned");
     for _ in 0..300 {
@@ -207,14 +200,11 @@ async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_st
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let first = produce(
-        &broker.brokers,
+        &broker,
         (0..3000).map(|i| (format!("u{i}"), comment(i))).collect(),
     )
     .await;
-    let got = collect(&broker.brokers, 2 * MINUTE, |g| {
-        distinct_sources(g) >= first.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= first.len()).await;
     assert!(
         duplicates_and_missing(&first, &got).1.is_empty(),
         "nothing missing with two instances"
@@ -242,17 +232,14 @@ async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_st
         a.log_text()
     );
     let second = produce(
-        &broker.brokers,
+        &broker,
         (3000..6000)
             .map(|i| (format!("u{i}"), comment(i)))
             .collect(),
     )
     .await;
     let all: Vec<Sent> = first.iter().chain(&second).cloned().collect();
-    let got = collect(&broker.brokers, 2 * MINUTE, |g| {
-        distinct_sources(g) >= all.len()
-    })
-    .await;
+    let got = collect(&broker, 2 * MINUTE, |g| distinct_sources(g) >= all.len()).await;
     assert!(
         duplicates_and_missing(&all, &got).1.is_empty(),
         "nothing missing after a left"
@@ -271,11 +258,11 @@ async fn two_instances_split_the_partitions_and_one_takes_over_when_the_other_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_zero_with_everything_acknowledged_committed() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 3).await;
     let group = unique("term");
     let mut serve = Serve::start(
-        &broker.brokers,
+        &broker,
         &group,
         "t",
         &[
@@ -286,8 +273,8 @@ async fn sigterm_exits_zero_with_everything_acknowledged_committed() {
         ],
     );
     // A steady stream (1,000 every 50 ms), so SIGTERM lands mid-stream.
-    let producer = tokio::spawn(steady_stream(broker.brokers.clone(), 40));
-    let started = collect(&broker.brokers, MINUTE, |g| g.len() >= 2000).await;
+    let producer = tokio::spawn(steady_stream(broker.clone(), 40));
+    let started = collect(&broker, MINUTE, |g| g.len() >= 2000).await;
     assert!(started.len() >= 2000, "{}", serve.log_text());
     serve.signal("TERM");
     let status = serve.wait(Duration::from_secs(10));
@@ -297,8 +284,8 @@ async fn sigterm_exits_zero_with_everything_acknowledged_committed() {
         serve.log_text()
     );
     // The auto-commit interval is a minute, so what is committed is the shutdown's commit.
-    let committed = broker.committed(&group, INPUT, 3);
-    let got = collect(&broker.brokers, Duration::from_secs(5), |_| false).await;
+    let committed = broker.committed(&group, &broker.input, 3);
+    let got = collect(&broker, Duration::from_secs(5), |_| false).await;
     let mut answered: BTreeMap<i32, BTreeSet<i64>> = BTreeMap::new();
     for g in &got {
         answered.entry(g.source.0).or_default().insert(g.source.1);
@@ -326,24 +313,24 @@ async fn sigterm_exits_zero_with_everything_acknowledged_committed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_model_on_reload_is_refused_and_the_old_one_keeps_serving() {
-    let broker = Tansu::start();
+    let broker = Broker::start();
     create_topics(&broker, 1).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let model = dir.path().join("live.model");
     std::fs::copy(common::default_model_path(), &model).expect("copy the model");
     let model_arg = model.to_string_lossy().into_owned();
     let mut serve = Serve::start(
-        &broker.brokers,
+        &broker,
         "reload",
         "r",
         &["--model", &model_arg, "--reload-poll-ms", "100"],
     );
     produce(
-        &broker.brokers,
+        &broker,
         (0..10).map(|i| ("k".to_string(), comment(i))).collect(),
     )
     .await;
-    let before = collect(&broker.brokers, MINUTE, |g| g.len() >= 10).await;
+    let before = collect(&broker, MINUTE, |g| g.len() >= 10).await;
     let sha = before[0].json["model"]["sha256"].clone();
     assert!(sha.is_string(), "{:?}", before.first().map(|g| &g.json));
 
@@ -367,11 +354,11 @@ async fn a_corrupt_model_on_reload_is_refused_and_the_old_one_keeps_serving() {
         serve.log_text()
     );
     produce(
-        &broker.brokers,
+        &broker,
         (10..20).map(|i| ("k".to_string(), comment(i))).collect(),
     )
     .await;
-    let after = collect(&broker.brokers, MINUTE, |g| g.len() >= 20).await;
+    let after = collect(&broker, MINUTE, |g| g.len() >= 20).await;
     assert_eq!(
         after.len(),
         20,

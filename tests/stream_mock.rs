@@ -6,27 +6,33 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::kafka::{collect, produce, DLQ, INPUT, OUTPUT};
+use common::kafka::{collect, produce, Broker};
 use moderato::model::file;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::{self, ModelSlot, NoObserver, ServeConfig};
 
-/// A mock broker with the test topics (`partitions` each for input and output) and the service
-/// settings that read and write them in `group`.
-fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, ServeConfig) {
-    let topics = [(INPUT, partitions), (OUTPUT, partitions), (DLQ, 1)];
+/// A mock broker with the test topics (`partitions` each for input and output), the tests'
+/// view of it, and the service settings that read and write them in `group`.
+fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, Broker, ServeConfig) {
+    let mut view = Broker::on("");
+    let topics = [
+        (view.input.as_str(), partitions),
+        (view.output.as_str(), partitions),
+        (view.dlq.as_str(), 1),
+    ];
     let broker = EmbeddedBroker::start(&topics).expect("mock broker");
-    let mut cfg = ServeConfig::with_brokers(&broker.bootstrap_servers()).expect("valid");
-    cfg.input_topic = INPUT.into();
-    cfg.output_topic = OUTPUT.into();
-    cfg.dlq_topic = DLQ.into();
+    view.brokers = broker.bootstrap_servers();
+    let mut cfg = ServeConfig::with_brokers(&view.brokers).expect("valid");
+    cfg.input_topic = view.input.clone();
+    cfg.output_topic = view.output.clone();
+    cfg.dlq_topic = view.dlq.clone();
     cfg.group = group.into();
-    (broker, cfg)
+    (broker, view, cfg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
-    let (broker, cfg) = mock_service(2, "mock");
+    let (_broker, view, cfg) = mock_service(2, "mock");
     let model = file::load(&common::default_model_path()).expect("default model");
     let slot = Arc::new(ModelSlot::new(model, None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -39,15 +45,12 @@ async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
         .collect();
     payloads.push(("bad".into(), b"{\"id\": 1".to_vec()));
     payloads.push(("bad".into(), b"\xc3\x28".to_vec()));
-    let sent = produce(&broker.bootstrap_servers(), payloads).await;
-    let got = collect(&broker.bootstrap_servers(), Duration::from_secs(60), |g| {
-        g.len() >= sent.len()
-    })
-    .await;
+    let sent = produce(&view, payloads).await;
+    let got = collect(&view, Duration::from_secs(60), |g| g.len() >= sent.len()).await;
     assert_eq!(got.len(), sent.len());
     let dead: Vec<&str> = got
         .iter()
-        .filter(|g| g.topic == DLQ)
+        .filter(|g| g.topic == view.dlq)
         .map(|g| g.headers["moderato-error"].as_str())
         .collect();
     assert_eq!(dead.len(), 2, "{dead:?}");
@@ -69,11 +72,11 @@ async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
-    let (broker, cfg) = mock_service(1, "faulty");
+    let (broker, view, cfg) = mock_service(1, "faulty");
     let payloads = (0..50)
         .map(|i| (format!("k{i}"), common::kafka::comment(i)))
         .collect();
-    let sent = produce(&broker.bootstrap_servers(), payloads).await;
+    let sent = produce(&view, payloads).await;
     // The service's first produce requests are refused, permanently as far as librdkafka is
     // concerned: only the service's own retry gets the records out.
     broker.fail_produce_requests(
@@ -86,10 +89,7 @@ async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
     let service = tokio::spawn(stream::run(cfg, slot, Arc::new(NoObserver), async move {
         let _ = stopped.await;
     }));
-    let got = collect(&broker.bootstrap_servers(), Duration::from_secs(60), |g| {
-        g.len() >= sent.len()
-    })
-    .await;
+    let got = collect(&view, Duration::from_secs(60), |g| g.len() >= sent.len()).await;
     stop.send(()).expect("service still running");
     let summary = service.await.expect("task").expect("run");
     assert!(summary.retries > 0, "the faults were hit: {summary:?}");

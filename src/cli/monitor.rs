@@ -45,7 +45,8 @@ pub struct MonitorArgs {
     /// Drift: fewest comments in a window for a verdict.
     #[arg(long, default_value_t = 100)]
     drift_min_count: u64,
-    /// A librdkafka property, e.g. `-X security.protocol=SASL_SSL` (repeatable).
+    /// A librdkafka property, e.g. `-X security.protocol=SASL_SSL` (repeatable); a value `@PATH`
+    /// is read from the file PATH, and `MODERATO_LIBRDKAFKA__NAME` variables set properties too.
     #[arg(short = 'X', value_name = "PROPERTY=VALUE", value_parser = super::serve::property)]
     properties: Vec<(String, String)>,
 }
@@ -75,12 +76,16 @@ pub fn run(a: MonitorArgs) -> anyhow::Result<ExitCode> {
     };
     let instance = format!("monitor-{}", std::process::id());
     let telemetry = Arc::new(Telemetry::new(Live::new("monitor", instance, drift), false));
+    // `-X` over `MODERATO_LIBRDKAFKA__*`; `@PATH` values are read from files.
+    let mut properties = moderato::stream::properties::from_env(std::env::vars_os())?;
+    properties.extend(a.properties);
+    moderato::stream::properties::read_files(&mut properties)?;
     let cfg = MonitorConfig {
         brokers: a.brokers,
         topic: a.topic,
         group: a.group,
         from_beginning: a.from_beginning,
-        librdkafka: a.properties,
+        librdkafka: properties.into_iter().collect(),
     };
     super::runtime()?.block_on(async move {
         let http = start_http(a.http, App::new(Arc::clone(&telemetry), None, 10_000))

@@ -28,7 +28,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MODERATO_CONFIG")]
     config: Option<PathBuf>,
     /// A librdkafka property for both clients, e.g. `-X security.protocol=SASL_SSL`
-    /// (repeatable; `consumer.` / `producer.` prefixes aim at one client).
+    /// (repeatable; `consumer.` / `producer.` prefixes aim at one client). A value `@PATH` is
+    /// read from the file PATH (`-X sasl.password=@/run/secrets/kafka`); secrets can also come
+    /// from `MODERATO_LIBRDKAFKA__SASL_PASSWORD`-style variables.
     #[arg(short = 'X', value_name = "PROPERTY=VALUE", value_parser = property)]
     properties: Vec<(String, String)>,
     /// Start an in-process broker (librdkafka's mock cluster) and serve from it; prints its
@@ -51,6 +53,8 @@ fn merged(a: &ServeArgs) -> anyhow::Result<ServeSettings> {
         None => ServeSettings::default(),
     };
     let mut cli = a.settings.clone();
+    // `-X` over `MODERATO_LIBRDKAFKA__*` over the file's `[librdkafka]` table.
+    cli.librdkafka = stream::properties::from_env(std::env::vars_os())?;
     cli.librdkafka.extend(a.properties.iter().cloned());
     Ok(cli.or(file))
 }
@@ -123,7 +127,8 @@ fn http_routes(
 }
 
 /// The whole service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
-/// model loads), then the model, the reload watchers and the Kafka loop.
+/// model loads), then the model, the start-up check of brokers and topics, the reload watchers
+/// and the Kafka loop.
 pub async fn serve(
     cfg: ServeConfig,
     model_path: PathBuf,
@@ -148,6 +153,11 @@ pub async fn serve(
     let model = tokio::task::spawn_blocking(move || super::load_model(Some(&loading)))
         .await
         .context("model loading task")??;
+    // The brokers accept these settings and the topics exist, or the start stops here.
+    let check = cfg.clone();
+    tokio::task::spawn_blocking(move || stream::preflight::check(&check))
+        .await
+        .context("start-up check task")??;
     let slot = Arc::new(ModelSlot::new(model, Some(model_path)));
     let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));

@@ -2,12 +2,13 @@
 //! environment variables and a TOML file, in that order of precedence, then checked field by
 //! field so a bad value is refused at start with its name.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::properties;
 use crate::error::ConfigError;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
 use crate::serve::limits::HttpLimits;
@@ -124,8 +125,13 @@ pub struct ServeSettings {
     #[arg(long, env = "MODERATO_INSECURE_NO_AUTH")]
     #[serde(default)]
     pub insecure_no_auth: bool,
+    /// Longest wait at start for the brokers to answer the start-up check (credentials accepted,
+    /// topics present), in milliseconds [default: 15000].
+    #[arg(long, env = "MODERATO_STARTUP_TIMEOUT_MS")]
+    pub startup_timeout_ms: Option<u64>,
     /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
-    /// `producer.` prefixes aim at one client).
+    /// `producer.` prefixes aim at one client; `MODERATO_LIBRDKAFKA__NAME` variables; a value
+    /// `@PATH` is read from the file PATH).
     #[arg(skip)]
     #[serde(default)]
     pub librdkafka: BTreeMap<String, String>,
@@ -186,6 +192,7 @@ impl ServeSettings {
             feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
             api_keys: self.api_keys.or(fallback.api_keys),
             insecure_no_auth: self.insecure_no_auth || fallback.insecure_no_auth,
+            startup_timeout_ms: self.startup_timeout_ms.or(fallback.startup_timeout_ms),
             librdkafka,
         }
     }
@@ -249,23 +256,23 @@ impl ServeSettings {
             0,
             3_600_000,
         )?;
-        for key in self.librdkafka.keys() {
+        let startup_timeout = ranged(
+            "startup_timeout_ms",
+            self.startup_timeout_ms.unwrap_or(15_000),
+            100,
+            600_000,
+        )?;
+        let mut librdkafka = self.librdkafka;
+        let from_files = properties::read_files(&mut librdkafka)?;
+        for (key, value) in &librdkafka {
             if key.trim().is_empty() || key.contains(char::is_whitespace) {
                 return Err(invalid(
                     &format!("librdkafka.{key}"),
                     "a property name has no spaces",
                 ));
             }
-            // These carry the delivery guarantee; overriding them would silently void it.
-            let bare = key
-                .strip_prefix("consumer.")
-                .or_else(|| key.strip_prefix("producer."))
-                .unwrap_or(key);
-            if GUARANTEES.contains(&bare) {
-                return Err(invalid(
-                    &format!("librdkafka.{key}"),
-                    "moderato sets this itself (at-least-once delivery, --brokers, --group); leave it out",
-                ));
+            if let Some(reason) = refused(key, value) {
+                return Err(invalid(&format!("librdkafka.{key}"), reason));
             }
         }
         let http = match self.http.as_deref() {
@@ -316,7 +323,9 @@ impl ServeSettings {
             feedback,
             api_keys: self.api_keys,
             insecure_no_auth: self.insecure_no_auth,
-            librdkafka: self.librdkafka,
+            startup_timeout: Duration::from_millis(startup_timeout),
+            librdkafka,
+            from_files,
         })
     }
 }
@@ -366,8 +375,12 @@ pub struct ServeConfig {
     pub api_keys: Option<PathBuf>,
     /// Whether a non-loopback `http` may serve them without keys.
     pub insecure_no_auth: bool,
-    /// Pass-through librdkafka properties.
+    /// Longest wait for the start-up check of brokers and topics.
+    pub startup_timeout: Duration,
+    /// Pass-through librdkafka properties (secrets included: log only `redacted_properties`).
     pub librdkafka: BTreeMap<String, String>,
+    /// The properties whose value was read from a file (`@PATH`); never logged.
+    pub from_files: BTreeSet<String>,
 }
 
 /// Where moderator decisions come from and go.
@@ -477,9 +490,7 @@ impl ServeConfig {
         self.librdkafka
             .iter()
             .map(|(k, v)| {
-                let secret = ["password", "secret", "key", "token", "jaas"]
-                    .iter()
-                    .any(|s| k.to_ascii_lowercase().contains(s));
+                let secret = properties::is_secret(k) || self.from_files.contains(k);
                 (k.clone(), if secret { "***".into() } else { v.clone() })
             })
             .collect()
@@ -494,6 +505,50 @@ const GUARANTEES: &[&str] = &[
     "group.id",
     "bootstrap.servers",
 ];
+
+/// Why a pass-through property (with or without a `consumer.` / `producer.` prefix) is refused,
+/// and what to do instead; `None` when it may be passed on.
+fn refused(key: &str, value: &str) -> Option<&'static str> {
+    let bare = key
+        .strip_prefix("consumer.")
+        .or_else(|| key.strip_prefix("producer."))
+        .unwrap_or(key);
+    match bare {
+        // These carry the delivery guarantee; overriding them would silently void it.
+        _ if GUARANTEES.contains(&bare) => Some(
+            "moderato sets this itself (at-least-once delivery, --brokers, --group); leave it out",
+        ),
+        "metadata.broker.list" => Some(
+            "an alias of bootstrap.servers: give the brokers with --brokers (MODERATO_BROKERS, \
+             `brokers` in the file)",
+        ),
+        "transactional.id" => Some(
+            "moderato manages transactional ids itself (exactly-once delivery is coming as \
+             `--guarantee exactly-once`); a transactional id set here would make the producer \
+             transactional behind the pipeline's back; leave it out",
+        ),
+        "isolation.level" => Some(
+            "moderato sets the consumer's isolation level itself (read_committed: comments of \
+             aborted transactions are never classified); leave it out. Consumers of moderato's \
+             output set isolation.level in their own configuration",
+        ),
+        "auto.offset.reset"
+            if matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "latest" | "largest" | "end"
+            ) =>
+        {
+            Some(
+                "`latest` makes a new group (or one whose committed offsets expired) silently \
+                 skip every comment already in the topic; moderato starts such a group at the \
+                 earliest offset. To skip a backlog on purpose, move the group's offsets once: \
+                 kafka-consumer-groups.sh --bootstrap-server BROKERS --group GROUP --topic \
+                 TOPIC --reset-offsets --to-latest --execute",
+            )
+        }
+        _ => None,
+    }
+}
 
 fn invalid(field: &str, reason: &str) -> ConfigError {
     ConfigError::Invalid {
@@ -592,6 +647,87 @@ mod tests {
         assert!(consumer.contains(&("fetch.wait.max.ms".into(), "10".into())));
         assert!(consumer.contains(&("security.protocol".into(), "ssl".into())));
         assert!(!consumer.iter().any(|(k, _)| k.contains("linger")));
+    }
+
+    /// The error of a config whose `[librdkafka]` table holds `key = value`.
+    fn refusal(key: &str, value: &str) -> String {
+        cfg_file(&format!(
+            "brokers = \"a:1\"\n[librdkafka]\n\"{key}\" = \"{value}\"\n"
+        ))
+        .resolve()
+        .map(|_| String::new())
+        .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn transactional_id_is_refused_exactly_once_comes_as_a_flag() {
+        let err = refusal("transactional.id", "moderato-1");
+        assert!(err.contains("`librdkafka.transactional.id`"), "{err}");
+        assert!(err.contains("--guarantee exactly-once"), "{err}");
+        let err = refusal("producer.transactional.id", "x");
+        assert!(err.contains("--guarantee exactly-once"), "{err}");
+    }
+
+    #[test]
+    fn auto_offset_reset_latest_is_refused_as_a_silent_skip() {
+        for value in ["latest", "largest", "end", "LATEST"] {
+            let err = refusal("auto.offset.reset", value);
+            assert!(
+                err.contains("`librdkafka.auto.offset.reset`"),
+                "{value}: {err}"
+            );
+            assert!(err.contains("silently skip"), "{value}: {err}");
+            assert!(
+                err.contains("--reset-offsets --to-latest"),
+                "{value}: {err}"
+            );
+        }
+        assert_eq!(refusal("consumer.auto.offset.reset", "earliest"), "");
+    }
+
+    #[test]
+    fn isolation_level_is_refused_moderato_sets_it() {
+        for key in ["isolation.level", "consumer.isolation.level"] {
+            let err = refusal(key, "read_uncommitted");
+            assert!(err.contains(&format!("`librdkafka.{key}`")), "{err}");
+            assert!(err.contains("read_committed"), "{err}");
+        }
+    }
+
+    #[test]
+    fn metadata_broker_list_is_refused_in_favour_of_brokers() {
+        let err = refusal("metadata.broker.list", "b:9092");
+        assert!(err.contains("`librdkafka.metadata.broker.list`"), "{err}");
+        assert!(err.contains("--brokers"), "{err}");
+    }
+
+    #[test]
+    fn oauthbearer_config_and_file_values_are_redacted() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = dir.path().join("user");
+        std::fs::write(&user, "svc-moderato\n").expect("write");
+        let cfg = cfg_file(&format!(
+            "brokers = \"a:1\"\n[librdkafka]\n\"sasl.oauthbearer.config\" = \"principal=x secret=y\"\n\
+             \"sasl.username\" = \"@{}\"\n\"client.rack\" = \"r1\"\n",
+            user.display()
+        ))
+        .resolve()
+        .expect("valid");
+        assert_eq!(cfg.librdkafka["sasl.username"], "svc-moderato");
+        let shown = cfg.redacted_properties();
+        assert_eq!(shown["sasl.oauthbearer.config"], "***");
+        assert_eq!(
+            shown["sasl.username"], "***",
+            "values from files are not logged"
+        );
+        assert_eq!(shown["client.rack"], "r1");
+    }
+
+    #[test]
+    fn an_unreadable_property_file_is_a_start_up_error_naming_property_and_path() {
+        let err = refusal("sasl.password", "@/nonexistent/moderato-secret");
+        assert!(err.contains("`sasl.password`"), "{err}");
+        assert!(err.contains("/nonexistent/moderato-secret"), "{err}");
     }
 
     fn cfg_file(text: &str) -> ServeSettings {

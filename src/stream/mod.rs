@@ -7,6 +7,8 @@
 //! - [`record`]: one message in, one output record or dead letter out (pure).
 //! - [`pipeline`]: the consume → classify → produce → store-offset loop and its shutdown,
 //!   with [`consume`] (batches, rebalance drain) and [`deliver`] (produce, acknowledge, store).
+//! - [`properties`]: librdkafka properties from `MODERATO_LIBRDKAFKA__*` and `@FILE` values.
+//! - [`preflight`]: the start-up check that the brokers accept us and the topics exist.
 //! - [`reload`]: hot model reload on SIGHUP or a changed file.
 //! - [`embedded`]: librdkafka's in-process mock broker for the demo.
 //! - [`feedback`]: moderator decisions joined with their comments' text, for retraining.
@@ -17,6 +19,8 @@ pub mod deliver;
 pub mod embedded;
 pub mod feedback;
 pub mod pipeline;
+pub mod preflight;
+pub mod properties;
 pub mod record;
 pub mod reload;
 

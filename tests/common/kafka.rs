@@ -1,12 +1,14 @@
-//! A real Kafka-protocol broker (tansu) on a free loopback port, `moderato serve` child processes,
-//! and a Kafka client of the tests' own to produce inputs and collect outputs and dead letters.
+//! A real Apache Kafka broker (`scripts/broker`, one per test process, topics per test),
+//! `moderato serve` child processes, and a Kafka client of the tests' own to produce inputs and
+//! collect outputs and dead letters.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -17,23 +19,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
-
-/// Where tansu is looked for: `$TANSU`, `PATH`, then `~/.cargo/bin`.
-fn tansu_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("TANSU") {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let home = std::env::var_os("HOME")?;
-        let p = PathBuf::from(home).join(".cargo/bin/tansu");
-        p.is_file().then_some(p)
-    })
-}
 
 /// A free TCP port on loopback (bound, then released for the child to take).
 pub fn free_port() -> u16 {
@@ -53,57 +38,111 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A tansu broker with in-memory storage; killed when dropped.
-pub struct Tansu {
-    child: Child,
-    /// `127.0.0.1:PORT`.
-    pub brokers: String,
-    /// The broker's log file.
-    pub log: PathBuf,
+/// The Apache Kafka broker of this test process, started by `scripts/broker` on first use and
+/// shared by its tests, each with topics of its own. `scripts/broker` stops it as soon as this
+/// process exits, however it ends (`BROKER_OWNER_PID`), so no Java process outlives the tests.
+struct Shared {
+    dir: PathBuf,
+    env: BTreeMap<String, String>,
 }
 
-impl Tansu {
-    /// Starts tansu and waits until it answers metadata requests. A missing tansu is a failure,
-    /// never a skip: `scripts/test` installs it.
-    pub fn start() -> Tansu {
-        let bin = tansu_binary().expect(
-            "tansu (the Kafka-compatible broker the stream tests run against) is not installed; \
-             run `scripts/test`, or `cargo install tansu --locked --features dynostore`",
-        );
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let log = std::env::temp_dir().join(format!("{}.log", unique("tansu")));
-        let out = File::create(&log).expect("tansu log file");
-        let err = out.try_clone().expect("tansu log file");
-        let child = Command::new(&bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("tansu starts");
-        let t = Tansu {
-            child,
-            brokers: format!("127.0.0.1:{port}"),
-            log,
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// Runs `scripts/broker start DIR` (DIR under the target directory) and reads the
+/// `NAME=VALUE` lines it prints.
+fn start_shared() -> Shared {
+    let pid = std::process::id();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("broker-{pid}"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(&dir)
+        .env("BROKER_OWNER_PID", pid.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/broker runs (it needs java, mvn, openssl, python3: `scripts/test`)");
+    assert!(
+        out.status.success(),
+        "scripts/broker start {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Shared { dir, env }
+}
+
+/// One test's view of the shared broker: its listeners and credentials, and topic names of
+/// this test's own (created by [`create_topics`]).
+#[derive(Clone, Debug)]
+pub struct Broker {
+    /// PLAINTEXT listener, `127.0.0.1:PORT`.
+    pub brokers: String,
+    /// SASL_SSL listener (SCRAM-SHA-512), `127.0.0.1:PORT`.
+    pub sasl_brokers: String,
+    /// PEM file of the CA that signed the SASL_SSL listener's certificate.
+    pub ca: PathBuf,
+    /// The SCRAM user.
+    pub sasl_user: String,
+    /// Its password.
+    pub sasl_password: String,
+    /// The broker's log file.
+    pub log: PathBuf,
+    /// This test's input topic.
+    pub input: String,
+    /// This test's output topic.
+    pub output: String,
+    /// This test's dead-letter topic.
+    pub dlq: String,
+}
+
+impl Broker {
+    /// The shared broker (started on first use; a broker that cannot start fails the test,
+    /// never skips it) with fresh topic names for one test.
+    pub fn start() -> Broker {
+        let shared = SHARED.get_or_init(start_shared);
+        let var = |k: &str| {
+            shared
+                .env
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| panic!("scripts/broker printed no {k}="))
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "tansu did not listen on {port}: {}",
-                std::fs::read_to_string(&t.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        Broker {
+            brokers: var("BOOTSTRAP"),
+            sasl_brokers: var("SASL_BOOTSTRAP"),
+            ca: PathBuf::from(var("CA")),
+            sasl_user: var("SASL_USER"),
+            sasl_password: var("SASL_PASSWORD"),
+            log: shared.dir.join("broker.log"),
+            input: unique("comments"),
+            output: unique("labels"),
+            dlq: unique("dead"),
         }
-        t
+    }
+
+    /// A view of another cluster at `brokers` (librdkafka's mock), with fresh topic names and
+    /// no SASL listener or log.
+    pub fn on(brokers: &str) -> Broker {
+        Broker {
+            brokers: brokers.into(),
+            sasl_brokers: String::new(),
+            ca: PathBuf::new(),
+            sasl_user: String::new(),
+            sasl_password: String::new(),
+            log: PathBuf::new(),
+            input: unique("comments"),
+            output: unique("labels"),
+            dlq: unique("dead"),
+        }
+    }
+
+    /// The broker's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Creates a topic with `partitions` partitions.
@@ -152,25 +191,11 @@ impl Tansu {
     }
 }
 
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The topics of one test's service.
-pub const INPUT: &str = "comments";
-/// Output topic.
-pub const OUTPUT: &str = "labels";
-/// Dead-letter topic.
-pub const DLQ: &str = "dead";
-
-/// Creates the input (with `partitions`), output and dead-letter topics.
-pub async fn create_topics(broker: &Tansu, partitions: i32) {
-    broker.create_topic(INPUT, partitions).await;
-    broker.create_topic(OUTPUT, partitions).await;
-    broker.create_topic(DLQ, 1).await;
+/// Creates this test's input (with `partitions`), output and dead-letter topics.
+pub async fn create_topics(broker: &Broker, partitions: i32) {
+    broker.create_topic(&broker.input, partitions).await;
+    broker.create_topic(&broker.output, partitions).await;
+    broker.create_topic(&broker.dlq, 1).await;
 }
 
 /// A `moderato serve` child process; killed when dropped.
@@ -181,19 +206,33 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts `moderato serve` on the test topics, in `group`, named `instance`.
-    pub fn start(brokers: &str, group: &str, instance: &str, extra: &[&str]) -> Serve {
+    /// Starts `moderato serve` on the test's topics (PLAINTEXT listener), in `group`, named
+    /// `instance`.
+    pub fn start(broker: &Broker, group: &str, instance: &str, extra: &[&str]) -> Serve {
+        Serve::start_on(broker, &broker.brokers, group, instance, extra, &[])
+    }
+
+    /// Starts `moderato serve` on the test's topics through the listener `brokers`, with
+    /// extra environment variables `envs`.
+    pub fn start_on(
+        broker: &Broker,
+        brokers: &str,
+        group: &str,
+        instance: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Serve {
         let log = std::env::temp_dir().join(format!("{}.log", unique(instance)));
         let err = File::create(&log).expect("serve log file");
         let child = Command::new(env!("CARGO_BIN_EXE_moderato"))
             .args(["serve", "--brokers", brokers, "--group", group])
             .args([
                 "--input-topic",
-                INPUT,
+                &broker.input,
                 "--output-topic",
-                OUTPUT,
+                &broker.output,
                 "--dlq-topic",
-                DLQ,
+                &broker.dlq,
             ])
             .args(["--instance", instance])
             .args(if extra.contains(&"--http") {
@@ -211,6 +250,7 @@ impl Serve {
             .args(extra)
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env_remove("MODERATO_MODEL")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(err))
             .spawn()
@@ -273,10 +313,10 @@ pub struct Sent {
     pub offset: i64,
 }
 
-/// Produces `payloads` (key, bytes) to the input topic and returns where each landed.
-pub async fn produce(brokers: &str, payloads: Vec<(String, Vec<u8>)>) -> Vec<Sent> {
+/// Produces `payloads` (key, bytes) to the test's input topic and returns where each landed.
+pub async fn produce(broker: &Broker, payloads: Vec<(String, Vec<u8>)>) -> Vec<Sent> {
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &broker.brokers)
         .set("linger.ms", "5")
         .set("message.max.bytes", "2000000")
         .create()
@@ -284,7 +324,7 @@ pub async fn produce(brokers: &str, payloads: Vec<(String, Vec<u8>)>) -> Vec<Sen
     let mut pending = Vec::with_capacity(payloads.len());
     for (key, payload) in payloads {
         let delivery = loop {
-            let record = FutureRecord::to(INPUT).key(&key).payload(&payload);
+            let record = FutureRecord::to(&broker.input).key(&key).payload(&payload);
             match producer.send_result(record) {
                 Ok(d) => break d,
                 Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
@@ -311,7 +351,7 @@ pub async fn produce(brokers: &str, payloads: Vec<(String, Vec<u8>)>) -> Vec<Sen
 /// A record read back from the output or dead-letter topic.
 #[derive(Clone, Debug)]
 pub struct Got {
-    /// `OUTPUT` or `DLQ`.
+    /// The output or the dead-letter topic.
     pub topic: String,
     /// Partition it was read from.
     pub partition: i32,
@@ -327,22 +367,24 @@ pub struct Got {
     pub headers: BTreeMap<String, String>,
 }
 
-/// Reads the output and dead-letter topics from the start until `done` says enough or
+/// Reads the test's output and dead-letter topics from the start until `done` says enough or
 /// `timeout` passes, and returns everything read.
 pub async fn collect(
-    brokers: &str,
+    broker: &Broker,
     timeout: Duration,
     mut done: impl FnMut(&[Got]) -> bool,
 ) -> Vec<Got> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &broker.brokers)
         .set("group.id", unique("collector"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("fetch.message.max.bytes", "2000000")
         .create()
         .expect("collector");
-    consumer.subscribe(&[OUTPUT, DLQ]).expect("subscribe");
+    consumer
+        .subscribe(&[&broker.output, &broker.dlq])
+        .expect("subscribe");
     let deadline = tokio::time::Instant::now() + timeout;
     let mut got = Vec::new();
     while !done(&got) {
@@ -363,7 +405,7 @@ pub async fn collect(
             })
             .unwrap_or_default();
         let payload = m.payload().unwrap_or_default().to_vec();
-        let (json, source) = if m.topic() == DLQ {
+        let (json, source) = if m.topic() == broker.dlq {
             let num = |k: &str| headers.get(k).and_then(|v| v.parse::<i64>().ok());
             let source = (
                 num("moderato-source-partition").expect("dead letter names its partition") as i32,
