@@ -15,7 +15,7 @@ mitigating those terms is the point, and a few on each side are not. The config 
 `augment = true`: its rows train the shared features only, and no calibration, threshold or
 cross-validation score reads them.
 
-Run: python3 training/identity/generate.py   (deterministic; rewrites the CSV)
+Run: python3 training/identity/generate.py [OUT.csv]   (deterministic; default: rewrites the CSV)
 """
 
 from __future__ import annotations
@@ -138,15 +138,16 @@ def rows() -> list[dict]:
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    out = Path(argv[0]) if argv else OUT
     data = rows()
-    with OUT.open("w", newline="", encoding="utf-8") as f:
+    with out.open("w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["text", "label", "lang", "term"])
         w.writeheader()
         w.writerows(data)
-    print(f"wrote {len(data)} rows to {OUT}")
+    print(f"wrote {len(data)} rows to {out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
