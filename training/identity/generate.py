@@ -61,7 +61,23 @@ EN_BENIGN = [
     "{term} people deserve the same rights as everyone else",
     "The {term} author wrote a moving book about her childhood",
     "Thank you {name}, you are a great {term} role model",
+    "{name} and I are both {term} and we cook together on Sundays",
+    "{name} told me that being {term} shaped her career as a lawyer",
+    "{name} is the {term} captain of our football team",
+    "I interviewed {name}, {a} {term} farmer, for the local paper",
+    "{name} said the {term} community centre needs volunteers",
+    "Everyone at work likes {name}, our {term} accountant",
 ]
+
+# Dixon et al. balance each term: enough benign sentences that the term's share of abuse in the
+# training data falls to the overall share. These are the benign sentences an English term
+# needs beyond one per template, counted in OLID + Davidson by training/identity/balance.py.
+EN_EXTRA_BENIGN = {
+    "white": 62, "gay": 47, "queer": 26, "straight": 24, "young": 12, "black": 10, "female": 8,
+    "mexican": 7, "lesbian": 5, "blind": 5, "arab": 2, "native american": 2, "palestinian": 2,
+    "pakistani": 2, "homosexual": 2, "teenage": 2, "mormon": 1, "israeli": 1, "iranian": 1,
+    "bisexual": 1, "heterosexual": 1,
+}
 EN_INSULT = [
     "{name} is a pathetic {term} moron",
     "Nobody wants you here, you {term} loser",
@@ -132,10 +148,23 @@ def rows() -> list[dict]:
             for label, templates in groups:
                 for k, t in enumerate(templates):
                     name = names[(ti + k) % len(names)]
-                    text = t.format(name=name, term=term, a=article(term))
-                    text = text[0].upper() + text[1:] if lang == "en" else text
-                    out.append({"text": text, "label": label, "lang": lang, "term": term})
+                    out.append(row(lang, t, name, term, label))
+            # The extra benign sentences: the templates with a name, with the other names.
+            extra = EN_EXTRA_BENIGN.get(term, 0) if lang == "en" else 0
+            named = [t for t in groups[0][1] if "{name}" in t]
+            combos = [(t, names[(ti + k + j) % len(names)])
+                      for j in range(1, len(names)) for k, t in enumerate(named)]
+            seen = {r["text"] for r in out}
+            fresh = (row(lang, t, name, term, "benign") for t, name in combos)
+            fresh = [r for r in fresh if r["text"] not in seen]
+            out.extend(fresh[:extra])
     return out
+
+
+def row(lang: str, template: str, name: str, term: str, label: str) -> dict:
+    text = template.format(name=name, term=term, a=article(term))
+    text = text[0].upper() + text[1:] if lang == "en" else text
+    return {"text": text, "label": label, "lang": lang, "term": term}
 
 
 def main(argv=None) -> int:
