@@ -257,6 +257,23 @@ fn count_only(c: &mut Criterion) {
     group.finish();
 }
 
+/// The record's `lang` field: whatlang on the same comments, beside the scoring it follows.
+fn language_only(c: &mut Criterion) {
+    let mut group = c.benchmark_group("language");
+    group.throughput(Throughput::Elements(1));
+    for (name, text, code) in [("english", ENGLISH, "en"), ("arabic", ARABIC, "ar")] {
+        assert_eq!(
+            moderato::lang::language(text),
+            Some(code),
+            "{name} is identified"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| moderato::lang::language(black_box(text)));
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -267,6 +284,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = score_one, score_batch, normalize_only, count_only
+    targets = score_one, score_batch, normalize_only, count_only, language_only
 }
 criterion_main!(benches);

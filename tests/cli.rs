@@ -139,11 +139,24 @@ fn classify_output_has_the_documented_json_shape() {
     let rec = &out[0];
     assert_eq!(
         keys(rec),
-        ["heads", "id", "labels", "lang", "model", "schema_version"],
+        [
+            "heads",
+            "id",
+            "labels",
+            "lang",
+            "model",
+            "schema_version",
+            "script"
+        ],
         "{rec}"
     );
-    assert_eq!(rec["schema_version"], 1, "{rec}");
-    assert_eq!(rec["lang"], "latin", "{rec}");
+    assert_eq!(rec["schema_version"], 2, "{rec}");
+    assert_eq!(rec["script"], "latin", "{rec}");
+    assert_eq!(
+        rec["lang"],
+        serde_json::Value::Null,
+        "five words: too few to tell"
+    );
     assert_eq!(rec["id"], "s1");
     assert!(rec["labels"].is_array(), "{rec}");
 

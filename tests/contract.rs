@@ -143,7 +143,7 @@ async fn records_of_all_three_producers_match_the_schema() {
     assert!(cli.iter().any(|r| r.get("skipped").is_some()));
     assert!(cli.iter().any(|r| r["heads"]["stance"].is_object()));
     for record in &cli {
-        assert_eq!(record["schema_version"], 1, "{record}");
+        assert_eq!(record["schema_version"], 2, "{record}");
         assert_valid(&validator, record, "classify");
         checked += 1;
     }
@@ -182,10 +182,11 @@ fn without_explain(record: &Value) -> Value {
 #[test]
 fn the_schema_refuses_what_is_not_a_record() {
     let validator = validator();
-    let good = json!({"schema_version": 1, "id": "a", "labels": ["offensive"],
+    let good = json!({"schema_version": 2, "id": "a", "labels": ["offensive"],
         "heads": {"offensive": {"flag": true, "score": 0.9},
                   "stance": {"label": "FAVOR", "scores": {"FAVOR": 0.9}, "target": "Atheism"}},
-        "model": {"name": "m", "version": "v", "sha256": "x"}, "lang": "latin", "meta": {"k": 1}});
+        "model": {"name": "m", "version": "v", "sha256": "x"}, "lang": "en", "script": "latin",
+        "meta": {"k": 1}});
     assert_valid(&validator, &good, "a hand-written record");
     let broken = |edit: &dyn Fn(&mut Value)| {
         let mut v = good.clone();
@@ -203,7 +204,11 @@ fn the_schema_refuses_what_is_not_a_record() {
         ),
         (
             "an unknown script",
-            broken(&|v| v["lang"] = json!("klingon")),
+            broken(&|v| v["script"] = json!("klingon")),
+        ),
+        (
+            "a language that is not a string",
+            broken(&|v| v["lang"] = json!(7)),
         ),
         (
             "a score as text",

@@ -255,7 +255,7 @@ async fn view(cfg: ServeConfig, texts: Texts, shown: Arc<AtomicUsize>) -> anyhow
 /// One labelled record, for a terminal, with a note where a human reader (the sample's
 /// `reader` field) disagrees: the demo shows the model's mistakes, it does not hide them.
 fn render(record: &Record, id: &str, sent: &Sent, color: bool) -> String {
-    let lang = record.lang.code();
+    let lang = record.lang.as_deref().unwrap_or(record.script().code());
     let mut flags = Vec::new();
     let mut flagged = Vec::new();
     let mut stance = String::new();

@@ -21,7 +21,8 @@ use crate::model::{Model, Scratch};
 use crate::policy::InputPolicy;
 
 /// The version of the record's shape; raised when a field changes meaning or goes away.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: `lang` is the detected language (ISO 639-1), and the script moved to `script`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Output fields the record writes itself; an input field of the same name is not passed through.
 pub const RESERVED: &[&str] = &[
@@ -34,6 +35,7 @@ pub const RESERVED: &[&str] = &[
     "model",
     "source",
     "lang",
+    "script",
     "truncated",
 ];
 
@@ -53,7 +55,7 @@ pub struct Source {
 /// One labelled comment, as every producer writes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Record {
-    /// The version of the record's shape (`SCHEMA_VERSION`, 1 now); a record written before
+    /// The version of the record's shape (`SCHEMA_VERSION`, 2 now); a record written before
     /// versioning reads as 0.
     #[serde(default)]
     #[schema(required = true, minimum = 1)]
@@ -79,8 +81,16 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub source: Option<Source>,
-    /// The comment's dominant script.
-    pub lang: Script,
+    /// The comment's language as an ISO 639-1 code (`en`, `ar`, ...), or null when the
+    /// language identifier cannot tell (no letters, or too few words). Informational: which
+    /// heads score a comment follows `script`. (Before schema 2 this field held the script.)
+    #[schema(required = true, nullable = true)]
+    pub lang: Option<String>,
+    /// The comment's dominant script (`ar`, `latin`, `other`): what decides which heads have
+    /// seen such text. Always written since schema 2; older records held it in `lang`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, nullable = false)]
+    pub script: Option<Script>,
     /// The text was over the input policy's limit and only its prefix was scored (absent when
     /// it was not).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -112,10 +122,21 @@ impl Record {
             explain: labelled.explain,
             model: labelled.model,
             source: None,
-            lang: crate::lang::script(&comment.text),
+            lang: crate::lang::language(&comment.text).map(String::from),
+            script: Some(crate::lang::script(&comment.text)),
             truncated,
             passthrough,
         }
+    }
+
+    /// The comment's script; for a record older than schema 2, read from its `lang`, which
+    /// then held the script code.
+    pub fn script(&self) -> Script {
+        self.script.unwrap_or(match self.lang.as_deref() {
+            Some("ar") => Script::Arabic,
+            Some("latin") => Script::Latin,
+            _ => Script::Other,
+        })
     }
 
     /// The same record, naming the stream message it answers.
@@ -177,9 +198,11 @@ mod tests {
         let record = Record::new(labelled(), &comment, false);
         let v = serde_json::to_value(&record).expect("serializes");
         assert_eq!(v["schema_version"], SCHEMA_VERSION);
+        assert_eq!(v["script"], "latin", "the detected script");
         assert_eq!(
-            v["lang"], "latin",
-            "the detected script, not the input's field"
+            v["lang"],
+            Value::Null,
+            "too short to tell, whatever the input says"
         );
         assert_eq!(v["labels"], serde_json::json!(["offensive"]));
         assert_eq!(v["meta"]["k"], 1);
@@ -206,6 +229,26 @@ mod tests {
     fn a_record_from_before_schema_version_reads_as_version_0() {
         let old = br#"{"id":"a","labels":[],"heads":{},"model":{"name":"m","version":"v","sha256":"x"},"lang":"ar"}"#;
         let record: Record = serde_json::from_slice(old).expect("reads");
-        assert_eq!((record.schema_version, record.lang), (0, Script::Arabic));
+        assert_eq!(
+            (record.schema_version, record.script()),
+            (0, Script::Arabic)
+        );
+    }
+
+    #[test]
+    fn lang_is_the_language_and_script_the_script() {
+        let comment = Comment::parse(
+            "{\"id\": 1, \"text\": \"The vaccine saved my mother's life, and I am grateful\"}"
+                .as_bytes(),
+        )
+        .expect("valid");
+        let record = Record::new(labelled(), &comment, false);
+        assert_eq!(record.lang.as_deref(), Some("en"));
+        assert_eq!(record.script(), Script::Latin);
+        let v = serde_json::to_value(&record).expect("serializes");
+        assert_eq!(
+            (v["lang"].as_str(), v["script"].as_str()),
+            (Some("en"), Some("latin"))
+        );
     }
 }

@@ -87,7 +87,15 @@ mod tests {
             assert!(doc["$defs"].get(name).is_some(), "{r} is not defined");
         }
         let required = doc["required"].as_array().cloned().unwrap_or_default();
-        for field in ["schema_version", "id", "labels", "heads", "model", "lang"] {
+        for field in [
+            "schema_version",
+            "id",
+            "labels",
+            "heads",
+            "model",
+            "lang",
+            "script",
+        ] {
             assert!(required.contains(&json!(field)), "{field} is required");
         }
     }

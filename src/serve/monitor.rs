@@ -84,7 +84,7 @@ pub fn parse_record(payload: &[u8]) -> Option<Seen> {
     let source = record.source.as_ref();
     let mut seen = Seen {
         id: id_text(&record.id),
-        lang: record.lang,
+        lang: record.script(),
         heads: Vec::new(),
         scores: Vec::new(),
         stance: None,

@@ -74,7 +74,7 @@ impl Summary {
         let mut out = Summary {
             id: id_text(&record.id),
             preview: comment.text.chars().take(280).collect(),
-            lang: record.lang.code(),
+            lang: record.script().code(),
             ..Summary::default()
         };
         for (i, head) in model.heads().iter().enumerate() {
