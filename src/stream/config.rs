@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::guarantee::Guarantee;
 use crate::error::ConfigError;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
 use crate::serve::limits::HttpLimits;
@@ -124,6 +125,10 @@ pub struct ServeSettings {
     #[arg(long, env = "MODERATO_INSECURE_NO_AUTH")]
     #[serde(default)]
     pub insecure_no_auth: bool,
+    /// Delivery guarantee; exactly-once needs a stable `--instance` and output readers with
+    /// `isolation.level=read_committed` [default: at-least-once].
+    #[arg(long, value_enum, env = "MODERATO_GUARANTEE")]
+    pub guarantee: Option<Guarantee>,
     /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
     /// `producer.` prefixes aim at one client).
     #[arg(skip)]
@@ -186,6 +191,7 @@ impl ServeSettings {
             feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
             api_keys: self.api_keys.or(fallback.api_keys),
             insecure_no_auth: self.insecure_no_auth || fallback.insecure_no_auth,
+            guarantee: self.guarantee.or(fallback.guarantee),
             librdkafka,
         }
     }
@@ -316,6 +322,7 @@ impl ServeSettings {
             feedback,
             api_keys: self.api_keys,
             insecure_no_auth: self.insecure_no_auth,
+            guarantee: self.guarantee.unwrap_or_default(),
             librdkafka: self.librdkafka,
         })
     }
@@ -366,6 +373,8 @@ pub struct ServeConfig {
     pub api_keys: Option<PathBuf>,
     /// Whether a non-loopback `http` may serve them without keys.
     pub insecure_no_auth: bool,
+    /// Delivery guarantee.
+    pub guarantee: Guarantee,
     /// Pass-through librdkafka properties.
     pub librdkafka: BTreeMap<String, String>,
 }
