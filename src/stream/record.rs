@@ -289,6 +289,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_header_dead_letters_a_valid_comment_and_null_values_survive() {
+        let mut msg = inbound(b"{\"text\": \"fine\"}");
+        msg.headers.push(("empty".into(), None));
+        msg.bad_header = Some("header 1's key is not UTF-8 (bytes ff)".into());
+        let err = decode(&msg, &cfg()).unwrap_err();
+        assert_eq!(err.code(), "bad_header");
+        let dl = dead_letter(msg, &err, &cfg());
+        assert!(dl.headers.contains(&("empty".into(), None)));
+    }
+
+    #[test]
     fn dead_letter_keeps_bytes_key_and_headers_and_names_the_source() {
         let msg = inbound(b"{oops");
         let err = decode(&msg, &cfg()).unwrap_err();
