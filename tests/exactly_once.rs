@@ -22,7 +22,10 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Inputs never answered, and inputs answered more than once (by input coordinates). The
 /// collector reads with librdkafka's default `isolation.level=read_committed`, as the README
 /// tells readers of an exactly-once output to.
-fn missing_and_duplicates(sent: &[Sent], got: &[Got]) -> (Vec<(i32, i64)>, Vec<(i32, i64)>) {
+/// Input coordinates: partition and offset.
+type Coordinates = Vec<(i32, i64)>;
+
+fn missing_and_duplicates(sent: &[Sent], got: &[Got]) -> (Coordinates, Coordinates) {
     let mut count: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for g in got {
         *count.entry(g.source).or_default() += 1;

@@ -9,7 +9,7 @@ use rdkafka::bindings as rdsys;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::record::{Inbound, Source};
+use super::record::{Header, Inbound, Source};
 
 /// Copies a consumed message; never panics, whatever its headers hold.
 pub fn inbound(m: &BorrowedMessage<'_>) -> Inbound {
@@ -30,7 +30,7 @@ pub fn inbound(m: &BorrowedMessage<'_>) -> Inbound {
 
 /// The message's headers that can be represented (UTF-8 key; a null value stays `None`), and
 /// what is wrong with the first one that cannot.
-fn headers(m: &BorrowedMessage<'_>) -> (Vec<(String, Option<Vec<u8>>)>, Option<String>) {
+fn headers(m: &BorrowedMessage<'_>) -> (Vec<Header>, Option<String>) {
     let mut list: *mut rdsys::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `m.ptr()` is the live message `m` borrows; librdkafka sets `list` to the
     // message's own header list (valid as long as the message), or returns an error without one.

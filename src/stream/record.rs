@@ -11,6 +11,9 @@ use crate::record::{classify, Record};
 
 pub use crate::record::Source;
 
+/// One Kafka header: its key and value (`None`: a null value).
+pub type Header = (String, Option<Vec<u8>>);
+
 /// What the service read: payload, key, headers and coordinates.
 #[derive(Clone, Debug)]
 pub struct Inbound {
@@ -21,7 +24,7 @@ pub struct Inbound {
     /// Payload (`None` for a tombstone).
     pub payload: Option<Vec<u8>>,
     /// Headers, in order (a null value is `None`); one whose key is not UTF-8 is left out.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<Header>,
     /// What is wrong with the first header left out, if any (the message is dead-lettered).
     pub bad_header: Option<String>,
 }
@@ -45,7 +48,7 @@ pub struct Outbound {
     /// Payload.
     pub payload: Vec<u8>,
     /// Headers (a null value is `None`).
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    pub headers: Vec<Header>,
     /// The input it answers.
     pub source: Source,
     /// What metrics and dashboards need of a labelled record (`None` for dead letters).
