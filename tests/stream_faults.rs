@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{collect, comment, produce, DLQ, INPUT, OUTPUT};
 use moderato::model::file;
+use moderato::serve::drift::DriftConfig;
+use moderato::serve::live::Live;
+use moderato::serve::telemetry::{Readiness, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::pipeline::{Observe, ProduceFault};
 use moderato::stream::record::Outbound;
@@ -205,26 +208,55 @@ async fn a_slow_output_pauses_the_partitions_without_leaving_the_group() {
     );
 }
 
-/// An observer that remembers the produce faults reported and whether delivery came back.
-#[derive(Default)]
+/// The service's own telemetry, with what `/readyz` said each time a fault was reported and
+/// whether deliveries came back after it.
 struct Faults {
-    seen: Mutex<Vec<ProduceFault>>,
+    telemetry: Telemetry,
+    readiness: Mutex<Vec<Readiness>>,
     delivered_after_fault: AtomicU64,
+}
+
+impl Faults {
+    fn new() -> Self {
+        let live = Live::new("serve", "test".into(), DriftConfig::default());
+        let telemetry = Telemetry::new(live, false);
+        // As if partitions were assigned and the broker up: only the produce fault can fail it.
+        telemetry.health.broker_up.store(true, Ordering::SeqCst);
+        Self {
+            telemetry,
+            readiness: Mutex::new(Vec::new()),
+            delivered_after_fault: AtomicU64::new(0),
+        }
+    }
+
+    fn seen(&self) -> Vec<Readiness> {
+        self.readiness.lock().expect("lock").clone()
+    }
 }
 
 impl Observe for Faults {
     fn produce_fault(&self, fault: Option<&ProduceFault>) {
-        if let Some(f) = fault {
-            if let Ok(mut seen) = self.seen.lock() {
-                seen.push(f.clone());
-            }
+        self.telemetry.produce_fault(fault);
+        if fault.is_some() {
+            self.telemetry.health.assigned.store(1, Ordering::SeqCst);
+            let (_, parts) = self.telemetry.health.ready();
+            self.readiness.lock().expect("lock").push(parts);
         }
     }
-    fn delivered(&self, _record: &Outbound) {
-        if self.seen.lock().is_ok_and(|s| !s.is_empty()) {
+    fn delivered(&self, record: &Outbound) {
+        self.telemetry.delivered(record);
+        if !self.seen().is_empty() {
             self.delivered_after_fault.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// The value of one series in a Prometheus exposition.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -240,7 +272,7 @@ async fn a_permanent_produce_error_is_reported_and_retried_until_it_clears() {
         4,
         rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
     );
-    let faults = Arc::new(Faults::default());
+    let faults = Arc::new(Faults::new());
     let (stop, service) = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
     let got = collect(&brokers, Duration::from_secs(120), |g| {
         common::kafka::distinct_sources(g) >= sent.len()
@@ -253,14 +285,94 @@ async fn a_permanent_produce_error_is_reported_and_retried_until_it_clears() {
     );
     stop.send(()).expect("service still running");
     let summary = service.await.expect("task").expect("run");
-    let seen = faults.seen.lock().expect("lock").clone();
+    let seen = faults.seen();
+    let named = seen.iter().find(|r| {
+        !r.ready
+            && r.produce_error
+                .as_deref()
+                .is_some_and(|e| e.contains(OUTPUT) && e.contains("uthoriz"))
+    });
     assert!(
-        seen.iter()
-            .any(|f| f.permanent && f.cause.contains("authoriz")),
-        "the authorization failure was reported as permanent: {seen:?}"
+        named.is_some(),
+        "/readyz said 503 naming topic and cause: {seen:?}"
     );
+    let metrics = faults.telemetry.metrics.render();
+    let series =
+        "moderato_produce_errors_total{code=\"TopicAuthorizationFailed\",kind=\"permanent\"}";
+    assert!(sample(&metrics, series) >= 1.0, "{metrics}");
     assert!(faults.delivered_after_fault.load(Ordering::SeqCst) > 0);
+    assert!(
+        faults.telemetry.health.ready().1.produce_error.is_none(),
+        "the fault cleared once deliveries succeeded"
+    );
     assert!(summary.retries > 0 && summary.drained, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_output_topic_missing_at_runtime_stalls_without_loss_and_recovers_when_it_appears() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    for topic in [INPUT, OUTPUT, DLQ] {
+        cluster.create_topic(topic, 1, 1).expect("topic");
+    }
+    let brokers = cluster.bootstrap_servers();
+    let mut cfg = ServeConfig::with_brokers(&brokers).expect("valid");
+    cfg.input_topic = INPUT.into();
+    cfg.output_topic = OUTPUT.into();
+    cfg.dlq_topic = DLQ.into();
+    cfg.group = "missing".into();
+    for (k, v) in [
+        ("producer.topic.metadata.propagation.max.ms", "500"),
+        ("producer.topic.metadata.refresh.interval.ms", "500"),
+        ("producer.message.timeout.ms", "3000"),
+    ] {
+        cfg.librdkafka.insert(k.into(), v.into());
+    }
+    // The broker answers that the output topic does not exist (deleted, or never created).
+    cluster
+        .topic_error(
+            OUTPUT,
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .expect("topic error");
+    let faults = Arc::new(Faults::new());
+    let (stop, service) = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
+    let sent = produce(
+        &brokers,
+        (0..100).map(|i| (format!("k{i}"), comment(i))).collect(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while faults.seen().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let seen = faults.seen();
+    assert!(
+        seen.iter().any(|r| !r.ready
+            && r.produce_error
+                .as_deref()
+                .is_some_and(|e| e.contains(OUTPUT))),
+        "/readyz names the missing topic: {seen:?}"
+    );
+    // The topic appears: everything is delivered, nothing lost.
+    cluster
+        .topic_error(
+            OUTPUT,
+            rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+        )
+        .expect("topic back");
+    let got = collect(&brokers, Duration::from_secs(120), |g| {
+        common::kafka::distinct_sources(g) >= sent.len()
+    })
+    .await;
+    assert_eq!(
+        common::kafka::distinct_sources(&got),
+        sent.len(),
+        "nothing lost"
+    );
+    assert!(faults.telemetry.health.ready().1.produce_error.is_none());
+    stop.send(()).expect("service still running");
+    let summary = service.await.expect("task").expect("run");
+    assert!(summary.drained, "{summary:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -14,7 +14,7 @@
 //! transaction. A revoke waits until every batch handed on is finished.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -138,7 +138,6 @@ pub async fn run(
             ok
         };
     let summary = counts.summary(consumed, drained && flushed && committed);
-    let _ = Ordering::Relaxed;
     tracing::info!(?summary, "stopped");
     Ok(summary)
 }
