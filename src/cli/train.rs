@@ -284,6 +284,7 @@ fn one_head_config(a: &TrainArgs, data: &Path) -> anyhow::Result<(TrainConfig, u
                 },
             )]),
             recover: None,
+            augment: false,
         }],
     };
     Ok((config, table.rows.len()))

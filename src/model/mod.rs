@@ -67,7 +67,14 @@ pub struct Head {
     /// conditioned head's target copy (a shared scale of 0: the head was trained per target).
     #[serde(default = "equal_halves")]
     pub domain_scales: (f32, f32),
+    /// Conditioned heads: per target (in `targets` order), the scripts its training rows were
+    /// written in (`ar`, `latin`), each with at least [`MIN_COVERED_ROWS`] rows. Empty: no claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_scripts: Vec<Vec<String>>,
 }
+
+/// Fewest training rows in a script for a stance target to count as trained on it.
+pub const MIN_COVERED_ROWS: usize = 30;
 
 fn equal_halves() -> (f32, f32) {
     (FRAC_1_SQRT_2, FRAC_1_SQRT_2)
@@ -163,14 +170,31 @@ impl Head {
         if self.kind != HeadKind::Binary || !has_letters || self.covers(script) {
             return None;
         }
-        let what = match script {
-            crate::lang::Script::Arabic => "Arabic-script",
-            crate::lang::Script::Latin => "Latin-script",
-            crate::lang::Script::Other => "other-script",
-        };
         Some(format!(
-            "not trained on {what} text (trained on: {})",
+            "not trained on {} text (trained on: {})",
+            script_name(script),
             self.scripts().join(", ")
+        ))
+    }
+
+    /// Why a conditioned head gives no score for target `t` to a comment in `script`, or
+    /// `None` when the target was trained on that script (or makes no claim, or the text has
+    /// no letters).
+    pub fn target_uncovered(
+        &self,
+        t: usize,
+        script: crate::lang::Script,
+        has_letters: bool,
+    ) -> Option<String> {
+        let seen = self.target_scripts.get(t).filter(|s| !s.is_empty())?;
+        if !has_letters || seen.iter().any(|s| s == script.code()) {
+            return None;
+        }
+        Some(format!(
+            "target `{}` was not trained on {} text (trained on: {})",
+            self.targets[t],
+            script_name(script),
+            seen.join(", ")
         ))
     }
 
@@ -197,6 +221,15 @@ impl Head {
         for p in out.iter_mut() {
             *p /= sum;
         }
+    }
+}
+
+/// How a reason names a script: `Arabic-script`, `Latin-script`, `other-script`.
+fn script_name(script: crate::lang::Script) -> &'static str {
+    match script {
+        crate::lang::Script::Arabic => "Arabic-script",
+        crate::lang::Script::Latin => "Latin-script",
+        crate::lang::Script::Other => "other-script",
     }
 }
 
@@ -487,6 +520,14 @@ impl Model {
                     }
                 }
                 HeadKind::Multiclass => {
+                    // A target trained in another script gives no made-up stance either.
+                    if let Some(reason) = target_index
+                        .and_then(|t| head.target_uncovered(t, script, has_letters))
+                    {
+                        out.push(HeadOutcome::Skipped { reason });
+                        scratch.raw = raw;
+                        continue;
+                    }
                     head.probabilities(&raw, &mut scratch.probs);
                     HeadOutcome::Multiclass {
                         label: head.decide(&scratch.probs),
@@ -728,4 +769,49 @@ pub fn argmax(values: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::Script;
+
+    fn stance(target_scripts: Vec<Vec<String>>) -> Head {
+        Head {
+            name: "stance".into(),
+            kind: HeadKind::Multiclass,
+            classes: vec!["FAVOR".into(), "AGAINST".into(), "NONE".into()],
+            column: 1,
+            targets: vec!["Covid Vaccine".into(), "Atheism".into(), "Tiny".into()],
+            bias: vec![0.0; 9],
+            platt: (-1.0, 0.0),
+            temperature: 1.0,
+            threshold: 0.5,
+            calibrations: Vec::new(),
+            domains: Vec::new(),
+            offsets: Vec::new(),
+            domain_scales: equal_halves(),
+            target_scripts,
+        }
+    }
+
+    #[test]
+    fn a_target_trained_in_one_script_skips_the_others_and_says_why() {
+        let head = stance(vec![vec!["ar".into()], vec!["latin".into()], vec![]]);
+        let why = head
+            .target_uncovered(0, Script::Latin, true)
+            .expect("an English comment on an Arabic-only target is uncovered");
+        assert!(
+            why.contains("`Covid Vaccine`") && why.contains("Latin-script") && why.contains("ar"),
+            "{why}"
+        );
+        assert_eq!(head.target_uncovered(0, Script::Arabic, true), None);
+        assert_eq!(head.target_uncovered(1, Script::Latin, true), None);
+        assert!(head.target_uncovered(1, Script::Arabic, true).is_some());
+        // No letters (emoji, digits), or a target too small to claim a script: scored.
+        assert_eq!(head.target_uncovered(0, Script::Other, false), None);
+        assert_eq!(head.target_uncovered(2, Script::Latin, true), None);
+        // A model trained before per-target coverage makes no claim.
+        assert_eq!(stance(Vec::new()).target_uncovered(0, Script::Latin, true), None);
+    }
 }

@@ -297,6 +297,7 @@ pub(crate) mod fixtures {
             domains: Vec::new(),
             offsets: Vec::new(),
             domain_scales: (1.0, 0.0),
+            target_scripts: Vec::new(),
         }
     }
 

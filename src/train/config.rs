@@ -186,6 +186,12 @@ pub struct DatasetSpec {
     /// How to rebuild the data set's own label column from the heads, for the model card.
     #[serde(default)]
     pub recover: Option<RecoverSpec>,
+    /// Rows written to correct a known bias (e.g. benign identity-term sentences), not a site's
+    /// comments: they train the shared features only (no domain copy, no calibration of their
+    /// own) and are left out of the cross-validation score and the pooled and per-script
+    /// calibrations.
+    #[serde(default)]
+    pub augment: bool,
 }
 
 fn default_text() -> String {

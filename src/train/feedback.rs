@@ -166,6 +166,7 @@ pub fn add_feedback(
         target: Some("target".into()),
         labels,
         recover: None,
+        augment: false,
     });
     Ok(stats)
 }

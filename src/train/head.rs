@@ -5,7 +5,7 @@
 use indicatif::ProgressBar;
 
 use crate::features::Featurizer;
-use crate::model::{Calibration, HeadKind};
+use crate::model::{Calibration, HeadKind, MIN_COVERED_ROWS};
 use crate::train::calibrate;
 use crate::train::config::{Learners, TrainConfig};
 use crate::train::design::{design, Columns, Design, Domains, HeadData, UNSET};
@@ -25,6 +25,8 @@ pub(super) struct Fitted {
     pub(super) outputs: usize,
     /// Targets of a conditioned head.
     pub(super) targets: Vec<String>,
+    /// Per target, the scripts of its training rows (see [`Head::target_scripts`]).
+    pub(super) target_scripts: Vec<Vec<String>>,
     /// Bias per output (per target and output for a conditioned head).
     pub(super) bias: Vec<f32>,
     /// How the head decides.
@@ -116,11 +118,13 @@ impl Layout {
             .collect();
         let domain_cols: Vec<Option<u32>> = (0..domain_count)
             .map(|d| {
-                let has_rows = train
-                    .examples
-                    .iter()
-                    .filter(labelled)
-                    .any(|e| e.dataset == d);
+                // Augmentation rows have no domain of their own: they must move the shared half.
+                let has_rows = !config.datasets[d].augment
+                    && train
+                        .examples
+                        .iter()
+                        .filter(labelled)
+                        .any(|e| e.dataset == d);
                 has_rows
                     .then(|| columns.of((buckets + targets.len() + d) as u32, true))
                     .flatten()
@@ -239,6 +243,11 @@ pub(super) fn fit_head(
             vec![("one-vs-rest", &ovr_plain), ("one-vs-rest NB", &ovr_nb)]
         }
     };
+    // The rows that are some site's comments: only they choose C and fit calibrations.
+    let real: Vec<usize> = (0..tr.labels.len())
+        .filter(|&i| !config.datasets[tr.datasets[i]].augment)
+        .collect();
+    let scored = (real.len() < tr.labels.len()).then_some(real.as_slice());
     let grid = spec.c.clone().unwrap_or_else(|| config.solver.c.clone());
     let lbfgs = Lbfgs {
         max_iter: config.solver.max_iter,
@@ -266,6 +275,7 @@ pub(super) fn fit_head(
             folds: &folds,
             outputs,
             dim,
+            scored,
         };
         let selection =
             select::cross_validate(&data, &scoring, &grid, &cv_lbfgs, config.solver.patience)
@@ -289,7 +299,7 @@ pub(super) fn fit_head(
     let (w, report) = (refit.weights, refit.report);
     bar.inc(1);
     let rule = match spec.kind {
-        HeadKind::Binary => binary_rule(config, &tr, &selection, &layout.domain_cols, &w),
+        HeadKind::Binary => binary_rule(config, &tr, &selection, &layout.domain_cols, &w, &real),
         HeadKind::Multiclass => multiclass_rule(&selection),
     };
     let bias = fold_bias(&w, dim, outputs, &layout.target_cols);
@@ -311,6 +321,7 @@ pub(super) fn fit_head(
             .map(|d| config.datasets[d].name.clone())
             .collect(),
         domain_scales: layout.domain_scales,
+        target_scripts: target_scripts(train, hi, &layout.targets),
         targets: layout.targets,
         record,
         cv: CvScore {
@@ -322,22 +333,57 @@ pub(super) fn fit_head(
     })
 }
 
-/// A binary head's rule from out-of-fold margins: Platt and a threshold pooled over the data
-/// sets (scored without a domain), one calibration per data set (with its domain, whose bias
-/// `w` holds) and one per script.
+/// Per target of head `hi`, the scripts with at least [`MIN_COVERED_ROWS`] of its labelled
+/// training rows: what the model may claim to have seen for that target.
+fn target_scripts(train: &Corpus, hi: usize, targets: &[String]) -> Vec<Vec<String>> {
+    use crate::lang::Script;
+    let mut counts = vec![[0usize; 2]; targets.len()];
+    for ex in &train.examples {
+        if !ex.labels.iter().any(|(h, _)| *h == hi) {
+            continue;
+        }
+        let Some(t) = ex
+            .target
+            .as_deref()
+            .and_then(|t| targets.iter().position(|x| x == t))
+        else {
+            continue;
+        };
+        match crate::lang::script(&ex.text) {
+            Script::Arabic => counts[t][0] += 1,
+            Script::Latin => counts[t][1] += 1,
+            Script::Other => {}
+        }
+    }
+    counts
+        .iter()
+        .map(|[ar, latin]| {
+            [(Script::Arabic, *ar), (Script::Latin, *latin)]
+                .into_iter()
+                .filter(|&(_, n)| n >= MIN_COVERED_ROWS)
+                .map(|(s, _)| s.code().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// A binary head's rule from out-of-fold margins of the `real` rows (augmentation left out):
+/// Platt and a threshold pooled over the data sets (scored without a domain), one calibration
+/// per data set (with its domain, whose bias `w` holds) and one per script.
 fn binary_rule(
     config: &TrainConfig,
     tr: &Design,
     selection: &Selection,
     domain_cols: &[Option<u32>],
     w: &[f64],
+    real: &[usize],
 ) -> Rule {
     let truth: Vec<bool> = tr.labels.iter().map(|&y| y == 1).collect();
     let raw = &selection.oof;
     let shared_raw = selection.oof_shared.as_ref().unwrap_or(raw);
-    let all: Vec<usize> = (0..truth.len()).collect();
+    let all = real;
     let (platt, threshold) =
-        match calibrate::pooled_slice("", &all, shared_raw, &truth, &tr.datasets) {
+        match calibrate::pooled_slice("", all, shared_raw, &truth, &tr.datasets) {
             Some(c) => (c.platt, c.threshold),
             None => calibrate::binary(shared_raw, &truth, 0.0),
         };

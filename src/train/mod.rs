@@ -143,6 +143,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             calibrations: rule.calibrations,
             domains: fitted.domains,
             domain_scales: fitted.domain_scales,
+            target_scripts: fitted.target_scripts,
         });
         column += outputs;
     }

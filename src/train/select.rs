@@ -29,6 +29,9 @@ pub(super) struct CvData<'a> {
     pub(super) outputs: usize,
     /// Feature columns.
     pub(super) dim: usize,
+    /// The rows whose out-of-fold margins are scored (`None`: all). Augmentation rows train
+    /// but never choose C: they are not comments of any site.
+    pub(super) scored: Option<&'a [usize]>,
 }
 
 /// How candidates are scored: the head's kind, its class names, and whether to tune offsets.
@@ -99,7 +102,16 @@ pub(super) fn cross_validate(
             .map(|((fit, _), init)| data.learner.fit(fit, c, init.take(), &one_thread))
             .collect();
         let oof = out_of_fold(data, data.rows, &fold_rows, &solved);
-        let (score, decision) = score_margins(&oof, data.labels, data.folds, data.outputs, scoring);
+        let (score, decision) = match data.scored {
+            None => score_margins(&oof, data.labels, data.folds, data.outputs, scoring),
+            Some(rows) => {
+                let k = data.outputs;
+                let raw: Vec<f32> = rows.iter().flat_map(|&i| &oof[i * k..][..k]).copied().collect();
+                let labels: Vec<u32> = rows.iter().map(|&i| data.labels[i]).collect();
+                let folds: Vec<usize> = rows.iter().map(|&i| data.folds[i]).collect();
+                score_margins(&raw, &labels, &folds, k, scoring)
+            }
+        };
         let entry = Tried {
             c,
             cv: score,
@@ -296,6 +308,7 @@ mod tests {
             folds: &folds,
             outputs: 1,
             dim,
+            scored: None,
         };
         let selection = cross_validate(&data, &BINARY, grid, &Lbfgs::default(), 5);
         (folds, selection.expect("selection ran"))
