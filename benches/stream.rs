@@ -9,7 +9,8 @@
 //!
 //! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
 //! `--seconds N` (10), `--fetch-wait-ms N` (2, both consumers' `fetch.wait.max.ms`),
-//! `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
+//! `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
+//! (`at-least-once`, the default, or `exactly-once`: needs a broker with transactions). `BENCH_BREAKDOWN=1`
 //! also prints, for every 500th comment, input→output and output→reader times.
 
 #[path = "../tests/common/kafka.rs"]
@@ -38,6 +39,7 @@ struct Options {
     seconds: u64,
     poll_metrics: bool,
     fetch_wait_ms: usize,
+    guarantee: String,
 }
 
 fn options() -> Options {
@@ -48,6 +50,7 @@ fn options() -> Options {
         seconds: 10,
         poll_metrics: false,
         fetch_wait_ms: 2,
+        guarantee: "at-least-once".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +63,11 @@ fn options() -> Options {
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
             "--fetch-wait-ms" => o.fetch_wait_ms = next(i).unwrap_or(o.fetch_wait_ms),
+            "--guarantee" => {
+                if let Some(g) = args.get(i + 1) {
+                    o.guarantee = g.clone();
+                }
+            }
             _ => {}
         }
         i += 1;
@@ -146,10 +154,18 @@ async fn main() {
     // librdkafka's 500 ms default the latency p50 was ~400 ms here), so both consumers ask for
     // short waits.
     let fetch_wait = format!("consumer.fetch.wait.max.ms={}", o.fetch_wait_ms);
-    let serve_args = ["--http", http.as_str(), "-X", fetch_wait.as_str()];
+    let serve_args = [
+        "--http",
+        http.as_str(),
+        "-X",
+        fetch_wait.as_str(),
+        "--guarantee",
+        o.guarantee.as_str(),
+    ];
     println!(
-        "stream bench: tansu, default model, 3 partitions, {} cores{}",
+        "stream bench: tansu, default model, 3 partitions, {} cores, {}{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        o.guarantee,
         if o.poll_metrics {
             ", /metrics polled every second"
         } else {

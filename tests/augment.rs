@@ -66,7 +66,10 @@ fn an_augment_set_moves_the_shared_features_and_gets_no_domain_or_calibration() 
     // Scored with no domain (a new site), the benign use of the word drops.
     let benign = "Our neighbour Mr Moron fixed the garden fence";
     let (w, wo) = (offensive(&with, benign), offensive(&without, benign));
-    assert!(w < wo, "benign surname: {w} with the augment set, {wo} without");
+    assert!(
+        w < wo,
+        "benign surname: {w} with the augment set, {wo} without"
+    );
     // Abuse stays abuse.
     let abusive = offensive(&with, "You moron, shut up");
     assert!(abusive > w, "abuse {abusive} above the benign sentence {w}");

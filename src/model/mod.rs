@@ -521,8 +521,8 @@ impl Model {
                 }
                 HeadKind::Multiclass => {
                     // A target trained in another script gives no made-up stance either.
-                    if let Some(reason) = target_index
-                        .and_then(|t| head.target_uncovered(t, script, has_letters))
+                    if let Some(reason) =
+                        target_index.and_then(|t| head.target_uncovered(t, script, has_letters))
                     {
                         out.push(HeadOutcome::Skipped { reason });
                         scratch.raw = raw;
@@ -812,6 +812,9 @@ mod tests {
         assert_eq!(head.target_uncovered(0, Script::Other, false), None);
         assert_eq!(head.target_uncovered(2, Script::Latin, true), None);
         // A model trained before per-target coverage makes no claim.
-        assert_eq!(stance(Vec::new()).target_uncovered(0, Script::Latin, true), None);
+        assert_eq!(
+            stance(Vec::new()).target_uncovered(0, Script::Latin, true),
+            None
+        );
     }
 }

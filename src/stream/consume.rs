@@ -4,6 +4,7 @@
 //! partitions and keeps polling, so the group never loses it (past `max.poll.interval.ms` an
 //! instance that does not poll is expelled and the group rebalances).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -200,7 +201,7 @@ pub(super) async fn consume_stage(
             m = consumer.recv() => match m {
                 Ok(m) => {
                     consumed += 1;
-                    held.messages.push(inbound(&m));
+                    held.push(inbound(&m));
                     if held.messages.len() == 1 {
                         deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
                     }
@@ -238,7 +239,7 @@ pub(super) async fn consume_stage(
                             // Fetched before the pause took effect: kept in this batch.
                             if let Ok(m) = m {
                                 consumed += 1;
-                                held.messages.push(inbound(&m));
+                                held.push(inbound(&m));
                             }
                             None
                         }
@@ -297,6 +298,8 @@ struct Held<'a> {
     capacity: usize,
     rebalances: u64,
     paused: bool,
+    /// Per partition, the offset after the last message read since it was assigned.
+    next: BTreeMap<i32, i64>,
 }
 
 impl<'a> Held<'a> {
@@ -307,7 +310,14 @@ impl<'a> Held<'a> {
             capacity,
             rebalances: consumer.context().rebalances.load(Ordering::SeqCst),
             paused: false,
+            next: BTreeMap::new(),
         }
+    }
+
+    /// Keeps a message read.
+    fn push(&mut self, m: Inbound) {
+        self.next.insert(m.source.partition, m.source.offset + 1);
+        self.messages.push(m);
     }
 
     /// After a rebalance: messages of revoked partitions belong to their next owner (their
@@ -334,6 +344,7 @@ impl<'a> Held<'a> {
         let before = self.messages.len();
         self.messages
             .retain(|m| !revoked.contains(&m.source.partition));
+        self.next.retain(|p, _| !revoked.contains(p));
         if self.messages.len() < before {
             tracing::info!(
                 dropped = before - self.messages.len(),
@@ -350,6 +361,7 @@ impl<'a> Held<'a> {
     fn rewind(&mut self) {
         let ctx = self.consumer.context();
         self.messages.clear();
+        self.next.clear();
         let committed = self
             .consumer
             .assignment()
@@ -398,15 +410,30 @@ impl<'a> Held<'a> {
         }
     }
 
+    /// Resumes the assignment, each partition from the message after the last one read (or,
+    /// if none was, from its committed offset). librdkafka alone would resume from its own
+    /// fetch position for a partition paused before the application read from it, which skips
+    /// the messages fetched but dropped at the pause.
     fn resume(&mut self) {
         if !self.paused {
             return;
         }
         self.paused = false;
-        if let Ok(a) = self.consumer.assignment() {
-            if let Err(e) = self.consumer.resume(&a) {
-                tracing::debug!(error = %e, "cannot resume the assignment");
-            }
+        let Ok(a) = self.consumer.assignment() else {
+            return;
+        };
+        if let Err(e) = self.consumer.resume(&a) {
+            tracing::debug!(error = %e, "cannot resume the assignment");
+        }
+        for e in a.elements().iter_mut() {
+            let at = self
+                .next
+                .get(&e.partition())
+                .map_or(Offset::Stored, |&o| Offset::Offset(o));
+            let _ = e.set_offset(at);
+        }
+        if let Err(e) = self.consumer.seek_partitions(a, Duration::ZERO) {
+            tracing::debug!(error = %e, "cannot seek the resumed partitions");
         }
     }
 }

@@ -21,3 +21,24 @@ impl Guarantee {
         self == Guarantee::ExactlyOnce
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::config::ServeSettings;
+
+    #[test]
+    fn the_file_names_a_guarantee_and_the_default_is_at_least_once() {
+        let file: ServeSettings =
+            toml::from_str("brokers = \"a:1\"\nguarantee = \"exactly-once\"").expect("parses");
+        let cfg = file.resolve().expect("valid");
+        assert_eq!(cfg.guarantee, Guarantee::ExactlyOnce);
+        assert!(cfg.guarantee.transactional());
+        let plain: ServeSettings = toml::from_str("brokers = \"a:1\"").expect("parses");
+        assert_eq!(
+            plain.resolve().expect("valid").guarantee,
+            Guarantee::AtLeastOnce
+        );
+        assert!(toml::from_str::<ServeSettings>("guarantee = \"twice\"").is_err());
+    }
+}

@@ -106,7 +106,11 @@ pub(super) fn cross_validate(
             None => score_margins(&oof, data.labels, data.folds, data.outputs, scoring),
             Some(rows) => {
                 let k = data.outputs;
-                let raw: Vec<f32> = rows.iter().flat_map(|&i| &oof[i * k..][..k]).copied().collect();
+                let raw: Vec<f32> = rows
+                    .iter()
+                    .flat_map(|&i| &oof[i * k..][..k])
+                    .copied()
+                    .collect();
                 let labels: Vec<u32> = rows.iter().map(|&i| data.labels[i]).collect();
                 let folds: Vec<usize> = rows.iter().map(|&i| data.folds[i]).collect();
                 score_margins(&raw, &labels, &folds, k, scoring)
