@@ -449,3 +449,28 @@ async fn after_an_outage_longer_than_the_delivery_timeout_the_batch_is_resent_at
     stop.send(()).expect("service still running");
     let _ = service.await.expect("task").expect("run");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paced_stream_is_answered_whole() {
+    let (broker, cfg) = mock_service(3, "paced");
+    let brokers = broker.bootstrap_servers();
+    let (stop, service) = start(cfg, Arc::new(moderato::stream::NoObserver));
+    let mut sent = Vec::new();
+    for chunk in 0..100 {
+        let batch = (chunk * 100..(chunk + 1) * 100).map(|i| (format!("k{i}"), comment(i)));
+        sent.extend(produce(&brokers, batch.collect()).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = collect(&brokers, Duration::from_secs(60), |g| {
+        common::kafka::distinct_sources(g) >= sent.len()
+    })
+    .await;
+    assert_eq!(
+        common::kafka::distinct_sources(&got),
+        sent.len(),
+        "nothing lost"
+    );
+    stop.send(()).expect("service still running");
+    let summary = service.await.expect("task").expect("run");
+    assert!(summary.drained, "{summary:?}");
+}

@@ -300,6 +300,8 @@ struct Held<'a> {
     paused: bool,
     /// Per partition, the offset after the last message read since it was assigned.
     next: BTreeMap<i32, i64>,
+    /// The partitions paused now.
+    stopped: Vec<i32>,
 }
 
 impl<'a> Held<'a> {
@@ -311,13 +313,20 @@ impl<'a> Held<'a> {
             rebalances: consumer.context().rebalances.load(Ordering::SeqCst),
             paused: false,
             next: BTreeMap::new(),
+            stopped: Vec::new(),
         }
     }
 
-    /// Keeps a message read.
+    /// Keeps a message read; while paused, its partition is paused too.
     fn push(&mut self, m: Inbound) {
-        self.next.insert(m.source.partition, m.source.offset + 1);
+        let fresh = self
+            .next
+            .insert(m.source.partition, m.source.offset + 1)
+            .is_none();
         self.messages.push(m);
+        if fresh && self.paused {
+            self.pause();
+        }
     }
 
     /// After a rebalance: messages of revoked partitions belong to their next owner (their
@@ -345,6 +354,7 @@ impl<'a> Held<'a> {
         self.messages
             .retain(|m| !revoked.contains(&m.source.partition));
         self.next.retain(|p, _| !revoked.contains(p));
+        self.stopped.retain(|p| !revoked.contains(p));
         if self.messages.len() < before {
             tracing::info!(
                 dropped = before - self.messages.len(),
@@ -352,7 +362,6 @@ impl<'a> Held<'a> {
             );
         }
         if self.paused {
-            self.paused = false;
             self.pause();
         }
     }
@@ -362,6 +371,7 @@ impl<'a> Held<'a> {
         let ctx = self.consumer.context();
         self.messages.clear();
         self.next.clear();
+        self.resume();
         let committed = self
             .consumer
             .assignment()
@@ -393,47 +403,49 @@ impl<'a> Held<'a> {
         }
     }
 
+    /// Pauses the partitions read from since they were assigned (librdkafka then resumes each
+    /// from the message after the last one read); a partition not read from yet is paused when
+    /// its first message arrives. (librdkafka resumes a partition paused before the application
+    /// read from it from its own fetch position, skipping the messages the pause dropped.)
     fn pause(&mut self) {
-        if self.paused {
+        self.paused = true;
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            let p = e.partition();
+            if self.next.contains_key(&p) && !self.stopped.contains(&p) {
+                tpl.add_partition(e.topic(), p);
+                self.stopped.push(p);
+            }
+        }
+        if tpl.count() == 0 {
             return;
         }
-        self.paused = true;
-        match self.consumer.assignment() {
-            Ok(a) if a.count() > 0 => {
-                if let Err(e) = self.consumer.pause(&a) {
-                    tracing::debug!(error = %e, "cannot pause the assignment");
-                } else {
-                    tracing::debug!(partitions = a.count(), "stages full: partitions paused");
-                }
-            }
-            _ => {}
+        match self.consumer.pause(&tpl) {
+            Ok(()) => tracing::debug!(partitions = tpl.count(), "stages full: partitions paused"),
+            Err(e) => tracing::debug!(error = %e, "cannot pause partitions"),
         }
     }
 
-    /// Resumes the assignment, each partition from the message after the last one read (or,
-    /// if none was, from its committed offset). librdkafka alone would resume from its own
-    /// fetch position for a partition paused before the application read from it, which skips
-    /// the messages fetched but dropped at the pause.
     fn resume(&mut self) {
-        if !self.paused {
+        self.paused = false;
+        if self.stopped.is_empty() {
             return;
         }
-        self.paused = false;
-        let Ok(a) = self.consumer.assignment() else {
+        let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
-        if let Err(e) = self.consumer.resume(&a) {
-            tracing::debug!(error = %e, "cannot resume the assignment");
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            if self.stopped.contains(&e.partition()) {
+                tpl.add_partition(e.topic(), e.partition());
+            }
         }
-        for e in a.elements().iter_mut() {
-            let at = self
-                .next
-                .get(&e.partition())
-                .map_or(Offset::Stored, |&o| Offset::Offset(o));
-            let _ = e.set_offset(at);
-        }
-        if let Err(e) = self.consumer.seek_partitions(a, Duration::ZERO) {
-            tracing::debug!(error = %e, "cannot seek the resumed partitions");
+        self.stopped.clear();
+        if let Err(e) = self.consumer.resume(&tpl) {
+            tracing::debug!(error = %e, "cannot resume partitions");
         }
     }
 }
