@@ -23,6 +23,11 @@ use super::inbound::inbound;
 use super::observe::Observe;
 use super::record::Inbound;
 
+/// How long a full hand-over waits before the assignment is paused (and polling goes on).
+/// Well under any sane `max.poll.interval.ms`; short waits never pause, which some brokers
+/// handle badly (with tansu, partitions resumed after a pause were seen to stall).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
 /// Messages handed on but whose batch is not finished (offsets stored or transaction
 /// committed) yet; a revoke waits for it to reach zero.
 #[derive(Default)]
@@ -228,6 +233,21 @@ pub(super) async fn consume_stage(
             let permit = match batch_tx.try_reserve() {
                 Ok(p) => Ok(p),
                 Err(mpsc::error::TrySendError::Closed(())) => break 'read,
+                Err(mpsc::error::TrySendError::Full(())) if !held.paused => {
+                    // A short wait is the usual backpressure; only a longer one pauses.
+                    let waited = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'read,
+                        p = tokio::time::timeout(PAUSE_AFTER, batch_tx.reserve()) => p,
+                    };
+                    match waited {
+                        Ok(p) => p.map_err(|_| ()),
+                        Err(_) => {
+                            held.pause();
+                            continue;
+                        }
+                    }
+                }
                 Err(mpsc::error::TrySendError::Full(())) => {
                     held.pause();
                     let got = tokio::select! {
@@ -439,13 +459,19 @@ impl<'a> Held<'a> {
         };
         let mut tpl = TopicPartitionList::new();
         for e in assigned.elements() {
-            if self.stopped.contains(&e.partition()) {
-                tpl.add_partition(e.topic(), e.partition());
+            let p = e.partition();
+            if let (true, Some(&next)) = (self.stopped.contains(&p), self.next.get(&p)) {
+                let _ = tpl.add_partition_offset(e.topic(), p, Offset::Offset(next));
             }
         }
         self.stopped.clear();
         if let Err(e) = self.consumer.resume(&tpl) {
             tracing::debug!(error = %e, "cannot resume partitions");
+        }
+        // From the message after the last one read, whatever position librdkafka (or a broker's
+        // fetch session) kept: anything fetched before this seek is discarded by librdkafka.
+        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::ZERO) {
+            tracing::debug!(error = %e, "cannot seek the resumed partitions");
         }
     }
 }
