@@ -337,8 +337,13 @@ impl<'a> Held<'a> {
         }
     }
 
-    /// Keeps a message read; while paused, its partition is paused too.
+    /// Keeps a message read; while paused, its partition is paused too. A rebalance that ran
+    /// inside the poll that returned it is settled first: the message belongs to the new
+    /// assignment, the ones held before may not.
     fn push(&mut self, m: Inbound) {
+        if self.settle() {
+            return; // read before the rewind: read again after it
+        }
         let fresh = self
             .next
             .insert(m.source.partition, m.source.offset + 1)
@@ -353,16 +358,17 @@ impl<'a> Held<'a> {
     /// offsets were never stored; a partition assigned again is fetched again from its committed
     /// offset), and a paused instance pauses its new assignment too. After a rewind the
     /// delivering stage asked for: everything held is dropped and the assignment is read again
-    /// from the committed positions.
-    fn settle(&mut self) {
+    /// from the committed positions (true if so).
+    fn settle(&mut self) -> bool {
         let ctx = self.consumer.context();
         let wanted = ctx.rewind_wanted.load(Ordering::SeqCst);
-        if wanted != 0 && wanted == ctx.rewinds.load(Ordering::SeqCst) {
+        let rewound = wanted != 0 && wanted == ctx.rewinds.load(Ordering::SeqCst);
+        if rewound {
             self.rewind();
         }
         let now = ctx.rebalances.load(Ordering::SeqCst);
         if now == self.rebalances {
-            return;
+            return rewound;
         }
         self.rebalances = now;
         let revoked: Vec<i32> = ctx
@@ -384,6 +390,7 @@ impl<'a> Held<'a> {
         if self.paused {
             self.pause();
         }
+        rewound
     }
 
     /// Seeks every assigned partition back to its committed offset and starts a new epoch.
