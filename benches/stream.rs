@@ -9,7 +9,8 @@
 //!
 //! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
 //! `--seconds N` (10), `--warmup-seconds N` (10, offered load left out of the latency figures
-//! first), `--poll-metrics` (a client polls the service's `/metrics` every second). `BENCH_BREAKDOWN=1`
+//! first), `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
+//! (`at-least-once`, the default, or `exactly-once`). `BENCH_BREAKDOWN=1`
 //! also prints, for every 500th comment, input→output and output→reader times.
 
 #[path = "../tests/common/kafka.rs"]
@@ -38,6 +39,7 @@ struct Options {
     seconds: u64,
     poll_metrics: bool,
     warmup_seconds: u64,
+    guarantee: String,
 }
 
 fn options() -> Options {
@@ -48,6 +50,7 @@ fn options() -> Options {
         seconds: 10,
         poll_metrics: false,
         warmup_seconds: 10,
+        guarantee: "at-least-once".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -60,6 +63,11 @@ fn options() -> Options {
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
             "--warmup-seconds" => o.warmup_seconds = next(i).map_or(o.warmup_seconds, |v| v as u64),
+            "--guarantee" => {
+                if let Some(g) = args.get(i + 1) {
+                    o.guarantee = g.clone();
+                }
+            }
             _ => {}
         }
         i += 1;
@@ -141,10 +149,11 @@ async fn main() {
     let poller = o
         .poll_metrics
         .then(|| metrics_poller(http.clone(), Arc::clone(&stop)));
-    let serve_args = ["--http", http.as_str()];
+    let serve_args = ["--http", http.as_str(), "--guarantee", o.guarantee.as_str()];
     println!(
-        "stream bench: Apache Kafka (scripts/broker), default model, 3 partitions, {} cores{}",
+        "stream bench: Apache Kafka (scripts/broker), default model, 3 partitions, {} cores, {}{}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        o.guarantee,
         if o.poll_metrics {
             ", /metrics polled every second"
         } else {

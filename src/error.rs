@@ -147,6 +147,9 @@ pub enum InputError {
     /// Classifying the message failed inside moderato (a bug; the message is kept).
     #[error("internal error while classifying: {0}")]
     Internal(String),
+    /// A header cannot be represented (its key is not UTF-8); the message is kept whole.
+    #[error("unreadable header: {0}")]
+    BadHeader(String),
     /// The payload exceeds the service's `max_payload_bytes`.
     #[error("payload is {size} bytes, over the limit of {limit} (max_payload_bytes)")]
     TooLarge {
@@ -168,6 +171,7 @@ impl InputError {
             Self::NoPayload => "no_payload",
             Self::TooLarge { .. } => "too_large",
             Self::Internal(_) => "internal",
+            Self::BadHeader(_) => "bad_header",
         }
     }
 }

@@ -123,6 +123,7 @@ fn stream_record(model: &Path, payload: &[u8]) -> Value {
         key: None,
         payload: Some(payload.to_vec()),
         headers: Vec::new(),
+        bad_header: None,
     };
     let out = process(msg, &cfg, &model, &model_ref, &mut Default::default());
     assert_eq!(out.destination, Destination::Output, "{:?}", out.reason);

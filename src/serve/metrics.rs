@@ -45,6 +45,8 @@ pub struct Metrics {
     pub reloads: IntCounter,
     /// Refused hot reloads (the old model kept serving).
     pub reload_failures: IntCounter,
+    /// Failed delivery rounds, by kind (`permanent`, `retriable`) and librdkafka error code.
+    pub produce_errors: IntCounterVec,
     /// Feedback decisions written to the feedback file, by whether their text was found.
     pub feedback: IntCounterVec,
     /// Drift: z-score of each head's flag rate against its trailing baseline.
@@ -202,6 +204,11 @@ impl Metrics {
             reload_failures: add.counter(
                 "moderato_model_reload_failures_total",
                 "Refused hot model reloads (the previous model kept serving).",
+            ),
+            produce_errors: add.counters(
+                "moderato_produce_errors_total",
+                "Failed delivery rounds (each retried), by kind (permanent or retriable) and error code.",
+                &["kind", "code"],
             ),
             feedback: add.counters(
                 "moderato_feedback_total",

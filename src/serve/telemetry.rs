@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::Statistics;
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::live::{now, used_heads, Item, Live};
 use super::metrics::Metrics;
 use crate::stream::feedback::RecentTexts;
-use crate::stream::pipeline::Observe;
+use crate::stream::observe::{Observe, ProduceFault};
 use crate::stream::record::{Destination, Outbound};
 use crate::stream::reload::{Loaded, ModelSlot};
 
@@ -30,6 +30,8 @@ pub struct Health {
     pub assigned: AtomicUsize,
     /// Whether a broker answered lately.
     pub broker_up: AtomicBool,
+    /// Why deliveries fail for good, while they do (the partitions behind stop advancing).
+    pub produce_fault: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -38,13 +40,20 @@ impl Health {
         let model_loaded = self.model.get().is_some() || !self.needs_model;
         let partitions_assigned = self.assigned.load(Ordering::Relaxed) > 0;
         let broker_reachable = self.broker_up.load(Ordering::Relaxed);
-        let ready =
-            model_loaded && (!self.needs_kafka || (partitions_assigned && broker_reachable));
+        let produce_error = self
+            .produce_fault
+            .lock()
+            .map(|f| f.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let ready = model_loaded
+            && (!self.needs_kafka
+                || (partitions_assigned && broker_reachable && produce_error.is_none()));
         let parts = Readiness {
             ready,
             model_loaded,
             partitions_assigned,
             broker_reachable,
+            produce_error,
         };
         (ready, parts)
     }
@@ -61,6 +70,10 @@ pub struct Readiness {
     pub partitions_assigned: bool,
     /// A broker answered lately.
     pub broker_reachable: bool,
+    /// Why deliveries fail for good, while they do (absent otherwise): no input offset passes
+    /// the failing records, and they are retried until the cause is fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub produce_error: Option<String>,
 }
 
 /// Metrics, live view and health of one process.
@@ -285,6 +298,27 @@ impl Observe for Telemetry {
             .assigned_partitions
             .set(partitions.len() as i64);
         self.live.set_assigned(partitions);
+    }
+
+    fn produce_fault(&self, fault: Option<&ProduceFault>) {
+        if let Some(f) = fault {
+            let kind = if f.permanent {
+                "permanent"
+            } else {
+                "retriable"
+            };
+            self.metrics
+                .produce_errors
+                .with_label_values(&[kind, f.code.as_str()])
+                .inc();
+        }
+        let cause = fault
+            .filter(|f| f.permanent)
+            .map(|f| format!("writing to {}: {}", f.topic, f.cause));
+        match self.health.produce_fault.lock() {
+            Ok(mut g) => *g = cause,
+            Err(p) => *p.into_inner() = cause,
+        }
     }
 
     fn statistics(&self, stats: &Statistics) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::guarantee::Guarantee;
 use super::properties;
 use crate::error::ConfigError;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
@@ -129,6 +130,10 @@ pub struct ServeSettings {
     /// topics present), in milliseconds [default: 15000].
     #[arg(long, env = "MODERATO_STARTUP_TIMEOUT_MS")]
     pub startup_timeout_ms: Option<u64>,
+    /// Delivery guarantee; exactly-once needs a stable `--instance` and output readers with
+    /// `isolation.level=read_committed` [default: at-least-once].
+    #[arg(long, value_enum, env = "MODERATO_GUARANTEE")]
+    pub guarantee: Option<Guarantee>,
     /// librdkafka properties for both clients (`[librdkafka]` table in the file; `consumer.` or
     /// `producer.` prefixes aim at one client; `MODERATO_LIBRDKAFKA__NAME` variables; a value
     /// `@PATH` is read from the file PATH).
@@ -193,6 +198,7 @@ impl ServeSettings {
             api_keys: self.api_keys.or(fallback.api_keys),
             insecure_no_auth: self.insecure_no_auth || fallback.insecure_no_auth,
             startup_timeout_ms: self.startup_timeout_ms.or(fallback.startup_timeout_ms),
+            guarantee: self.guarantee.or(fallback.guarantee),
             librdkafka,
         }
     }
@@ -323,6 +329,7 @@ impl ServeSettings {
             feedback,
             api_keys: self.api_keys,
             insecure_no_auth: self.insecure_no_auth,
+            guarantee: self.guarantee.unwrap_or_default(),
             startup_timeout: Duration::from_millis(startup_timeout),
             librdkafka,
             from_files,
@@ -375,6 +382,8 @@ pub struct ServeConfig {
     pub api_keys: Option<PathBuf>,
     /// Whether a non-loopback `http` may serve them without keys.
     pub insecure_no_auth: bool,
+    /// Delivery guarantee.
+    pub guarantee: Guarantee,
     /// Longest wait for the start-up check of brokers and topics.
     pub startup_timeout: Duration,
     /// Pass-through librdkafka properties (secrets included: log only `redacted_properties`).

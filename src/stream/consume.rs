@@ -1,7 +1,10 @@
-//! The consuming side of the serve loop: the consumer's settings and context (drain and commit
-//! before partitions are revoked), the count of messages in flight, and the stage that reads
-//! messages into micro-batches.
+//! The consuming side of the serve loop: the consumer's settings and context (drain before
+//! partitions are revoked), the count of messages handed on, and the stage that reads messages
+//! into micro-batches. While the stages behind it are full, the stage pauses the assigned
+//! partitions and keeps polling, so the group never loses it (past `max.poll.interval.ms` an
+//! instance that does not poll is expelled and the group rebalances).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,15 +15,21 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::{ClientContext, Statistics, TopicPartitionList};
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
-use super::pipeline::Observe;
-use super::record::{Inbound, Source};
+use super::inbound::inbound;
+use super::observe::Observe;
+use super::record::Inbound;
 
-/// Messages read but whose offsets are not stored yet; a revoke waits for it to reach zero.
+/// How long a full hand-over waits before the assignment is paused (and polling goes on).
+/// Well under any sane `max.poll.interval.ms`; short waits never pause, which some brokers
+/// handle badly (with tansu, partitions resumed after a pause were seen to stall).
+const PAUSE_AFTER: Duration = Duration::from_secs(1);
+
+/// Messages handed on but whose batch is not finished (offsets stored or transaction
+/// committed) yet; a revoke waits for it to reach zero.
 #[derive(Default)]
 pub(super) struct InFlight {
     count: Mutex<usize>,
@@ -50,12 +59,33 @@ impl InFlight {
     }
 }
 
-/// The consumer's context: drains and commits before partitions are given up.
+/// A batch of messages read, in order, as handed to the classifying stage.
+pub(super) struct Batch {
+    /// The messages.
+    pub(super) messages: Vec<Inbound>,
+    /// The rewind epoch it was read in (see [`FlowContext::rewinds`]).
+    pub(super) epoch: u64,
+}
+
+/// The consumer's context: drains before partitions are given up, and tells the consuming
+/// stage which partitions went.
 pub(super) struct FlowContext {
     pub(super) inflight: Arc<InFlight>,
     pub(super) drain_timeout: Duration,
-    pub(super) revocations: AtomicU64,
+    /// Bumped at every revoke and assign.
+    pub(super) rebalances: AtomicU64,
+    /// Partitions revoked since the consuming stage last looked.
+    pub(super) revoked: Mutex<Vec<i32>>,
+    /// Bumped by the consuming stage each time it seeks back to the committed positions; the
+    /// delivering stage asks for it by raising `rewind_wanted` and drops batches read before.
+    pub(super) rewinds: AtomicU64,
+    /// The epoch a rewind was asked for in (0: none pending; epochs start at 1).
+    pub(super) rewind_wanted: AtomicU64,
+    /// Wakes the consuming stage when a rewind is asked for.
+    pub(super) wake: tokio::sync::Notify,
     pub(super) observer: Arc<dyn Observe>,
+    /// Whether offsets are committed by the consumer (at-least-once) rather than in transactions.
+    pub(super) commits: bool,
 }
 
 impl ClientContext for FlowContext {
@@ -67,9 +97,13 @@ impl ClientContext for FlowContext {
 impl ConsumerContext for FlowContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            self.revocations.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut r) = self.revoked.lock() {
+                r.extend(partitions(tpl));
+            }
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
             // This callback runs inside `recv()` on a runtime worker. On a multi-thread runtime,
-            // hand the worker's other tasks (the stages being drained) to the rest first.
+            // hand the worker's other tasks (the stages being drained) to the rest first. The
+            // drain finishes (stores or commits the transaction of) every batch handed on.
             let wait = || self.inflight.wait_empty(self.drain_timeout);
             let multi = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
@@ -78,11 +112,14 @@ impl ConsumerContext for FlowContext {
             } else {
                 wait()
             };
-            let commit = consumer.commit_consumer_state(CommitMode::Sync);
+            let committed = !self.commits || {
+                let commit = consumer.commit_consumer_state(CommitMode::Sync);
+                commit.is_ok() || is_no_offset(&commit)
+            };
             tracing::info!(
                 partitions = tpl.count(),
                 drained,
-                committed = commit.is_ok() || is_no_offset(&commit),
+                committed,
                 "partitions revoked"
             );
         }
@@ -96,6 +133,7 @@ impl ConsumerContext for FlowContext {
             .map(|a| partitions(&a))
             .unwrap_or_default();
         if let Rebalance::Assign(_) = rebalance {
+            self.rebalances.fetch_add(1, Ordering::SeqCst);
             tracing::info!(?partitions, "partitions assigned");
         }
         self.observer.assigned(&partitions);
@@ -119,16 +157,19 @@ pub(super) type Consumer_ = StreamConsumer<FlowContext>;
 /// The Kafka consumer settings of the service.
 pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
+    // Exactly-once commits the offsets in each batch's transaction, never from the consumer.
+    let auto_commit = !cfg.guarantee.transactional();
     c.set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group)
         .set("client.id", format!("moderato-{}", cfg.instance))
-        .set("enable.auto.commit", "true")
+        .set("enable.auto.commit", auto_commit.to_string())
         .set(
             "auto.commit.interval.ms",
             cfg.commit_interval.as_millis().to_string(),
         )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
         .set("statistics.interval.ms", "5000");
     for (k, v) in cfg.client_properties("consumer") {
@@ -143,15 +184,14 @@ pub(super) async fn consume_stage(
     consumer: &Consumer_,
     cfg: &ServeConfig,
     inflight: &InFlight,
-    batch_tx: mpsc::Sender<Vec<Inbound>>,
+    batch_tx: mpsc::Sender<Batch>,
     shutdown: impl Future<Output = ()>,
 ) -> (u64, Instant) {
     tokio::pin!(shutdown);
-    let mut batch: Vec<Inbound> = Vec::with_capacity(cfg.batch_size);
+    let mut held = Held::new(consumer, cfg.batch_size);
     let mut deadline: Option<tokio::time::Instant> = None;
-    let mut revocations = consumer.context().revocations.load(Ordering::SeqCst);
     let mut consumed = 0u64;
-    loop {
+    'read: loop {
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -162,14 +202,15 @@ pub(super) async fn consume_stage(
             biased;
             () = &mut shutdown => break,
             () = timer => true,
+            () = consumer.context().wake.notified() => false,
             m = consumer.recv() => match m {
                 Ok(m) => {
                     consumed += 1;
-                    batch.push(inbound(&m));
-                    if batch.len() == 1 {
+                    held.push(inbound(&m));
+                    if held.messages.len() == 1 {
                         deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
                     }
-                    batch.len() >= cfg.batch_size
+                    held.messages.len() >= cfg.batch_size
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "consumer error; librdkafka retries");
@@ -177,103 +218,267 @@ pub(super) async fn consume_stage(
                 }
             },
         };
-        if full {
+        held.settle();
+        if held.messages.is_empty() {
             deadline = None;
-            // A revoke since this batch began: its messages of lost partitions belong to their
-            // new owner now (their offsets were never stored), so they are not processed here.
-            let now = consumer.context().revocations.load(Ordering::SeqCst);
-            if now != revocations {
-                revocations = now;
-                drop_unassigned(consumer, &mut batch);
-            }
-            // The hand-over waits while the stages are full (backpressure), but never past a
-            // stop: an abandoned batch was never stored, so its messages are read again.
-            let sent = tokio::select! {
-                sent = send_batch(&batch_tx, inflight, &mut batch, cfg.batch_size) => sent,
-                () = &mut shutdown => {
-                    // Not handed over: the bounded try after the loop gets it.
-                    inflight.done(batch.len());
-                    break;
+        }
+        if !full || held.messages.is_empty() {
+            continue;
+        }
+        deadline = None;
+        // The hand-over waits while the stages are full (backpressure). Meanwhile the assigned
+        // partitions are paused and the consumer is still polled: rebalances and the group's
+        // heartbeat go on, and nothing new is fetched.
+        loop {
+            let permit = match batch_tx.try_reserve() {
+                Ok(p) => Ok(p),
+                Err(mpsc::error::TrySendError::Closed(())) => break 'read,
+                Err(mpsc::error::TrySendError::Full(())) if !held.paused => {
+                    // A short wait is the usual backpressure; only a longer one pauses.
+                    let waited = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'read,
+                        p = tokio::time::timeout(PAUSE_AFTER, batch_tx.reserve()) => p,
+                    };
+                    match waited {
+                        Ok(p) => p.map_err(|_| ()),
+                        Err(_) => {
+                            held.pause();
+                            continue;
+                        }
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    held.pause();
+                    let got = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break 'read,
+                        p = batch_tx.reserve() => Some(p.map_err(|_| ())),
+                        () = consumer.context().wake.notified() => None,
+                        m = consumer.recv() => {
+                            // Fetched before the pause took effect: kept in this batch.
+                            if let Ok(m) = m {
+                                consumed += 1;
+                                held.push(inbound(&m));
+                            }
+                            None
+                        }
+                    };
+                    match got {
+                        Some(p) => p,
+                        None => {
+                            held.settle();
+                            if held.messages.is_empty() {
+                                held.resume();
+                                continue 'read;
+                            }
+                            continue;
+                        }
+                    }
                 }
             };
-            if !sent {
-                break;
+            match permit {
+                Ok(p) => {
+                    held.settle();
+                    let batch = held.take();
+                    inflight.add(batch.messages.len());
+                    p.send(batch);
+                    held.resume();
+                    break;
+                }
+                Err(()) => break 'read,
             }
         }
     }
-    drop_unassigned(consumer, &mut batch);
+    held.resume();
+    held.settle();
     let deadline = Instant::now() + cfg.shutdown_timeout;
-    let last = send_batch(&batch_tx, inflight, &mut batch, 0);
-    if tokio::time::timeout_at(deadline.into(), last)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "the last batch could not be handed over before the timeout; it will be read again"
-        );
+    if !held.messages.is_empty() {
+        let batch = held.take();
+        let n = batch.messages.len();
+        inflight.add(n);
+        let last = batch_tx.send(batch);
+        match tokio::time::timeout_at(deadline.into(), last).await {
+            Ok(Ok(())) => {}
+            _ => {
+                inflight.done(n);
+                tracing::warn!(
+                    "the last batch could not be handed over before the timeout; it will be read again"
+                );
+            }
+        }
     }
     (consumed, deadline)
 }
 
-/// Hands the batch to the work stage; the messages count as in flight until stored.
-async fn send_batch(
-    tx: &mpsc::Sender<Vec<Inbound>>,
-    inflight: &InFlight,
-    batch: &mut Vec<Inbound>,
+/// The batch being filled, and whether the assignment is paused.
+struct Held<'a> {
+    consumer: &'a Consumer_,
+    messages: Vec<Inbound>,
     capacity: usize,
-) -> bool {
-    if batch.is_empty() {
-        return true;
-    }
-    let n = batch.len();
-    inflight.add(n);
-    let permit = tx.reserve().await;
-    let full = std::mem::replace(batch, Vec::with_capacity(capacity));
-    match permit {
-        Ok(p) => {
-            p.send(full);
-            true
-        }
-        Err(_) => {
-            inflight.done(n);
-            false
-        }
-    }
+    rebalances: u64,
+    paused: bool,
+    /// Per partition, the offset after the last message read since it was assigned.
+    next: BTreeMap<i32, i64>,
+    /// The partitions paused now.
+    stopped: Vec<i32>,
 }
 
-fn drop_unassigned(consumer: &Consumer_, batch: &mut Vec<Inbound>) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    let assigned = partitions(&assignment);
-    let before = batch.len();
-    batch.retain(|m| assigned.contains(&m.source.partition));
-    if batch.len() < before {
-        tracing::info!(
-            dropped = before - batch.len(),
-            "messages of revoked partitions left to their new owner"
-        );
+impl<'a> Held<'a> {
+    fn new(consumer: &'a Consumer_, capacity: usize) -> Self {
+        Self {
+            consumer,
+            messages: Vec::with_capacity(capacity),
+            capacity,
+            rebalances: consumer.context().rebalances.load(Ordering::SeqCst),
+            paused: false,
+            next: BTreeMap::new(),
+            stopped: Vec::new(),
+        }
     }
-}
 
-fn inbound(m: &BorrowedMessage<'_>) -> Inbound {
-    let headers = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec()))
-                .collect()
-        })
-        .unwrap_or_default();
-    Inbound {
-        source: Source {
-            topic: m.topic().to_string(),
-            partition: m.partition(),
-            offset: m.offset(),
-            timestamp: m.timestamp().to_millis(),
-        },
-        key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().map(<[u8]>::to_vec),
-        headers,
+    /// Keeps a message read; while paused, its partition is paused too. A rebalance that ran
+    /// inside the poll that returned it is settled first: the message belongs to the new
+    /// assignment, the ones held before may not.
+    fn push(&mut self, m: Inbound) {
+        if self.settle() {
+            return; // read before the rewind: read again after it
+        }
+        let fresh = self
+            .next
+            .insert(m.source.partition, m.source.offset + 1)
+            .is_none();
+        self.messages.push(m);
+        if fresh && self.paused {
+            self.pause();
+        }
+    }
+
+    /// After a rebalance: messages of revoked partitions belong to their next owner (their
+    /// offsets were never stored; a partition assigned again is fetched again from its committed
+    /// offset), and a paused instance pauses its new assignment too. After a rewind the
+    /// delivering stage asked for: everything held is dropped and the assignment is read again
+    /// from the committed positions (true if so).
+    fn settle(&mut self) -> bool {
+        let ctx = self.consumer.context();
+        let wanted = ctx.rewind_wanted.load(Ordering::SeqCst);
+        let rewound = wanted != 0 && wanted == ctx.rewinds.load(Ordering::SeqCst);
+        if rewound {
+            self.rewind();
+        }
+        let now = ctx.rebalances.load(Ordering::SeqCst);
+        if now == self.rebalances {
+            return rewound;
+        }
+        self.rebalances = now;
+        let revoked: Vec<i32> = ctx
+            .revoked
+            .lock()
+            .map(|mut r| std::mem::take(&mut *r))
+            .unwrap_or_default();
+        let before = self.messages.len();
+        self.messages
+            .retain(|m| !revoked.contains(&m.source.partition));
+        self.next.retain(|p, _| !revoked.contains(p));
+        self.stopped.retain(|p| !revoked.contains(p));
+        if self.messages.len() < before {
+            tracing::info!(
+                dropped = before - self.messages.len(),
+                "messages of revoked partitions left to their next owner"
+            );
+        }
+        if self.paused {
+            self.pause();
+        }
+        rewound
+    }
+
+    /// Seeks every assigned partition back to its committed offset and starts a new epoch.
+    fn rewind(&mut self) {
+        let ctx = self.consumer.context();
+        self.messages.clear();
+        self.next.clear();
+        self.resume();
+        let committed = self
+            .consumer
+            .assignment()
+            .and_then(|a| self.consumer.committed_offsets(a, Duration::from_secs(30)));
+        let result = committed.and_then(|tpl| {
+            for e in tpl.elements().iter_mut() {
+                if !matches!(e.offset(), Offset::Offset(_)) {
+                    e.set_offset(Offset::Beginning)?;
+                }
+            }
+            self.consumer
+                .seek_partitions(tpl, Duration::from_secs(30))
+                .map(|_| ())
+        });
+        match result {
+            Ok(()) => {
+                ctx.rewinds.fetch_add(1, Ordering::SeqCst);
+                ctx.rewind_wanted.store(0, Ordering::SeqCst);
+                tracing::warn!("read again from the committed positions");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot seek back yet; retrying"),
+        }
+    }
+
+    fn take(&mut self) -> Batch {
+        Batch {
+            messages: std::mem::replace(&mut self.messages, Vec::with_capacity(self.capacity)),
+            epoch: self.consumer.context().rewinds.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Pauses the partitions read from since they were assigned (librdkafka then resumes each
+    /// from the message after the last one read); a partition not read from yet is paused when
+    /// its first message arrives. (librdkafka resumes a partition paused before the application
+    /// read from it from its own fetch position, skipping the messages the pause dropped.)
+    fn pause(&mut self) {
+        self.paused = true;
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            let p = e.partition();
+            if self.next.contains_key(&p) && !self.stopped.contains(&p) {
+                tpl.add_partition(e.topic(), p);
+                self.stopped.push(p);
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.pause(&tpl) {
+            Ok(()) => tracing::debug!(partitions = tpl.count(), "stages full: partitions paused"),
+            Err(e) => tracing::debug!(error = %e, "cannot pause partitions"),
+        }
+    }
+
+    fn resume(&mut self) {
+        self.paused = false;
+        if self.stopped.is_empty() {
+            return;
+        }
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let mut tpl = TopicPartitionList::new();
+        for e in assigned.elements() {
+            let p = e.partition();
+            if let (true, Some(&next)) = (self.stopped.contains(&p), self.next.get(&p)) {
+                let _ = tpl.add_partition_offset(e.topic(), p, Offset::Offset(next));
+            }
+        }
+        self.stopped.clear();
+        if let Err(e) = self.consumer.resume(&tpl) {
+            tracing::debug!(error = %e, "cannot resume partitions");
+        }
+        // From the message after the last one read, whatever position librdkafka (or a broker's
+        // fetch session) kept: anything fetched before this seek is discarded by librdkafka.
+        if let Err(e) = self.consumer.seek_partitions(tpl, Duration::ZERO) {
+            tracing::debug!(error = %e, "cannot seek the resumed partitions");
+        }
     }
 }

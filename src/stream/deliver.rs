@@ -1,9 +1,18 @@
 //! The producing side of the serve loop: the producer's settings, putting records on its queue,
-//! and the stage that awaits every delivery of a batch in order, re-sending failures, before it
-//! stores the batch's input offsets.
+//! and the stage that finishes each classified batch, one at a time, before it takes the next:
+//! every record acknowledged, then the input offsets stored (at-least-once), or records and
+//! offsets committed in one transaction (exactly-once, [`super::transact`]).
+//!
+//! Failed deliveries are sent again as a whole, in input order, after one capped backoff (100 ms
+//! doubling to 5 s): after an outage longer than `message.timeout.ms` the batch goes out again at
+//! once rather than record by record. A partition's records are enqueued in input order on one
+//! idempotent producer, which keeps that order; librdkafka fails a partition's queue from the
+//! first record that timed out on, so the records re-sent follow the ones delivered.
+//!
+//! Recovery bound: once the broker is back, a batch is delivered within one backoff (≤ 5 s)
+//! plus the time to send one batch; the stages behind hold at most a few batches.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,22 +20,22 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
 use super::consume::{Consumer_, InFlight};
-use super::pipeline::Observe;
+use super::observe::{Counts, Observe, ProduceFault};
 use super::record::{Destination, Outbound};
 
-/// A batch whose records are enqueued on the producer.
-pub(super) struct Sent {
+/// A classified batch, in input order, with the rewind epoch its messages were read in.
+pub(super) struct Classified {
     pub(super) records: Vec<Outbound>,
-    pub(super) deliveries: Vec<DeliveryFuture>,
+    pub(super) epoch: u64,
 }
 
 /// The Kafka producer settings of the service: idempotent, so retries neither duplicate nor
-/// reorder a partition's records.
+/// reorder a partition's records; transactional for exactly-once.
 pub fn producer_config(cfg: &ServeConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
     let max_bytes = (cfg.max_payload_bytes + (64 << 10)).max(1_000_000);
@@ -36,73 +45,267 @@ pub fn producer_config(cfg: &ServeConfig) -> ClientConfig {
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000")
         .set("message.max.bytes", max_bytes.to_string());
+    if cfg.guarantee.transactional() {
+        c.set("transactional.id", transactional_id(cfg))
+            .set("transaction.timeout.ms", "30000");
+    }
     for (k, v) in cfg.client_properties("producer") {
         c.set(k, v);
     }
     c
 }
 
-/// Awaits every delivery of each batch in order, re-sending failures, then stores the offsets.
-pub(super) async fn ack_stage(
-    mut rx: mpsc::Receiver<Sent>,
-    consumer: Arc<Consumer_>,
-    producer: FutureProducer,
-    cfg: Arc<ServeConfig>,
+/// The transactional id of an instance: stable across its restarts (so a restarted instance
+/// fences its previous self and aborts its open transaction), distinct per group and input.
+pub fn transactional_id(cfg: &ServeConfig) -> String {
+    format!(
+        "moderato-{}-{}-{}",
+        cfg.group, cfg.input_topic, cfg.instance
+    )
+}
+
+/// How a batch ended.
+pub(super) enum Outcome {
+    /// Delivered (and, exactly-once, committed).
+    Done,
+    /// Given up: its transaction was aborted and its partitions must be read again from the
+    /// committed positions (the group moved on, e.g. this instance was fenced out of it).
+    Abandoned,
+}
+
+/// The stage that owns the producer and finishes each batch before it takes the next.
+pub(super) struct Deliverer {
+    pub(super) producer: FutureProducer,
+    pub(super) consumer: Arc<Consumer_>,
+    pub(super) cfg: Arc<ServeConfig>,
+    pub(super) observer: Arc<dyn Observe>,
+    pub(super) counts: Arc<Counts>,
+    /// Whether a fault is being reported (cleared at the next success).
+    pub(super) faulted: bool,
+}
+
+/// Finishes every batch in order; false if it had to stop with batches unfinished. Gives the
+/// producer back (a new one if the first failed fatally) for the final flush.
+pub(super) async fn deliver_stage(
+    mut rx: mpsc::Receiver<Classified>,
+    mut d: Deliverer,
     inflight: Arc<InFlight>,
-    observer: Arc<dyn Observe>,
-    [produced, dead, retries]: [Arc<AtomicUsize>; 3],
-) {
-    while let Some(Sent {
-        mut records,
-        deliveries,
-    }) = rx.recv().await
-    {
-        for (record, delivery) in records.iter_mut().zip(deliveries) {
-            let mut delivery = delivery;
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let error = match delivery.await {
-                    Ok(Ok(_)) => break,
-                    Ok(Err((e, _))) => e,
-                    Err(_) => KafkaError::Canceled,
-                };
-                tracing::warn!(
-                    error = %error,
-                    topic = topic_of(&cfg, record.destination),
-                    partition = record.source.partition,
-                    offset = record.source.offset,
-                    retry_in_ms = backoff.as_millis() as u64,
-                    "delivery failed; retrying (offsets wait)"
-                );
-                if is_too_large(&error) {
-                    shrink(record);
-                }
-                retries.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                delivery = enqueue(&producer, &cfg, record).await;
+) -> (bool, FutureProducer) {
+    // Batches read before a rewind this stage asked for are read again: they are dropped here.
+    let mut discard_through = 0u64;
+    while let Some(Classified { mut records, epoch }) = rx.recv().await {
+        let n = records.len();
+        if epoch <= discard_through || n == 0 {
+            inflight.done(n);
+            continue;
+        }
+        let outcome = if d.cfg.guarantee.transactional() {
+            super::transact::complete(&mut d, &mut records).await
+        } else {
+            d.at_least_once(&mut records).await;
+            Ok(Outcome::Done)
+        };
+        match outcome {
+            Ok(Outcome::Done) => d.delivered(&records),
+            Ok(Outcome::Abandoned) => {
+                discard_through = epoch;
+                let ctx = d.consumer.context();
+                ctx.rewind_wanted
+                    .store(epoch, std::sync::atomic::Ordering::SeqCst);
+                ctx.wake.notify_one();
             }
-            match record.destination {
-                Destination::Output => produced.fetch_add(1, Ordering::Relaxed),
-                Destination::DeadLetter => dead.fetch_add(1, Ordering::Relaxed),
-            };
-            observer.delivered(record);
+            Err(e) => {
+                tracing::error!(error = %e, "cannot deliver; stopping (the batch is read again after a restart)");
+                return (false, d.producer);
+            }
         }
-        let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-        for r in &records {
-            let o = last.entry(r.source.partition).or_insert(r.source.offset);
-            *o = (*o).max(r.source.offset);
+        inflight.done(n);
+    }
+    (true, d.producer)
+}
+
+impl Deliverer {
+    /// Sends every record until each is acknowledged, then stores the batch's input offsets.
+    async fn at_least_once(&mut self, records: &mut [Outbound]) {
+        let mut pending: Vec<usize> = (0..records.len()).collect();
+        let mut backoff = Backoff::new();
+        loop {
+            let failed = self.send_round(records, &pending).await;
+            if failed.is_empty() {
+                break;
+            }
+            self.failed(records, &failed);
+            if self.producer.client().fatal_error().is_some() {
+                self.renew_producer();
+            }
+            backoff.wait().await;
+            pending = failed.into_iter().map(|(i, _)| i).collect();
         }
-        for (partition, offset) in last {
-            if let Err(e) = consumer.store_offset(&cfg.input_topic, partition, offset) {
+        for (partition, offset) in last_offsets(records) {
+            if let Err(e) = self
+                .consumer
+                .store_offset(&self.cfg.input_topic, partition, offset)
+            {
                 tracing::debug!(partition, offset, error = %e, "offset not stored (partition revoked)");
             }
         }
-        inflight.done(records.len());
+    }
+
+    /// Enqueues the `pending` records in order, awaits them all and returns the failures.
+    pub(super) async fn send_round(
+        &self,
+        records: &mut [Outbound],
+        pending: &[usize],
+    ) -> Vec<(usize, KafkaError)> {
+        let mut deliveries = Vec::with_capacity(pending.len());
+        for &i in pending {
+            if let Some(r) = records.get_mut(i) {
+                deliveries.push((i, enqueue(&self.producer, &self.cfg, r).await));
+            }
+        }
+        let mut failed = Vec::new();
+        for (i, delivery) in deliveries {
+            let delivery = match delivery {
+                Ok(d) => d,
+                Err(e) => {
+                    failed.push((i, e));
+                    continue;
+                }
+            };
+            let error = match delivery.await {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => e,
+                Err(_) => KafkaError::Canceled,
+            };
+            failed.push((i, error));
+        }
+        failed
+    }
+
+    /// Reports a failed round (log, metric, readiness) and cuts records refused as too large.
+    pub(super) fn failed(&mut self, records: &mut [Outbound], failed: &[(usize, KafkaError)]) {
+        let Some((first, error)) = failed.first() else {
+            return;
+        };
+        let topic = records
+            .get(*first)
+            .map(|r| topic_of(&self.cfg, r.destination).to_string())
+            .unwrap_or_default();
+        let fault = fault(&topic, error, failed.len());
+        tracing::warn!(
+            error = %error,
+            topic = %fault.topic,
+            permanent = fault.permanent,
+            records = failed.len(),
+            "delivery failed; sending the batch's failed records again (offsets wait)"
+        );
+        self.report(&fault);
+        Counts::add(&self.counts.retries, failed.len() as u64);
+        for (i, e) in failed {
+            if is_too_large(e) {
+                if let Some(r) = records.get_mut(*i) {
+                    shrink(r);
+                }
+            }
+        }
+    }
+
+    /// Reports a fault to the observer.
+    pub(super) fn report(&mut self, fault: &ProduceFault) {
+        self.faulted = true;
+        self.observer.produce_fault(Some(fault));
+    }
+
+    /// Counts and reports a finished batch; clears a fault reported before.
+    fn delivered(&mut self, records: &[Outbound]) {
+        if self.faulted {
+            self.faulted = false;
+            self.observer.produce_fault(None);
+            tracing::info!("deliveries succeed again");
+        }
+        for r in records {
+            match r.destination {
+                Destination::Output => Counts::add(&self.counts.produced, 1),
+                Destination::DeadLetter => Counts::add(&self.counts.dead, 1),
+            }
+            self.observer.delivered(r);
+        }
+    }
+
+    /// Replaces a producer that hit a fatal error (no record can go through it again).
+    pub(super) fn renew_producer(&mut self) {
+        match producer_config(&self.cfg).create::<FutureProducer>() {
+            Ok(p) => {
+                tracing::warn!("producer failed fatally; replaced with a new one");
+                self.producer = p;
+            }
+            Err(e) => tracing::error!(error = %e, "cannot create a new producer; retrying"),
+        }
     }
 }
 
-fn topic_of(cfg: &ServeConfig, d: Destination) -> &str {
+/// Doubling waits, 100 ms to 5 s.
+pub(super) struct Backoff(Duration);
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Self(Duration::from_millis(100))
+    }
+
+    pub(super) async fn wait(&mut self) {
+        tokio::time::sleep(self.0).await;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The highest offset of each input partition in a batch.
+pub(super) fn last_offsets(records: &[Outbound]) -> BTreeMap<i32, i64> {
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in records {
+        let o = last.entry(r.source.partition).or_insert(r.source.offset);
+        *o = (*o).max(r.source.offset);
+    }
+    last
+}
+
+/// What a delivery error means for the service: permanent errors are those librdkafka's own
+/// retries cannot fix (authorization, unknown topic, a fatal producer error).
+pub(super) fn fault(topic: &str, error: &KafkaError, records: usize) -> ProduceFault {
+    let code = error.rdkafka_error_code();
+    let permanent = code.is_some_and(is_permanent);
+    ProduceFault {
+        topic: topic.to_string(),
+        code: code.map_or_else(|| "Other".to_string(), |c| format!("{c:?}")),
+        permanent,
+        cause: error.to_string(),
+        records,
+    }
+}
+
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        code,
+        C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::TransactionalIdAuthorizationFailed
+            | C::GroupAuthorizationFailed
+            | C::SaslAuthenticationFailed
+            | C::Authentication
+            | C::UnknownTopicOrPartition
+            | C::UnknownTopic
+            | C::UnknownPartition
+            | C::InvalidRecord
+            | C::PolicyViolation
+            | C::Fatal
+            | C::ProducerFenced
+            | C::InvalidProducerEpoch
+            | C::InvalidProducerIdMapping
+            | C::UnsupportedForMessageFormat
+    )
+}
+
+pub(super) fn topic_of(cfg: &ServeConfig, d: Destination) -> &str {
     match d {
         Destination::Output => &cfg.output_topic,
         Destination::DeadLetter => &cfg.dlq_topic,
@@ -139,7 +342,7 @@ fn shrink(record: &mut Outbound) {
     {
         record.headers.push((
             "moderato-payload-cut-from".into(),
-            original.to_string().into_bytes(),
+            Some(original.to_string().into_bytes()),
         ));
     }
     tracing::warn!(
@@ -151,19 +354,20 @@ fn shrink(record: &mut Outbound) {
     );
 }
 
-/// Puts one record on the producer's queue, waiting while the queue is full.
+/// Puts one record on the producer's queue, waiting while the queue is full; other refusals
+/// (a fatal producer, no open transaction, a topic known not to exist) are returned.
 pub(super) async fn enqueue(
     producer: &FutureProducer,
     cfg: &ServeConfig,
     r: &mut Outbound,
-) -> DeliveryFuture {
+) -> Result<DeliveryFuture, KafkaError> {
     let mut backoff = Duration::from_millis(1);
     loop {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (key, value) in &r.headers {
             headers = headers.insert(Header {
                 key,
-                value: Some(value),
+                value: value.as_deref(),
             });
         }
         let mut record = FutureRecord::<[u8], [u8]>::to(topic_of(cfg, r.destination))
@@ -173,7 +377,7 @@ pub(super) async fn enqueue(
             record = record.key(key);
         }
         let error = match producer.send_result(record) {
-            Ok(delivery) => return delivery,
+            Ok(delivery) => return Ok(delivery),
             Err((e, _)) => e,
         };
         if is_too_large(&error) {
@@ -182,9 +386,14 @@ pub(super) async fn enqueue(
             error,
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
         ) {
-            tracing::warn!(error = %error, "cannot enqueue record; retrying");
+            return Err(error);
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Flushes what is queued, at most `timeout`; true if everything went out.
+pub(super) fn flush(producer: &FutureProducer, timeout: Duration) -> bool {
+    producer.flush(timeout).is_ok()
 }

@@ -40,6 +40,21 @@ impl EmbeddedBroker {
             .request_errors(rdkafka::types::RDKafkaApiKey::Produce, &vec![error; n]);
     }
 
+    /// Takes broker `id` (the only one is 1) down: its connections close and it accepts none
+    /// (fault injection for tests).
+    pub fn broker_down(&self, id: i32) -> Result<(), StreamError> {
+        self.cluster
+            .broker_down(id)
+            .map_err(|e| StreamError::Embedded(format!("broker {id} down: {e}")))
+    }
+
+    /// Brings broker `id` back up.
+    pub fn broker_up(&self, id: i32) -> Result<(), StreamError> {
+        self.cluster
+            .broker_up(id)
+            .map_err(|e| StreamError::Embedded(format!("broker {id} up: {e}")))
+    }
+
     /// The address any Kafka client can bootstrap from.
     pub fn bootstrap_servers(&self) -> String {
         self.cluster.bootstrap_servers()

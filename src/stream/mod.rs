@@ -1,12 +1,15 @@
 //! `moderato serve`: the Kafka service. Comments are read from an input topic, classified in
 //! micro-batches on all cores and written to an output topic; undecodable messages go to a
-//! dead-letter topic. Delivery is at-least-once: an input offset is stored only after its output
-//! or dead letter is acknowledged. Scaling out is Kafka's job: more instances, one group.
+//! dead-letter topic. Delivery is at-least-once by default (an input offset is stored only after
+//! its output or dead letter is acknowledged), or exactly-once (`--guarantee exactly-once`: each
+//! batch is one transaction). Scaling out is Kafka's job: more instances, one group.
 //!
 //! - [`config`]: settings from flags, `MODERATO_*` variables and a TOML file, checked at start.
 //! - [`record`]: one message in, one output record or dead letter out (pure).
-//! - [`pipeline`]: the consume → classify → produce → store-offset loop and its shutdown,
-//!   with [`consume`] (batches, rebalance drain) and [`deliver`] (produce, acknowledge, store).
+//! - [`pipeline`]: the consume → classify → deliver loop and its shutdown, with [`consume`]
+//!   (batches, pause under backpressure, rebalance drain; [`inbound`] copies a message),
+//!   [`work`] (classify), [`deliver`] (produce, acknowledge, store) and [`transact`]
+//!   (exactly-once); [`observe`] is what they report, [`guarantee`] which one applies.
 //! - [`properties`]: librdkafka properties from `MODERATO_LIBRDKAFKA__*` and `@FILE` values.
 //! - [`preflight`]: the start-up check that the brokers accept us and the topics exist.
 //! - [`reload`]: hot model reload on SIGHUP or a changed file.
@@ -18,12 +21,18 @@ pub mod consume;
 pub mod deliver;
 pub mod embedded;
 pub mod feedback;
+pub mod guarantee;
+pub mod inbound;
+pub mod observe;
 pub mod pipeline;
 pub mod preflight;
 pub mod properties;
 pub mod record;
 pub mod reload;
+pub mod transact;
+pub mod work;
 
 pub use config::{ServeConfig, ServeSettings};
+pub use guarantee::Guarantee;
 pub use pipeline::{run, NoObserver, Observe, RunSummary};
 pub use reload::ModelSlot;

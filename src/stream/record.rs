@@ -11,6 +11,9 @@ use crate::record::{classify, Record};
 
 pub use crate::record::Source;
 
+/// One Kafka header: its key and value (`None`: a null value).
+pub type Header = (String, Option<Vec<u8>>);
+
 /// What the service read: payload, key, headers and coordinates.
 #[derive(Clone, Debug)]
 pub struct Inbound {
@@ -20,8 +23,10 @@ pub struct Inbound {
     pub key: Option<Vec<u8>>,
     /// Payload (`None` for a tombstone).
     pub payload: Option<Vec<u8>>,
-    /// Headers, in order.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers, in order (a null value is `None`); one whose key is not UTF-8 is left out.
+    pub headers: Vec<Header>,
+    /// What is wrong with the first header left out, if any (the message is dead-lettered).
+    pub bad_header: Option<String>,
 }
 
 /// Which topic a record goes to.
@@ -42,8 +47,8 @@ pub struct Outbound {
     pub key: Option<Vec<u8>>,
     /// Payload.
     pub payload: Vec<u8>,
-    /// Headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    /// Headers (a null value is `None`).
+    pub headers: Vec<Header>,
     /// The input it answers.
     pub source: Source,
     /// What metrics and dashboards need of a labelled record (`None` for dead letters).
@@ -104,6 +109,9 @@ pub const ERROR_HEADER: &str = "moderato-error";
 
 /// Decodes a payload into a comment, as it came (the input policy is applied by [`process`]).
 pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<Comment, InputError> {
+    if let Some(bad) = &msg.bad_header {
+        return Err(InputError::BadHeader(bad.clone()));
+    }
     let payload = msg.payload.as_deref().ok_or(InputError::NoPayload)?;
     if payload.len() > cfg.max_payload_bytes {
         return Err(InputError::TooLarge {
@@ -158,9 +166,12 @@ pub fn process(
                 headers: vec![
                     (
                         MODEL_VERSION_HEADER.into(),
-                        model_ref.version.clone().into_bytes(),
+                        Some(model_ref.version.clone().into_bytes()),
                     ),
-                    (INSTANCE_HEADER.into(), cfg.instance.clone().into_bytes()),
+                    (
+                        INSTANCE_HEADER.into(),
+                        Some(cfg.instance.clone().into_bytes()),
+                    ),
                 ],
                 source: msg.source,
                 summary: Some(summary),
@@ -201,28 +212,17 @@ pub fn process_guarded(
 pub fn dead_letter(msg: Inbound, error: &InputError, cfg: &ServeConfig) -> Outbound {
     let s = &msg.source;
     let mut headers = msg.headers;
+    let text = |k: &str, v: String| (k.to_string(), Some(v.into_bytes()));
     headers.extend([
-        (ERROR_HEADER.to_string(), error.code().as_bytes().to_vec()),
-        (
-            "moderato-error-message".into(),
-            error.to_string().into_bytes(),
-        ),
-        ("moderato-source-topic".into(), s.topic.clone().into_bytes()),
-        (
-            "moderato-source-partition".into(),
-            s.partition.to_string().into_bytes(),
-        ),
-        (
-            "moderato-source-offset".into(),
-            s.offset.to_string().into_bytes(),
-        ),
-        (INSTANCE_HEADER.into(), cfg.instance.clone().into_bytes()),
+        text(ERROR_HEADER, error.code().to_string()),
+        text("moderato-error-message", error.to_string()),
+        text("moderato-source-topic", s.topic.clone()),
+        text("moderato-source-partition", s.partition.to_string()),
+        text("moderato-source-offset", s.offset.to_string()),
+        text(INSTANCE_HEADER, cfg.instance.clone()),
     ]);
     if let Some(ts) = s.timestamp {
-        headers.push((
-            "moderato-source-timestamp".into(),
-            ts.to_string().into_bytes(),
-        ));
+        headers.push(text("moderato-source-timestamp", ts.to_string()));
     }
     Outbound {
         destination: Destination::DeadLetter,
@@ -249,7 +249,8 @@ mod tests {
             },
             key: Some(b"thread-9".to_vec()),
             payload: Some(payload.to_vec()),
-            headers: vec![("trace".into(), b"abc".to_vec())],
+            headers: vec![("trace".into(), Some(b"abc".to_vec()))],
+            bad_header: None,
         }
     }
 
@@ -291,6 +292,17 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_header_dead_letters_a_valid_comment_and_null_values_survive() {
+        let mut msg = inbound(b"{\"text\": \"fine\"}");
+        msg.headers.push(("empty".into(), None));
+        msg.bad_header = Some("header 1's key is not UTF-8 (bytes ff)".into());
+        let err = decode(&msg, &cfg()).unwrap_err();
+        assert_eq!(err.code(), "bad_header");
+        let dl = dead_letter(msg, &err, &cfg());
+        assert!(dl.headers.contains(&("empty".into(), None)));
+    }
+
+    #[test]
     fn dead_letter_keeps_bytes_key_and_headers_and_names_the_source() {
         let msg = inbound(b"{oops");
         let err = decode(&msg, &cfg()).unwrap_err();
@@ -302,7 +314,8 @@ mod tests {
             dl.headers
                 .iter()
                 .find(|(k, _)| k == name)
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                .and_then(|(_, v)| v.as_deref())
+                .map(|v| String::from_utf8_lossy(v).into_owned())
         };
         assert_eq!(h("trace").as_deref(), Some("abc"));
         assert_eq!(h(ERROR_HEADER).as_deref(), Some("not_json"));

@@ -1,0 +1,166 @@
+//! Exactly-once delivery: each batch is one Kafka transaction holding its output records, its
+//! dead letters and its input offsets (`send_offsets_to_transaction` with the consumer's group
+//! metadata, so a zombie of an older group generation cannot commit). The delivering stage owns
+//! the producer and finishes one batch's transaction before it takes the next batch, so records
+//! of batch N+1 never enter batch N's transaction.
+//!
+//! On a failed delivery the transaction is aborted and the batch, still in memory, is sent again
+//! in a new one. When the transaction's outcome is out of this instance's hands (the producer
+//! failed fatally or was fenced, or the consumer left the group) the batch is abandoned and the
+//! consuming stage seeks back to the committed positions, so the inputs are read and answered
+//! again. Readers of the output see only committed records with `isolation.level=read_committed`.
+
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::deliver::{fault, last_offsets, Backoff, Deliverer, Outcome};
+use super::record::Outbound;
+use crate::error::StreamError;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Registers the transactional id with the broker, fencing an earlier instance of it and
+/// aborting its open transaction.
+pub(super) fn init(producer: &FutureProducer) -> Result<(), StreamError> {
+    blocking(|| producer.init_transactions(TIMEOUT)).map_err(|source| StreamError::Kafka {
+        what: "init transactions",
+        source,
+    })
+}
+
+/// Delivers one batch in one transaction, retrying until it commits or must be abandoned.
+pub(super) async fn complete(
+    d: &mut Deliverer,
+    records: &mut [Outbound],
+) -> Result<Outcome, StreamError> {
+    let all: Vec<usize> = (0..records.len()).collect();
+    let mut backoff = Backoff::new();
+    loop {
+        if let Err(e) = blocking(|| d.producer.begin_transaction()) {
+            if is_fatal(&e) {
+                return renew(d).map(|()| Outcome::Abandoned);
+            }
+            d.report(&fault(&d.cfg.output_topic, &e, records.len()));
+            backoff.wait().await;
+            continue;
+        }
+        let failed = d.send_round(records, &all).await;
+        if !failed.is_empty() {
+            d.failed(records, &failed);
+            if !abort(d) {
+                return renew(d).map(|()| Outcome::Abandoned);
+            }
+            backoff.wait().await;
+            continue;
+        }
+        let Some(group) = d.consumer.group_metadata() else {
+            abort(d);
+            return Ok(Outcome::Abandoned);
+        };
+        let offsets = next_offsets(&d.cfg.input_topic, records)?;
+        let sent = blocking(|| {
+            d.producer
+                .send_offsets_to_transaction(&offsets, &group, TIMEOUT)
+        });
+        let committed = match sent {
+            Ok(()) => commit(d).await,
+            Err(e) => Err(e),
+        };
+        match committed {
+            Ok(()) => return Ok(Outcome::Done),
+            Err(e) => {
+                tracing::warn!(error = %e, "transaction failed; aborting it");
+                if is_fatal(&e) || !abort(d) {
+                    return renew(d).map(|()| Outcome::Abandoned);
+                }
+                if is_group_error(&e) {
+                    return Ok(Outcome::Abandoned);
+                }
+                d.report(&fault(&d.cfg.output_topic, &e, records.len()));
+                backoff.wait().await;
+            }
+        }
+    }
+}
+
+/// Commits the open transaction, again while librdkafka says a retry can succeed.
+async fn commit(d: &Deliverer) -> Result<(), KafkaError> {
+    let mut backoff = Backoff::new();
+    loop {
+        match blocking(|| d.producer.commit_transaction(TIMEOUT)) {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort() => {
+                tracing::warn!(error = %e, "commit not confirmed; trying again");
+                backoff.wait().await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Aborts the open transaction; false if the producer cannot (it must be replaced).
+fn abort(d: &Deliverer) -> bool {
+    match blocking(|| d.producer.abort_transaction(TIMEOUT)) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot abort the transaction");
+            false
+        }
+    }
+}
+
+/// A new producer with the same transactional id; its registration fences the old one and
+/// settles the old one's open transaction.
+fn renew(d: &mut Deliverer) -> Result<(), StreamError> {
+    d.renew_producer();
+    init(&d.producer)
+}
+
+/// The offsets to commit with a batch: one past each partition's last input.
+fn next_offsets(topic: &str, records: &[Outbound]) -> Result<TopicPartitionList, StreamError> {
+    let mut tpl = TopicPartitionList::new();
+    for (partition, offset) in last_offsets(records) {
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))
+            .map_err(|source| StreamError::Kafka {
+                what: "offsets of a transaction",
+                source,
+            })?;
+    }
+    Ok(tpl)
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Transaction(t) => t.is_fatal(),
+        _ => e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal),
+    }
+}
+
+/// The consumer is no longer the group member the offsets would be committed for.
+fn is_group_error(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::IllegalGeneration
+                | C::UnknownMemberId
+                | C::RebalanceInProgress
+                | C::FencedInstanceId
+                | C::NotCoordinator
+        )
+    )
+}
+
+/// Runs a blocking librdkafka call, off the runtime's other tasks on a multi-thread runtime.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
