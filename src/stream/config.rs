@@ -532,9 +532,9 @@ fn refused(key: &str, value: &str) -> Option<&'static str> {
              `brokers` in the file)",
         ),
         "transactional.id" => Some(
-            "moderato manages transactional ids itself (exactly-once delivery is coming as \
-             `--guarantee exactly-once`); a transactional id set here would make the producer \
-             transactional behind the pipeline's back; leave it out",
+            "moderato manages transactional ids itself (`--guarantee exactly-once` derives one \
+             from the group, input topic and --instance); a transactional id set here would make \
+             the producer transactional behind the pipeline's back; leave it out",
         ),
         "isolation.level" => Some(
             "moderato sets the consumer's isolation level itself (read_committed: comments of \
