@@ -132,11 +132,22 @@ impl Record {
     /// The comment's script; for a record older than schema 2, read from its `lang`, which
     /// then held the script code.
     pub fn script(&self) -> Script {
-        self.script.unwrap_or(match self.lang.as_deref() {
+        if let Some(script) = self.script {
+            return script;
+        }
+        if self.schema_version >= 2 {
+            // A schema-2 record without a script: its `lang` is a language, not a script.
+            return match self.lang.as_deref() {
+                Some("ar" | "fa" | "ur") => Script::Arabic,
+                Some(_) => Script::Latin,
+                None => Script::Other,
+            };
+        }
+        match self.lang.as_deref() {
             Some("ar") => Script::Arabic,
             Some("latin") => Script::Latin,
             _ => Script::Other,
-        })
+        }
     }
 
     /// The same record, naming the stream message it answers.

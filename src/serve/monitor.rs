@@ -169,7 +169,7 @@ pub async fn run(
         })
         .map_err(|source| StreamError::Kafka {
             what: "monitor consumer config",
-            source,
+            source: crate::stream::properties::hide_value(source),
         })?;
     consumer
         .subscribe(&[&cfg.topic])

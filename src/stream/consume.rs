@@ -65,6 +65,10 @@ pub(super) struct Batch {
     pub(super) messages: Vec<Inbound>,
     /// The rewind epoch it was read in (see [`FlowContext::rewinds`]).
     pub(super) epoch: u64,
+    /// The consumer's group metadata (generation) when the batch was taken: exactly-once
+    /// commits the batch's offsets under it, so a batch that outlived a rebalance is refused
+    /// by the broker instead of committing for partitions another instance now owns.
+    pub(super) group: Option<rdkafka::consumer::ConsumerGroupMetadata>,
 }
 
 /// The consumer's context: drains before partitions are given up, and tells the consuming
@@ -397,8 +401,9 @@ impl<'a> Held<'a> {
     fn rewind(&mut self) {
         let ctx = self.consumer.context();
         self.messages.clear();
-        self.next.clear();
+        // Resume what backpressure paused first: `resume` needs the read positions.
         self.resume();
+        self.next.clear();
         let committed = self
             .consumer
             .assignment()
@@ -409,9 +414,14 @@ impl<'a> Held<'a> {
                     e.set_offset(Offset::Beginning)?;
                 }
             }
-            self.consumer
-                .seek_partitions(tpl, Duration::from_secs(30))
-                .map(|_| ())
+            let sought = self
+                .consumer
+                .seek_partitions(tpl, Duration::from_secs(30))?;
+            // A partition whose seek failed would go on past the abandoned batch: try again.
+            match sought.elements().iter().find_map(|e| e.error().err()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
         });
         match result {
             Ok(()) => {
@@ -427,6 +437,7 @@ impl<'a> Held<'a> {
         Batch {
             messages: std::mem::replace(&mut self.messages, Vec::with_capacity(self.capacity)),
             epoch: self.consumer.context().rewinds.load(Ordering::SeqCst),
+            group: self.consumer.group_metadata(),
         }
     }
 

@@ -32,6 +32,8 @@ use super::record::{Destination, Outbound};
 pub(super) struct Classified {
     pub(super) records: Vec<Outbound>,
     pub(super) epoch: u64,
+    /// The group metadata the batch was read under (see [`super::consume::Batch::group`]).
+    pub(super) group: Option<rdkafka::consumer::ConsumerGroupMetadata>,
 }
 
 /// The Kafka producer settings of the service: idempotent, so retries neither duplicate nor
@@ -93,14 +95,19 @@ pub(super) async fn deliver_stage(
 ) -> (bool, FutureProducer) {
     // Batches read before a rewind this stage asked for are read again: they are dropped here.
     let mut discard_through = 0u64;
-    while let Some(Classified { mut records, epoch }) = rx.recv().await {
+    while let Some(Classified {
+        mut records,
+        epoch,
+        group,
+    }) = rx.recv().await
+    {
         let n = records.len();
         if epoch <= discard_through || n == 0 {
             inflight.done(n);
             continue;
         }
         let outcome = if d.cfg.guarantee.transactional() {
-            super::transact::complete(&mut d, &mut records).await
+            super::transact::complete(&mut d, &mut records, group.as_ref()).await
         } else {
             d.at_least_once(&mut records).await;
             Ok(Outcome::Done)
@@ -239,7 +246,10 @@ impl Deliverer {
                 tracing::warn!("producer failed fatally; replaced with a new one");
                 self.producer = p;
             }
-            Err(e) => tracing::error!(error = %e, "cannot create a new producer; retrying"),
+            Err(e) => {
+                let e = super::properties::hide_value(e);
+                tracing::error!(error = %e, "cannot create a new producer; retrying")
+            }
         }
     }
 }

@@ -149,7 +149,7 @@ pub async fn run(
     }
     let consumer: StreamConsumer = c.create().map_err(|source| StreamError::Kafka {
         what: "feedback consumer config",
-        source,
+        source: super::properties::hide_value(source),
     })?;
     consumer
         .subscribe(&[&fb.topic])

@@ -36,7 +36,10 @@ use crate::error::StreamError;
 pub use super::observe::{NoObserver, Observe, ProduceFault, RunSummary};
 
 fn kafka(what: &'static str) -> impl FnOnce(KafkaError) -> StreamError {
-    move |source| StreamError::Kafka { what, source }
+    move |source| StreamError::Kafka {
+        what,
+        source: super::properties::hide_value(source),
+    }
 }
 
 /// Runs the service until `shutdown` resolves, then drains, commits and returns.

@@ -177,7 +177,7 @@ pub fn check(cfg: &ServeConfig) -> Result<(), PreflightError> {
     config.set("allow.auto.create.topics", "false");
     let client: BaseProducer<Watch> = config
         .create_with_context(Watch::default())
-        .map_err(PreflightError::Client)?;
+        .map_err(|e| PreflightError::Client(super::properties::hide_value(e)))?;
     let deadline = Instant::now() + cfg.startup_timeout;
     let topics = [
         ("input", cfg.input_topic.as_str(), "--input-topic", "READ"),

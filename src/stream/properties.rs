@@ -74,6 +74,24 @@ pub fn read_files(props: &mut BTreeMap<String, String>) -> Result<BTreeSet<Strin
     Ok(from_files)
 }
 
+/// A client-config error without the property's value: librdkafka's message (and rdkafka's
+/// `Display`) repeat the value, which may be a secret under a misspelt or unknown name
+/// (`sasl.pasword`, `sasl.jaas.config`). Every client moderato creates maps its error through
+/// this.
+pub fn hide_value(e: rdkafka::error::KafkaError) -> rdkafka::error::KafkaError {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(res, desc, key, value) => {
+            let desc = if value.is_empty() {
+                desc
+            } else {
+                desc.replace(&value, "***")
+            };
+            rdkafka::error::KafkaError::ClientConfig(res, desc, key, "***".into())
+        }
+        other => other,
+    }
+}
+
 /// Whether a property's value is a secret (never logged): passwords, secrets, keys, tokens,
 /// JAAS and OAUTHBEARER configurations, credentials.
 pub fn is_secret(name: &str) -> bool {
@@ -94,6 +112,22 @@ pub fn is_secret(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_config_error_never_carries_the_value() {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("sasl.pasword", "hunter2-secret");
+        let e = c
+            .create::<rdkafka::producer::BaseProducer>()
+            .err()
+            .expect("an unknown property is refused");
+        assert!(e.to_string().contains("hunter2"), "rdkafka repeats it: {e}");
+        let hidden = hide_value(e).to_string();
+        assert!(
+            !hidden.contains("hunter2") && hidden.contains("sasl.pasword"),
+            "{hidden}"
+        );
+    }
 
     fn vars(list: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
         list.iter()

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -36,6 +36,7 @@ pub(super) fn init(producer: &FutureProducer) -> Result<(), StreamError> {
 pub(super) async fn complete(
     d: &mut Deliverer,
     records: &mut [Outbound],
+    group: Option<&ConsumerGroupMetadata>,
 ) -> Result<Outcome, StreamError> {
     let all: Vec<usize> = (0..records.len()).collect();
     let mut backoff = Backoff::new();
@@ -57,14 +58,16 @@ pub(super) async fn complete(
             backoff.wait().await;
             continue;
         }
-        let Some(group) = d.consumer.group_metadata() else {
+        // The generation the batch was read under, not the current one: after a rebalance
+        // the broker refuses it (a group error: abandoned, read again by the owner).
+        let Some(group) = group else {
             abort(d);
             return Ok(Outcome::Abandoned);
         };
         let offsets = next_offsets(&d.cfg.input_topic, records)?;
         let sent = blocking(|| {
             d.producer
-                .send_offsets_to_transaction(&offsets, &group, TIMEOUT)
+                .send_offsets_to_transaction(&offsets, group, TIMEOUT)
         });
         let committed = match sent {
             Ok(()) => commit(d).await,

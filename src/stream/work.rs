@@ -23,7 +23,12 @@ pub(super) async fn classify_stage(
     slot: Arc<ModelSlot>,
     observer: Arc<dyn Observe>,
 ) -> bool {
-    while let Some(Batch { messages, epoch }) = rx.recv().await {
+    while let Some(Batch {
+        messages,
+        epoch,
+        group,
+    }) = rx.recv().await
+    {
         let loaded = slot.current();
         let started = Instant::now();
         let (c, l) = (Arc::clone(&cfg), Arc::clone(&loaded));
@@ -46,7 +51,12 @@ pub(super) async fn classify_stage(
             }
         };
         observer.classified(&records, &loaded, started.elapsed());
-        if tx.send(Classified { records, epoch }).await.is_err() {
+        let next = Classified {
+            records,
+            epoch,
+            group,
+        };
+        if tx.send(next).await.is_err() {
             return false;
         }
     }

@@ -385,7 +385,11 @@ fn binary_rule(
     let (platt, threshold) =
         match calibrate::pooled_slice("", all, shared_raw, &truth, &tr.datasets) {
             Some(c) => (c.platt, c.threshold),
-            None => calibrate::binary(shared_raw, &truth, 0.0),
+            None => {
+                let raw: Vec<f32> = all.iter().map(|&i| shared_raw[i]).collect();
+                let truth: Vec<bool> = all.iter().map(|&i| truth[i]).collect();
+                calibrate::binary(&raw, &truth, 0.0)
+            }
         };
     let mut calibrations = Vec::new();
     for (d, col) in domain_cols.iter().enumerate() {
