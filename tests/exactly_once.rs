@@ -123,6 +123,28 @@ async fn in_process_each_input_is_answered_once_in_a_committed_transaction() {
     assert_eq!(summary.produced + summary.dead_lettered, sent.len() as u64);
 }
 
+/// Every input is answered exactly once (the surviving instance's log on failure), and the
+/// surviving instance then stops cleanly on SIGTERM.
+async fn answered_once_and_stopped(broker: &Broker, sent: &[Sent], mut survivor: Serve) {
+    let got = everything(broker, sent).await;
+    let (missing, dups) = missing_and_duplicates(sent, &got);
+    assert!(
+        missing.is_empty(),
+        "{} lost\n{}",
+        missing.len(),
+        survivor.log_text()
+    );
+    assert!(
+        dups.is_empty(),
+        "{} duplicated: {:?}\n{}",
+        dups.len(),
+        &dups[..dups.len().min(5)],
+        survivor.log_text()
+    );
+    survivor.signal("TERM");
+    assert!(survivor.wait(MINUTE).is_some_and(|s| s.success()));
+}
+
 /// kill -9 mid-stream, then a restart of the same instance: nothing lost, nothing twice.
 async fn kill_and_restart(broker: &Broker, group: &str) -> String {
     let args = ["--guarantee", "exactly-once", "--batch-size", "200"];
@@ -132,25 +154,9 @@ async fn kill_and_restart(broker: &Broker, group: &str) -> String {
     assert!(some.len() >= 2000, "progress\n{}", first.log_text());
     first.signal("KILL");
     drop(first);
-    let mut second = Serve::start(broker, group, "eos-a", &args);
+    let second = Serve::start(broker, group, "eos-a", &args);
     let sent = producer.await.expect("producer task");
-    let got = everything(broker, &sent).await;
-    let (missing, dups) = missing_and_duplicates(&sent, &got);
-    assert!(
-        missing.is_empty(),
-        "{} lost\n{}",
-        missing.len(),
-        second.log_text()
-    );
-    assert!(
-        dups.is_empty(),
-        "{} duplicated: {:?}\n{}",
-        dups.len(),
-        &dups[..dups.len().min(5)],
-        second.log_text()
-    );
-    second.signal("TERM");
-    assert!(second.wait(MINUTE).is_some_and(|s| s.success()));
+    answered_once_and_stopped(broker, &sent, second).await;
     format!(
         "kill -9 and restart: {} inputs, 0 lost, 0 duplicates",
         sent.len()
@@ -161,30 +167,14 @@ async fn kill_and_restart(broker: &Broker, group: &str) -> String {
 async fn two_instances_one_killed(broker: &Broker, group: &str) -> String {
     let args = ["--guarantee", "exactly-once", "--batch-size", "200"];
     let a = Serve::start(broker, group, "eos-x", &args);
-    let mut b = Serve::start(broker, group, "eos-y", &args);
+    let b = Serve::start(broker, group, "eos-y", &args);
     let producer = tokio::spawn(steady_stream(broker.clone(), 20));
     let some = collect(broker, MINUTE, |g| g.len() >= 2000).await;
     assert!(some.len() >= 2000, "progress\n{}", a.log_text());
     a.signal("KILL");
     drop(a);
     let sent = producer.await.expect("producer task");
-    let got = everything(broker, &sent).await;
-    let (missing, dups) = missing_and_duplicates(&sent, &got);
-    assert!(
-        missing.is_empty(),
-        "{} lost\n{}",
-        missing.len(),
-        b.log_text()
-    );
-    assert!(
-        dups.is_empty(),
-        "{} duplicated: {:?}\n{}",
-        dups.len(),
-        &dups[..dups.len().min(5)],
-        b.log_text()
-    );
-    b.signal("TERM");
-    assert!(b.wait(MINUTE).is_some_and(|s| s.success()));
+    answered_once_and_stopped(broker, &sent, b).await;
     format!(
         "two instances, one killed: {} inputs, 0 lost, 0 duplicates",
         sent.len()
