@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::kafka::{collect, comment, produce, Broker};
+use common::kafka::{collect, comment, produce, Broker, Got};
 
 /// The mock cluster's topics (one cluster per test, so fixed names do not collide).
 const INPUT: &str = "comments";
@@ -50,21 +50,39 @@ fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, ServeConfig) {
     (broker, cfg)
 }
 
-/// The service running on its own task until the returned sender fires.
-fn start(
-    cfg: ServeConfig,
-    observer: Arc<dyn Observe>,
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<RunSummary, moderato::error::StreamError>>,
-) {
+/// The service running on its own task, until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    service: tokio::task::JoinHandle<Result<RunSummary, moderato::error::StreamError>>,
+}
+
+impl Running {
+    /// Asks the service to stop and returns its summary.
+    async fn stop(self) -> RunSummary {
+        self.stop.send(()).expect("service still running");
+        self.service.await.expect("task").expect("run")
+    }
+}
+
+fn start(cfg: ServeConfig, observer: Arc<dyn Observe>) -> Running {
     let model = file::load(&common::default_model_path()).expect("default model");
     let slot = Arc::new(ModelSlot::new(model, None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(stream::run(cfg, slot, observer, async move {
         let _ = stopped.await;
     }));
-    (stop, service)
+    Running { stop, service }
+}
+
+/// Reads the outputs and dead letters until `n` distinct inputs are answered (or `timeout`),
+/// and asserts that all `n` were: nothing lost.
+async fn all_answered(brokers: &str, n: usize, timeout: Duration) -> Vec<Got> {
+    let got = collect(&view(brokers), timeout, |g| {
+        common::kafka::distinct_sources(g) >= n
+    })
+    .await;
+    assert_eq!(common::kafka::distinct_sources(&got), n, "nothing lost");
+    got
 }
 
 /// Produces one message whose headers are `headers` (raw key bytes, value or null) and returns
@@ -122,7 +140,7 @@ async fn produce_with_raw_headers(
 async fn a_header_key_that_is_not_utf8_is_dead_lettered_and_a_null_value_is_kept() {
     let (broker, cfg) = mock_service(1, "poison");
     let brokers = broker.bootstrap_servers();
-    let (stop, service) = start(cfg, Arc::new(moderato::stream::NoObserver));
+    let running = start(cfg, Arc::new(moderato::stream::NoObserver));
     let before = produce(&view(&brokers), vec![("a".into(), comment(1))]).await;
     let poison = produce_with_raw_headers(
         &brokers,
@@ -148,8 +166,7 @@ async fn a_header_key_that_is_not_utf8_is_dead_lettered_and_a_null_value_is_kept
     for s in before.iter().chain(&after) {
         assert_eq!(by_offset[&s.offset].topic, OUTPUT);
     }
-    stop.send(()).expect("service still running");
-    let summary = service.await.expect("task").expect("run");
+    let summary = running.stop().await;
     assert_eq!((summary.produced, summary.dead_lettered), (3, 1));
     assert!(summary.drained);
 }
@@ -199,18 +216,9 @@ async fn a_slow_output_pauses_the_partitions_without_leaving_the_group() {
     )
     .await;
     let slow = Arc::new(Slow::default());
-    let (stop, service) = start(cfg, Arc::clone(&slow) as Arc<dyn Observe>);
-    let got = collect(&view(&brokers), Duration::from_secs(120), |g| {
-        common::kafka::distinct_sources(g) >= sent.len()
-    })
-    .await;
-    assert_eq!(
-        common::kafka::distinct_sources(&got),
-        sent.len(),
-        "nothing lost"
-    );
-    stop.send(()).expect("service still running");
-    let summary = service.await.expect("task").expect("run");
+    let running = start(cfg, Arc::clone(&slow) as Arc<dyn Observe>);
+    all_answered(&brokers, sent.len(), Duration::from_secs(120)).await;
+    let summary = running.stop().await;
     assert!(summary.drained, "{summary:?}");
     assert!(
         slow.batches.load(Ordering::SeqCst) >= 4,
@@ -288,18 +296,9 @@ async fn a_permanent_produce_error_is_reported_and_retried_until_it_clears() {
         rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
     );
     let faults = Arc::new(Faults::new());
-    let (stop, service) = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
-    let got = collect(&view(&brokers), Duration::from_secs(120), |g| {
-        common::kafka::distinct_sources(g) >= sent.len()
-    })
-    .await;
-    assert_eq!(
-        common::kafka::distinct_sources(&got),
-        sent.len(),
-        "nothing lost"
-    );
-    stop.send(()).expect("service still running");
-    let summary = service.await.expect("task").expect("run");
+    let running = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
+    all_answered(&brokers, sent.len(), Duration::from_secs(120)).await;
+    let summary = running.stop().await;
     let seen = faults.seen();
     let named = seen.iter().find(|r| {
         !r.ready
@@ -350,7 +349,7 @@ async fn an_output_topic_missing_at_runtime_stalls_without_loss_and_recovers_whe
         )
         .expect("topic error");
     let faults = Arc::new(Faults::new());
-    let (stop, service) = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
+    let running = start(cfg, Arc::clone(&faults) as Arc<dyn Observe>);
     let sent = produce(
         &view(&brokers),
         (0..100).map(|i| (format!("k{i}"), comment(i))).collect(),
@@ -375,18 +374,9 @@ async fn an_output_topic_missing_at_runtime_stalls_without_loss_and_recovers_whe
             rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
         )
         .expect("topic back");
-    let got = collect(&view(&brokers), Duration::from_secs(120), |g| {
-        common::kafka::distinct_sources(g) >= sent.len()
-    })
-    .await;
-    assert_eq!(
-        common::kafka::distinct_sources(&got),
-        sent.len(),
-        "nothing lost"
-    );
+    all_answered(&brokers, sent.len(), Duration::from_secs(120)).await;
     assert!(faults.telemetry.health.ready().1.produce_error.is_none());
-    stop.send(()).expect("service still running");
-    let summary = service.await.expect("task").expect("run");
+    let summary = running.stop().await;
     assert!(summary.drained, "{summary:?}");
 }
 
@@ -412,7 +402,7 @@ async fn after_an_outage_longer_than_the_delivery_timeout_the_batch_is_resent_at
     cfg.group = "outage".into();
     cfg.librdkafka
         .insert("producer.message.timeout.ms".into(), "2000".into());
-    let (stop, service) = start(cfg, Arc::new(moderato::stream::NoObserver));
+    let running = start(cfg, Arc::new(moderato::stream::NoObserver));
     // Warm up: the service is assigned and delivering.
     produce(&view(&brokers), vec![("warm".into(), comment(0))]).await;
     collect(&view(&brokers), Duration::from_secs(60), |g| !g.is_empty()).await;
@@ -429,16 +419,8 @@ async fn after_an_outage_longer_than_the_delivery_timeout_the_batch_is_resent_at
     tokio::time::sleep(Duration::from_secs(5)).await;
     cluster.broker_up(2).expect("up");
     let up = Instant::now();
-    let got = collect(&view(&brokers), Duration::from_secs(120), |g| {
-        common::kafka::distinct_sources(g) > sent.len()
-    })
-    .await;
+    let got = all_answered(&brokers, sent.len() + 1, Duration::from_secs(120)).await;
     let recovered = up.elapsed();
-    assert_eq!(
-        common::kafka::distinct_sources(&got),
-        sent.len() + 1,
-        "nothing lost"
-    );
     // Stated bound (README): recovery within the broker's return + one backoff (≤ 5 s) + the
     // re-send of one batch. Generous here for a loaded 2-core machine.
     assert!(
@@ -461,31 +443,21 @@ async fn after_an_outage_longer_than_the_delivery_timeout_the_batch_is_resent_at
             );
         }
     }
-    stop.send(()).expect("service still running");
-    let _ = service.await.expect("task").expect("run");
+    running.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paced_stream_is_answered_whole() {
     let (broker, cfg) = mock_service(3, "paced");
     let brokers = broker.bootstrap_servers();
-    let (stop, service) = start(cfg, Arc::new(moderato::stream::NoObserver));
+    let running = start(cfg, Arc::new(moderato::stream::NoObserver));
     let mut sent = Vec::new();
     for chunk in 0..100 {
         let batch = (chunk * 100..(chunk + 1) * 100).map(|i| (format!("k{i}"), comment(i)));
         sent.extend(produce(&view(&brokers), batch.collect()).await);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let got = collect(&view(&brokers), Duration::from_secs(60), |g| {
-        common::kafka::distinct_sources(g) >= sent.len()
-    })
-    .await;
-    assert_eq!(
-        common::kafka::distinct_sources(&got),
-        sent.len(),
-        "nothing lost"
-    );
-    stop.send(()).expect("service still running");
-    let summary = service.await.expect("task").expect("run");
+    all_answered(&brokers, sent.len(), Duration::from_secs(60)).await;
+    let summary = running.stop().await;
     assert!(summary.drained, "{summary:?}");
 }
