@@ -203,6 +203,16 @@ pub enum StreamError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another producer registered this instance's transactional id (exactly-once).
+    #[error(
+        "another producer took over transactional id {transactional_id}: either a second \
+         instance runs with the same --instance (give each instance its own), or this instance \
+         was replaced by a newer one; stopping so that only one of them writes"
+    )]
+    Fenced {
+        /// The transactional id both use.
+        transactional_id: String,
+    },
     /// The in-process broker of `demo` / `--embedded-broker` could not start.
     #[error("embedded broker: {0}")]
     Embedded(String),

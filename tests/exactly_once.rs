@@ -200,3 +200,33 @@ async fn two_instances_one_killed_lose_nothing_and_repeat_nothing() {
         two_instances_one_killed(&broker, &unique("eos-pair")).await
     );
 }
+
+/// Two instances started with the same `--instance` share a transactional id: the newer one's
+/// registration fences the older, which stops with an error that names the fix (rather than
+/// fencing back, each aborting the other's transactions for ever); the newer one answers
+/// everything once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_instance_with_the_same_name_stops_the_first_with_a_clear_error() {
+    let broker = Broker::start();
+    create_topics(&broker, 2).await;
+    let group = unique("eos-twin");
+    let args = ["--guarantee", "exactly-once", "--batch-size", "200"];
+    let mut first = Serve::start(&broker, &group, "eos-twin", &args);
+    let producer = tokio::spawn(steady_stream(broker.clone(), 20));
+    let some = collect(&broker, MINUTE, |g| g.len() >= 1000).await;
+    assert!(some.len() >= 1000, "progress\n{}", first.log_text());
+    let second = Serve::start(&broker, &group, "eos-twin", &args);
+    let status = first.wait(2 * MINUTE);
+    let log = first.log_text();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the fenced instance goes on ({status:?})\n{log}"
+    );
+    assert!(
+        log.contains("another producer took over transactional id")
+            && log.contains("give each instance its own"),
+        "{log}"
+    );
+    let sent = producer.await.expect("producer task");
+    answered_once_and_stopped(&broker, &sent, second).await;
+}

@@ -27,6 +27,7 @@ use super::config::ServeConfig;
 use super::consume::{Consumer_, InFlight};
 use super::observe::{Counts, Observe, ProduceFault};
 use super::record::{Destination, Outbound};
+use crate::error::StreamError;
 
 /// A classified batch, in input order, with the rewind epoch its messages were read in.
 pub(super) struct Classified {
@@ -87,12 +88,13 @@ pub(super) struct Deliverer {
 }
 
 /// Finishes every batch in order; false if it had to stop with batches unfinished. Gives the
-/// producer back (a new one if the first failed fatally) for the final flush.
+/// producer back (a new one if the first failed fatally) for the final flush, with the error
+/// that stopped the stage, if one did.
 pub(super) async fn deliver_stage(
     mut rx: mpsc::Receiver<Classified>,
     mut d: Deliverer,
     inflight: Arc<InFlight>,
-) -> (bool, FutureProducer) {
+) -> (Result<(), StreamError>, FutureProducer) {
     // Batches read before a rewind this stage asked for are read again: they are dropped here.
     let mut discard_through = 0u64;
     while let Some(Classified {
@@ -123,12 +125,12 @@ pub(super) async fn deliver_stage(
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot deliver; stopping (the batch is read again after a restart)");
-                return (false, d.producer);
+                return (Err(e), d.producer);
             }
         }
         inflight.done(n);
     }
-    (true, d.producer)
+    (Ok(()), d.producer)
 }
 
 impl Deliverer {
@@ -191,14 +193,10 @@ impl Deliverer {
 
     /// Reports a failed round (log, metric, readiness) and cuts records refused as too large.
     pub(super) fn failed(&mut self, records: &mut [Outbound], failed: &[(usize, KafkaError)]) {
-        let Some((first, error)) = failed.first() else {
+        let Some(fault) = worst_fault(&self.cfg, records, failed) else {
             return;
         };
-        let topic = records
-            .get(*first)
-            .map(|r| topic_of(&self.cfg, r.destination).to_string())
-            .unwrap_or_default();
-        let fault = fault(&topic, error, failed.len());
+        let error = &fault.cause;
         tracing::warn!(
             error = %error,
             topic = %fault.topic,
@@ -280,6 +278,31 @@ pub(super) fn last_offsets(records: &[Outbound]) -> BTreeMap<i32, i64> {
 
 /// What a delivery error means for the service: permanent errors are those librdkafka's own
 /// retries cannot fix (authorization, unknown topic, a fatal producer error).
+/// The fault a failed round reports: the first permanent one if any record failed
+/// permanently (a refused dead-letter topic must not hide behind a transient output error),
+/// else the first failure. `None` when nothing failed.
+fn worst_fault(
+    cfg: &ServeConfig,
+    records: &[Outbound],
+    failed: &[(usize, KafkaError)],
+) -> Option<ProduceFault> {
+    let faults = failed.iter().map(|(i, e)| {
+        let topic = records
+            .get(*i)
+            .map(|r| topic_of(cfg, r.destination))
+            .unwrap_or_default();
+        fault(topic, e, failed.len())
+    });
+    let mut first = None;
+    for f in faults {
+        if f.permanent {
+            return Some(f);
+        }
+        first.get_or_insert(f);
+    }
+    first
+}
+
 pub(super) fn fault(topic: &str, error: &KafkaError, records: usize) -> ProduceFault {
     let code = error.rdkafka_error_code();
     let permanent = code.is_some_and(is_permanent);
@@ -406,4 +429,54 @@ pub(super) async fn enqueue(
 /// Flushes what is queued, at most `timeout`; true if everything went out.
 pub(super) fn flush(producer: &FutureProducer, timeout: Duration) -> bool {
     producer.flush(timeout).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Source;
+
+    fn outbound(destination: Destination) -> Outbound {
+        Outbound {
+            destination,
+            key: None,
+            payload: Vec::new(),
+            headers: Vec::new(),
+            source: Source {
+                topic: "in".into(),
+                partition: 0,
+                offset: 0,
+                timestamp: None,
+            },
+            summary: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_permanent_failure_is_reported_even_behind_a_transient_one() {
+        let cfg = ServeConfig::with_brokers("localhost:1").expect("valid");
+        let records = [
+            outbound(Destination::Output),
+            outbound(Destination::DeadLetter),
+        ];
+        let failed = [
+            (
+                0,
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+            ),
+            (
+                1,
+                KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed),
+            ),
+        ];
+        let f = worst_fault(&cfg, &records, &failed).expect("a fault");
+        assert!(f.permanent);
+        assert_eq!(f.topic, cfg.dlq_topic);
+        assert_eq!(f.records, 2);
+        let f = worst_fault(&cfg, &records, &failed[..1]).expect("a fault");
+        assert!(!f.permanent);
+        assert_eq!(f.topic, cfg.output_topic);
+        assert!(worst_fault(&cfg, &records, &[]).is_none());
+    }
 }

@@ -119,12 +119,13 @@ pub async fn run(
         // A stage that failed (rather than ran dry) means some batch was never finished.
         let work_ok = matches!(work.await, Ok(true));
         match deliver.await {
-            Ok((ok, producer)) => (work_ok && ok, Some(producer)),
-            Err(_) => (false, None),
+            Ok((Ok(()), producer)) => (work_ok, Some(producer), None),
+            Ok((Err(e), producer)) => (false, Some(producer), Some(e)),
+            Err(_) => (false, None, None),
         }
     })
     .await;
-    let (drained, producer) = finished.unwrap_or((false, None));
+    let (drained, producer, stopped_by) = finished.unwrap_or((false, None, None));
     // Whatever did not drain is read again by the next owner; closing must not wait for it.
     inflight.done(usize::MAX);
     let left = deadline.saturating_duration_since(Instant::now());
@@ -142,5 +143,8 @@ pub async fn run(
         };
     let summary = counts.summary(consumed, drained && flushed && committed);
     tracing::info!(?summary, "stopped");
-    Ok(summary)
+    match stopped_by {
+        Some(e) => Err(e),
+        None => Ok(summary),
+    }
 }

@@ -43,7 +43,7 @@ pub(super) async fn complete(
     loop {
         if let Err(e) = blocking(|| d.producer.begin_transaction()) {
             if is_fatal(&e) {
-                return renew(d).map(|()| Outcome::Abandoned);
+                return renew(d, &e).map(|()| Outcome::Abandoned);
             }
             d.report(&fault(&d.cfg.output_topic, &e, records.len()));
             backoff.wait().await;
@@ -52,8 +52,8 @@ pub(super) async fn complete(
         let failed = d.send_round(records, &all).await;
         if !failed.is_empty() {
             d.failed(records, &failed);
-            if !abort(d) {
-                return renew(d).map(|()| Outcome::Abandoned);
+            if let Err(e) = abort(d) {
+                return renew(d, &e).map(|()| Outcome::Abandoned);
             }
             backoff.wait().await;
             continue;
@@ -61,7 +61,7 @@ pub(super) async fn complete(
         // The generation the batch was read under, not the current one: after a rebalance
         // the broker refuses it (a group error: abandoned, read again by the owner).
         let Some(group) = group else {
-            abort(d);
+            let _ = abort(d);
             return Ok(Outcome::Abandoned);
         };
         let offsets = next_offsets(&d.cfg.input_topic, records)?;
@@ -77,8 +77,11 @@ pub(super) async fn complete(
             Ok(()) => return Ok(Outcome::Done),
             Err(e) => {
                 tracing::warn!(error = %e, "transaction failed; aborting it");
-                if is_fatal(&e) || !abort(d) {
-                    return renew(d).map(|()| Outcome::Abandoned);
+                if is_fatal(&e) {
+                    return renew(d, &e).map(|()| Outcome::Abandoned);
+                }
+                if let Err(a) = abort(d) {
+                    return renew(d, &a).map(|()| Outcome::Abandoned);
                 }
                 if is_group_error(&e) {
                     return Ok(Outcome::Abandoned);
@@ -104,22 +107,34 @@ async fn commit(d: &Deliverer) -> Result<(), KafkaError> {
     }
 }
 
-/// Aborts the open transaction; false if the producer cannot (it must be replaced).
-fn abort(d: &Deliverer) -> bool {
-    match blocking(|| d.producer.abort_transaction(TIMEOUT)) {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot abort the transaction");
-            false
-        }
-    }
+/// Aborts the open transaction; an error if the producer cannot (it must be replaced).
+fn abort(d: &Deliverer) -> Result<(), KafkaError> {
+    blocking(|| d.producer.abort_transaction(TIMEOUT))
+        .inspect_err(|e| tracing::warn!(error = %e, "cannot abort the transaction"))
 }
 
 /// A new producer with the same transactional id; its registration fences the old one and
-/// settles the old one's open transaction.
-fn renew(d: &mut Deliverer) -> Result<(), StreamError> {
+/// settles the old one's open transaction. Unless the old one was fenced by another producer
+/// with this id: then two instances share it, and this one stops rather than fence the other
+/// back (which would go on for ever, each aborting the other's transactions).
+fn renew(d: &mut Deliverer, cause: &KafkaError) -> Result<(), StreamError> {
+    if is_fenced(cause) {
+        return Err(StreamError::Fenced {
+            transactional_id: super::deliver::transactional_id(&d.cfg),
+        });
+    }
     d.renew_producer();
     init(&d.producer)
+}
+
+/// This producer's transactional id was taken over by a newer registration.
+fn is_fenced(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    let code = match e {
+        KafkaError::Transaction(t) => Some(t.code()),
+        _ => e.rdkafka_error_code(),
+    };
+    matches!(code, Some(C::Fenced | C::ProducerFenced))
 }
 
 /// The offsets to commit with a batch: one past each partition's last input.
