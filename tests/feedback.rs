@@ -145,8 +145,9 @@ fn calibrate_moves_one_sites_threshold_and_leaves_the_rest_alone() {
         .zip(&before)
         .map(|(t, r)| {
             let score = r["heads"]["offensive"]["score"].as_f64().unwrap_or(0.0);
+            // The shape the README documents for a file written by hand (no `joined`, no `at`).
             serde_json::json!({"id": "x", "text": t, "head": "offensive", "label": score > cut,
-                               "domain": "lenient.example", "joined": "message", "at": 0.0})
+                               "domain": "lenient.example"})
             .to_string()
                 + "\n"
         })

@@ -103,10 +103,17 @@ pub struct FeedbackLine {
     /// `moderato calibrate --domain` can learn a calibration for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// Where the text came from: `message`, `recent` or `missing`.
+    /// Where the text came from: `message`, `recent` or `missing` (absent in a file written
+    /// by hand: read as `message`).
+    #[serde(default = "from_message")]
     pub joined: String,
-    /// When it was written (seconds since the epoch).
+    /// When it was written (seconds since the epoch; absent in a file written by hand: 0).
+    #[serde(default)]
     pub at: f64,
+}
+
+fn from_message() -> String {
+    "message".into()
 }
 
 /// Joins a decision with its comment's text.
