@@ -274,6 +274,56 @@ fn language_only(c: &mut Criterion) {
     group.finish();
 }
 
+/// One whole output record as the stream makes it (`stream::record::process`: decode the JSON,
+/// apply the input policy, score, language, serialize), on the stream bench's own comments
+/// (`examples/comments.jsonl`, cycled there): the service's CPU per comment without Kafka.
+fn record_examples(c: &mut Criterion) {
+    use moderato::classify::ModelRef;
+    use moderato::stream::record::{process, Destination, Inbound, Source};
+    use moderato::stream::ServeConfig;
+    let model = model();
+    let model_ref = ModelRef::of(model);
+    let cfg = ServeConfig::with_brokers("localhost:1").expect("default config");
+    let messages: Vec<Inbound> = include_str!("../examples/comments.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .enumerate()
+        .map(|(i, text)| Inbound {
+            source: Source {
+                topic: "comments".into(),
+                partition: 0,
+                offset: i as i64,
+                timestamp: Some(1_700_000_000_000),
+            },
+            key: Some(format!("thread-{i}").into_bytes()),
+            payload: Some(serde_json::json!({"id": i, "text": text}).to_string().into_bytes()),
+            headers: Vec::new(),
+            bad_header: None,
+        })
+        .collect();
+    assert!(messages.len() >= 8, "the example comments are read");
+    let mut scratch = Scratch::default();
+    for m in &messages {
+        let out = process(m.clone(), &cfg, model, &model_ref, &mut scratch);
+        assert_eq!(out.destination, Destination::Output, "{:?}", out.reason);
+    }
+    let mut group = c.benchmark_group("record");
+    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.bench_function("examples", |b| {
+        b.iter_batched(
+            || messages.clone(),
+            |batch| {
+                for m in batch {
+                    black_box(process(m, &cfg, model, &model_ref, &mut scratch));
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -284,6 +334,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = score_one, score_batch, normalize_only, count_only, language_only
+    targets = score_one, score_batch, normalize_only, count_only, language_only, record_examples
 }
 criterion_main!(benches);
