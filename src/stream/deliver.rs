@@ -106,6 +106,7 @@ pub(super) async fn deliver_stage(
             inflight.done(n);
             continue;
         }
+        let started = std::time::Instant::now();
         let outcome = if d.cfg.guarantee.transactional() {
             super::transact::complete(&mut d, &mut records, group.as_ref()).await
         } else {
@@ -127,6 +128,11 @@ pub(super) async fn deliver_stage(
             }
         }
         inflight.done(n);
+        tracing::debug!(
+            records = n,
+            deliver_us = started.elapsed().as_micros() as u64,
+            "batch delivered"
+        );
     }
     (true, d.producer)
 }

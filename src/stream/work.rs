@@ -50,7 +50,10 @@ pub(super) async fn classify_stage(
                 return false;
             }
         };
-        observer.classified(&records, &loaded, started.elapsed());
+        let classify = started.elapsed();
+        observer.classified(&records, &loaded, classify);
+        let observed = started.elapsed();
+        let n = records.len();
         let next = Classified {
             records,
             epoch,
@@ -59,6 +62,13 @@ pub(super) async fn classify_stage(
         if tx.send(next).await.is_err() {
             return false;
         }
+        tracing::debug!(
+            records = n,
+            classify_us = classify.as_micros() as u64,
+            observe_us = (observed - classify).as_micros() as u64,
+            handover_us = (started.elapsed() - observed).as_micros() as u64,
+            "batch classified"
+        );
     }
     true
 }
