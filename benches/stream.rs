@@ -72,7 +72,9 @@ fn options() -> Options {
             "--rate" => o.rate = next(i).unwrap_or(o.rate),
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
-            "--producer-linger-ms" => o.producer_linger_ms = next(i).unwrap_or(o.producer_linger_ms),
+            "--producer-linger-ms" => {
+                o.producer_linger_ms = next(i).unwrap_or(o.producer_linger_ms)
+            }
             "--warmup-seconds" => o.warmup_seconds = next(i).map_or(o.warmup_seconds, |v| v as u64),
             "--guarantee" => {
                 if let Some(g) = args.get(i + 1) {
@@ -262,7 +264,11 @@ fn start_serve(broker: &Broker, group: &str, instance: &str, args: &[&str]) -> S
         .map(|f| vec![("RUST_LOG", f)])
         .unwrap_or_default();
     let extra = std::env::var("BENCH_SERVE_ARGS").unwrap_or_default();
-    let args: Vec<&str> = args.iter().copied().chain(extra.split_whitespace()).collect();
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(extra.split_whitespace())
+        .collect();
     let serve = Serve::start_on(broker, &broker.brokers, group, instance, &args, &envs);
     if filter.is_some() {
         eprintln!("{instance} logs to {}", serve.log.display());
@@ -397,8 +403,8 @@ async fn main() {
                 let received = now_ms();
                 n += 1;
                 // Only the two fields needed (the bench's own CPU is on the same cores).
-                let v: Answer = serde_json::from_slice(m.payload().unwrap_or_default())
-                    .unwrap_or_default();
+                let v: Answer =
+                    serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
                 let id = v.id as usize;
                 if let (true, Some(ts)) = (id >= warmup, v.source.timestamp) {
                     cpu.get_or_insert_with(|| Cpu::start(pids.0, pids.1));
