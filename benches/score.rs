@@ -274,6 +274,120 @@ fn language_only(c: &mut Criterion) {
     group.finish();
 }
 
+/// One whole output record as the stream makes it (`stream::record::process`: decode the JSON,
+/// apply the input policy, score, language, serialize), on the stream bench's own comments
+/// (`examples/comments.jsonl`, cycled there): the service's CPU per comment without Kafka.
+fn record_examples(c: &mut Criterion) {
+    use moderato::classify::ModelRef;
+    use moderato::stream::record::{process, Destination, Inbound, Source};
+    use moderato::stream::ServeConfig;
+    let model = model();
+    let model_ref = ModelRef::of(model);
+    let cfg = ServeConfig::with_brokers("localhost:1").expect("default config");
+    let messages: Vec<Inbound> = include_str!("../examples/comments.jsonl")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .enumerate()
+        .map(|(i, text)| Inbound {
+            source: Source {
+                topic: "comments".into(),
+                partition: 0,
+                offset: i as i64,
+                timestamp: Some(1_700_000_000_000),
+            },
+            key: Some(format!("thread-{i}").into_bytes()),
+            payload: Some(
+                serde_json::json!({"id": i, "text": text})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            headers: Vec::new(),
+            bad_header: None,
+        })
+        .collect();
+    assert!(messages.len() >= 8, "the example comments are read");
+    let mut scratch = Scratch::default();
+    for m in &messages {
+        let out = process(m.clone(), &cfg, model, &model_ref, &mut scratch);
+        assert_eq!(out.destination, Destination::Output, "{:?}", out.reason);
+    }
+    let mut group = c.benchmark_group("record");
+    group.throughput(Throughput::Elements(messages.len() as u64));
+    group.bench_function("examples", |b| {
+        b.iter_batched(
+            || messages.clone(),
+            |batch| {
+                for m in batch {
+                    black_box(process(m, &cfg, model, &model_ref, &mut scratch));
+                }
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+/// `LANG_AGREEMENT_DATA=DIR cargo bench --bench score -- language_agreement`: how often the
+/// record's `lang` (the fast path) is what whatlang alone says, on the `text` column of every
+/// DIR/*/train.csv (e.g. `../shared/data`; train rows only), and the time each takes. Prints
+/// nothing without the variable.
+fn language_agreement(_c: &mut Criterion) {
+    let Some(dir) = std::env::var_os("LANG_AGREEMENT_DATA") else {
+        return;
+    };
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the data directory")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("train.csv"))
+        .filter(|p| p.exists())
+        .collect();
+    files.sort();
+    let (mut all, mut same, mut exact) = (0usize, 0usize, 0usize);
+    let (mut t_ours, mut t_theirs) = (Duration::ZERO, Duration::ZERO);
+    for path in files {
+        let mut reader = csv::Reader::from_path(&path).expect("a CSV file");
+        let col = reader
+            .headers()
+            .expect("a header row")
+            .iter()
+            .position(|h| h == "text")
+            .expect("a text column");
+        let texts: Vec<String> = reader
+            .records()
+            .filter_map(|r| r.ok())
+            .filter_map(|r| r.get(col).map(str::to_string))
+            .collect();
+        let (mut agree, mut equal) = (0usize, 0usize);
+        for t in &texts {
+            let started = std::time::Instant::now();
+            let ours = black_box(moderato::lang::language(t));
+            t_ours += started.elapsed();
+            let started = std::time::Instant::now();
+            let theirs = black_box(moderato::lang::language_whatlang(t));
+            t_theirs += started.elapsed();
+            agree += usize::from(ours == theirs);
+            let [a, b] = moderato::lang::guesses(t);
+            equal += usize::from(a == b);
+        }
+        println!(
+            "{}: lang agrees on {agree} of {} texts, (language, confidence) identical on {equal}",
+            path.display(),
+            texts.len()
+        );
+        all += texts.len();
+        same += agree;
+        exact += equal;
+    }
+    println!(
+        "all: lang agrees on {same} of {all} ({:.4}%), guesses identical on {exact}; \
+         time {:.1} µs per text (whatlang alone {:.1} µs)",
+        100.0 * same as f64 / all.max(1) as f64,
+        t_ours.as_secs_f64() * 1e6 / all.max(1) as f64,
+        t_theirs.as_secs_f64() * 1e6 / all.max(1) as f64
+    );
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .measurement_time(Duration::from_secs(3))
@@ -284,6 +398,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = score_one, score_batch, normalize_only, count_only, language_only
+    targets = score_one, score_batch, normalize_only, count_only, language_only, record_examples, language_agreement
 }
 criterion_main!(benches);

@@ -4,14 +4,20 @@
 //! `cargo bench --bench stream` prints
 //! - sustained throughput: a backlog of comments drained by a fresh consumer group, measured
 //!   between the first and last output record's timestamps; median of several runs;
-//! - end-to-end latency at a fixed offered load (5,000 comments/s by default): from the input's
-//!   Kafka timestamp to the moment our consumer receives the labelled record; p50 / p99 / max.
+//! - then, on topics of their own (the broker's JVM warm by now), end-to-end latency at a fixed
+//!   offered load (5,000 comments/s by default): from the input's Kafka timestamp to the moment
+//!   our consumer receives the labelled record; p50 / p99 / max, and its two parts (to the
+//!   service's produce call, and from there to our consumer);
+//! - for each, the CPU time per comment of the service, the broker and this bench's own
+//!   clients (from `/proc`), so a rate can be checked against what the cores can give.
 //!
 //! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
-//! `--seconds N` (10), `--warmup-seconds N` (10, offered load left out of the latency figures
-//! first), `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
-//! (`at-least-once`, the default, or `exactly-once`). `BENCH_BREAKDOWN=1`
-//! also prints, for every 500th comment, input→output and output→reader times.
+//! `--seconds N` (10), `--warmup-seconds N` (30, offered load left out of the latency figures
+//! first: the broker's JIT compiler works on its low-rate paths for about 25 s), `--producer-linger-ms N` (0: the offering producer's linger, which the latency
+//! includes), `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
+//! (`at-least-once`, the default, or `exactly-once`). `BENCH_SERVE_LOG=FILTER` runs the
+//! service with that log filter (`info,moderato::stream=debug`: each batch's stage times), and
+//! `BENCH_SERVE_ARGS="-X consumer.fetch.wait.max.ms=10 ..."` passes it more arguments.
 
 #[path = "../tests/common/kafka.rs"]
 #[allow(dead_code)]
@@ -24,10 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kafka::{create_topics, produce, unique, Broker, Serve};
+
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 
 /// Comments of typical length, English and Arabic, cycled.
 const SAMPLES: &str = include_str!("../examples/comments.jsonl");
@@ -40,6 +48,7 @@ struct Options {
     poll_metrics: bool,
     warmup_seconds: u64,
     guarantee: String,
+    producer_linger_ms: usize,
 }
 
 fn options() -> Options {
@@ -49,8 +58,9 @@ fn options() -> Options {
         rate: 5000,
         seconds: 10,
         poll_metrics: false,
-        warmup_seconds: 10,
+        warmup_seconds: 30,
         guarantee: "at-least-once".into(),
+        producer_linger_ms: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -62,6 +72,9 @@ fn options() -> Options {
             "--rate" => o.rate = next(i).unwrap_or(o.rate),
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
+            "--producer-linger-ms" => {
+                o.producer_linger_ms = next(i).unwrap_or(o.producer_linger_ms)
+            }
             "--warmup-seconds" => o.warmup_seconds = next(i).map_or(o.warmup_seconds, |v| v as u64),
             "--guarantee" => {
                 if let Some(g) = args.get(i + 1) {
@@ -73,6 +86,20 @@ fn options() -> Options {
         i += 1;
     }
     o
+}
+
+/// What the latency collector reads of an output record.
+#[derive(serde::Deserialize, Default)]
+struct Answer {
+    #[serde(default)]
+    id: u64,
+    #[serde(default)]
+    source: AnswerSource,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct AnswerSource {
+    timestamp: Option<f64>,
 }
 
 fn texts() -> Vec<String> {
@@ -106,6 +133,25 @@ fn output_consumer(broker: &Broker) -> StreamConsumer {
     c
 }
 
+/// A reader of the output topic from its current end (what earlier runs wrote is skipped).
+fn output_consumer_from_end(broker: &Broker) -> StreamConsumer {
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.brokers)
+        .set("group.id", unique("bench-reader"))
+        .create()
+        .expect("bench consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..3 {
+        let (_, high) = c
+            .fetch_watermarks(&broker.output, p, Duration::from_secs(10))
+            .expect("output watermarks");
+        tpl.add_partition_offset(&broker.output, p, Offset::Offset(high))
+            .expect("partition offset");
+    }
+    c.assign(&tpl).expect("assign");
+    c
+}
+
 /// Polls `GET /metrics` every second until `stop` (the "dashboard is watched" load).
 fn metrics_poller(addr: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
@@ -123,6 +169,111 @@ fn metrics_poller(addr: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandl
         }
         ok
     })
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`; 0 if unreadable.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command (which may hold spaces): state is the first, utime the 12th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    ticks.iter().sum::<f64>() / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// The broker's process id (`scripts/broker` writes it beside the log).
+fn broker_pid(broker: &Broker) -> u32 {
+    broker
+        .log
+        .parent()
+        .and_then(|d| std::fs::read_to_string(d.join("pid")).ok())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// CPU used by the service, the broker and this bench (its own clients) between two points.
+struct Cpu {
+    pids: [u32; 3],
+    at: [f64; 3],
+    wall: Instant,
+}
+
+impl Cpu {
+    fn start(serve: u32, broker: u32) -> Self {
+        let pids = [serve, broker, std::process::id()];
+        Cpu {
+            pids,
+            at: pids.map(cpu_seconds),
+            wall: Instant::now(),
+        }
+    }
+
+    /// "CPU per comment: service A µs, broker B µs, bench clients C µs; cores busy X of N".
+    fn report(&self, comments: usize) -> String {
+        let used: Vec<f64> = self
+            .pids
+            .iter()
+            .zip(self.at)
+            .map(|(&p, a)| (cpu_seconds(p) - a).max(0.0))
+            .collect();
+        let per = |s: f64| s * 1e6 / comments.max(1) as f64;
+        let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        format!(
+            "CPU per comment: service {:.1} µs, broker {:.1} µs, bench clients {:.1} µs (sum {:.1} µs); \
+             cores busy: service {:.2}, broker {:.2}, bench {:.2} over {wall:.1} s; load average {}",
+            per(used[0]),
+            per(used[1]),
+            per(used[2]),
+            per(used.iter().sum()),
+            used[0] / wall,
+            used[1] / wall,
+            used[2] / wall,
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+}
+
+/// Starts the service; with `BENCH_SERVE_LOG=FILTER` it logs at that level (e.g.
+/// `moderato::stream=debug` for each batch's stage times) and the log's path is printed.
+fn start_serve(broker: &Broker, group: &str, instance: &str, args: &[&str]) -> Serve {
+    let filter = std::env::var("BENCH_SERVE_LOG").ok();
+    let envs: Vec<(&str, &str)> = filter
+        .as_deref()
+        .map(|f| vec![("RUST_LOG", f)])
+        .unwrap_or_default();
+    let extra = std::env::var("BENCH_SERVE_ARGS").unwrap_or_default();
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(extra.split_whitespace())
+        .collect();
+    let serve = Serve::start_on(broker, &broker.brokers, group, instance, &args, &envs);
+    if filter.is_some() {
+        eprintln!("{instance} logs to {}", serve.log.display());
+    }
+    serve
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -161,10 +312,68 @@ async fn main() {
         }
     );
 
-    // Latency at a fixed offered load, first, while the topics are empty.
+    // Throughput: one backlog, drained by a fresh group per run.
+    let backlog: Vec<(String, Vec<u8>)> = (0..o.backlog)
+        .map(|i| (format!("thread-{}", i % 997), payload(&texts, i)))
+        .collect();
+    produce(&broker, backlog).await;
+    let total = o.backlog;
+    let mut rates = Vec::new();
+    for run in 0..o.runs {
+        // Each run's outputs are told apart by the instance header, and read from where the
+        // output topic ended before the run.
+        let instance = format!("bench-{run}");
+        let reader = output_consumer_from_end(&broker);
+        let serve = start_serve(&broker, &unique("bench"), &instance, &serve_args);
+        // From the first output on, so the service's start-up (model load) is left out.
+        let mut cpu = None;
+        let (mut first, mut last, mut n) = (None, 0i64, 0usize);
+        while n < total {
+            let m = match tokio::time::timeout(Duration::from_secs(60), reader.recv()).await {
+                Ok(Ok(m)) => m,
+                _ => panic!("stalled after {n} outputs\n{}", serve.log_text()),
+            };
+            let mine = m.headers().is_some_and(|h| {
+                h.iter()
+                    .any(|h| h.key == "moderato-instance" && h.value == Some(instance.as_bytes()))
+            });
+            if !mine {
+                continue;
+            }
+            cpu.get_or_insert_with(|| Cpu::start(serve.pid(), broker_pid(&broker)));
+            if let Timestamp::CreateTime(t) = m.timestamp() {
+                first.get_or_insert(t);
+                last = last.max(t);
+            }
+            n += 1;
+        }
+        let span = (last - first.unwrap_or(last)).max(1) as f64 / 1000.0;
+        let rate = (n - 1) as f64 / span;
+        println!(
+            "  throughput run {}: {n} comments in {span:.2} s = {rate:.0} comments/s",
+            run + 1
+        );
+        if let Some(cpu) = &cpu {
+            println!("    {}", cpu.report(n - 1));
+        }
+        rates.push(rate);
+        drop(serve);
+    }
+    let rate = median(&mut rates);
+    println!(
+        "throughput: median {rate:.0} comments/s over {} runs of {total} comments",
+        o.runs
+    );
+
+    // Latency at a fixed offered load, on topics of its own, after the throughput runs: the
+    // broker is a JVM, and started moments before, its latency falls from hundreds of
+    // milliseconds to tens while its code is compiled (a broker in service is warm). The first
+    // seconds of offered load are left out of the figures too.
+    let lat = Broker::start();
+    create_topics(&lat, 3).await;
     let group = unique("latency");
-    let serve = Serve::start(&broker, &group, "latency", &serve_args);
-    let reader = output_consumer(&broker);
+    let serve = start_serve(&lat, &group, "latency", &serve_args);
+    let reader = output_consumer(&lat);
     for _ in 0..300 {
         if serve.log_text().contains("partitions assigned") {
             break;
@@ -173,14 +382,18 @@ async fn main() {
     }
     // The reader polls (and so joins its group) before the first comment is sent.
     let reader = Arc::new(reader);
-    // The first seconds are left out of the figures: the broker is a JVM started moments ago,
-    // and its latency falls from hundreds of milliseconds to tens while its code is compiled.
     let warmup = o.rate * o.warmup_seconds as usize;
     let count = o.rate * o.seconds as usize + warmup;
+    let pids = (serve.pid(), broker_pid(&broker));
     let collector = tokio::spawn({
         let reader = Arc::clone(&reader);
         async move {
+            // End to end, and its two parts: input timestamp → the service's produce call (the
+            // output's CreateTime), and that → our consumer.
             let mut latencies = Vec::with_capacity(count);
+            let mut service = Vec::with_capacity(count);
+            let mut onward = Vec::with_capacity(count);
+            let mut cpu = None;
             let mut n = 0;
             while n < count {
                 let m = match tokio::time::timeout(Duration::from_secs(60), reader.recv()).await {
@@ -189,37 +402,34 @@ async fn main() {
                 };
                 let received = now_ms();
                 n += 1;
-                let v: serde_json::Value =
+                // Only the two fields needed (the bench's own CPU is on the same cores).
+                let v: Answer =
                     serde_json::from_slice(m.payload().unwrap_or_default()).unwrap_or_default();
-                let id = v["id"].as_u64().unwrap_or(0) as usize;
-                if let (true, Some(ts)) = (id >= warmup, v["source"]["timestamp"].as_f64()) {
+                let id = v.id as usize;
+                if let (true, Some(ts)) = (id >= warmup, v.source.timestamp) {
+                    cpu.get_or_insert_with(|| Cpu::start(pids.0, pids.1));
                     latencies.push(received - ts);
-                    if std::env::var_os("BENCH_BREAKDOWN").is_some() && id % 500 == 0 {
-                        if let Timestamp::CreateTime(out) = m.timestamp() {
-                            eprintln!(
-                                "in→out {:.0} ms, out→reader {:.0} ms",
-                                out as f64 - ts,
-                                received - out as f64
-                            );
-                        }
+                    if let Timestamp::CreateTime(out) = m.timestamp() {
+                        service.push(out as f64 - ts);
+                        onward.push(received - out as f64);
                     }
                 }
             }
-            Ok(latencies)
+            Ok((latencies, service, onward, cpu))
         }
     });
     while reader.assignment().map_or(true, |a| a.count() == 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.brokers)
-        .set("linger.ms", "0")
+        .set("bootstrap.servers", &lat.brokers)
+        .set("linger.ms", o.producer_linger_ms.to_string())
         .create()
         .expect("producer");
     let sender = tokio::spawn({
         let texts = texts.clone();
         let rate = o.rate;
-        let input = broker.input.clone();
+        let input = lat.input.clone();
         async move {
             let tick = Duration::from_millis(10);
             let per_tick = (rate / 100).max(1);
@@ -246,16 +456,19 @@ async fn main() {
         }
     });
     let started = Instant::now();
-    let mut latencies = match collector.await {
+    let (mut latencies, mut service, mut onward, cpu) = match collector.await {
         Ok(Ok(l)) => l,
         Ok(Err(n)) => panic!("latency run stalled after {n}\n{}", serve.log_text()),
         Err(e) => panic!("collector: {e}"),
     };
     let _ = sender.await;
-    latencies.sort_by(f64::total_cmp);
+    for v in [&mut latencies, &mut service, &mut onward] {
+        v.sort_by(f64::total_cmp);
+    }
     println!(
-        "latency at {} comments/s for {} s after {} s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "latency at {} comments/s (offering producer linger.ms={}) for {} s after {} s of warm-up ({} comments, {:.1} s): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         o.rate,
+        o.producer_linger_ms,
         o.seconds,
         o.warmup_seconds,
         latencies.len(),
@@ -264,53 +477,17 @@ async fn main() {
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(0.0)
     );
-    drop(serve);
-
-    // Throughput: one backlog, drained by a fresh group per run.
-    let backlog: Vec<(String, Vec<u8>)> = (0..o.backlog)
-        .map(|i| (format!("thread-{}", i % 997), payload(&texts, i)))
-        .collect();
-    produce(&broker, backlog).await;
-    let total = o.backlog + count; // the latency run's comments are in the topic too
-    let mut rates = Vec::new();
-    for run in 0..o.runs {
-        // Each run's outputs are told apart by the instance header.
-        let instance = format!("bench-{run}");
-        let reader = output_consumer(&broker);
-        let serve = Serve::start(&broker, &unique("bench"), &instance, &serve_args);
-        let (mut first, mut last, mut n) = (None, 0i64, 0usize);
-        while n < total {
-            let m = match tokio::time::timeout(Duration::from_secs(60), reader.recv()).await {
-                Ok(Ok(m)) => m,
-                _ => panic!("stalled after {n} outputs\n{}", serve.log_text()),
-            };
-            let mine = m.headers().is_some_and(|h| {
-                h.iter()
-                    .any(|h| h.key == "moderato-instance" && h.value == Some(instance.as_bytes()))
-            });
-            if !mine {
-                continue;
-            }
-            if let Timestamp::CreateTime(t) = m.timestamp() {
-                first.get_or_insert(t);
-                last = last.max(t);
-            }
-            n += 1;
-        }
-        let span = (last - first.unwrap_or(last)).max(1) as f64 / 1000.0;
-        let rate = (n - 1) as f64 / span;
-        println!(
-            "  throughput run {}: {n} comments in {span:.2} s = {rate:.0} comments/s",
-            run + 1
-        );
-        rates.push(rate);
-        drop(serve);
-    }
-    let rate = median(&mut rates);
     println!(
-        "throughput: median {rate:.0} comments/s over {} runs of {total} comments",
-        o.runs
+        "  input → the service's produce call: p50 {:.1} ms, p99 {:.1} ms; that → our consumer: p50 {:.1} ms, p99 {:.1} ms",
+        percentile(&service, 0.5),
+        percentile(&service, 0.99),
+        percentile(&onward, 0.5),
+        percentile(&onward, 0.99)
     );
+    if let Some(cpu) = cpu {
+        println!("  {}", cpu.report(count - warmup));
+    }
+    drop(serve);
 
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = poller {

@@ -80,30 +80,79 @@ const MIN_CONFIDENCE: f64 = 0.4;
 /// Characters of a comment the language identifier reads.
 const LANGUAGE_PREFIX: usize = 200;
 
-/// The most likely language of a text as an ISO 639-1 code (`en`, `ar`, ...), among those
-/// Perspective served (plus Persian and Urdu), by whatlang's trigram and alphabet detector; `None` when it cannot tell (no letters, or too few words
-/// for a confident guess). Informational: what a head may score is decided by [`script`].
-pub fn language(text: &str) -> Option<&'static str> {
-    // Only the languages Perspective served, plus Persian and Urdu (without them Persian text
-    // reads as Arabic): comparing against every Latin-script profile cost 40% of an analyze
-    // request's CPU (perf, `scripts/bench-http`), for a field no decision depends on.
-    static DETECTOR: std::sync::LazyLock<whatlang::Detector> = std::sync::LazyLock::new(|| {
-        use whatlang::Lang::*;
-        whatlang::Detector::with_allowlist(vec![
-            Ara, Cmn, Ces, Nld, Eng, Fra, Deu, Hin, Ind, Ita, Jpn, Kor, Pol, Por, Rus, Spa, Swe,
-            Pes, Urd,
-        ])
-    });
-    // The first 200 characters say as much as the whole comment, at a bounded cost: a record
-    // of a 10,000-character comment must not spend most of its time on this field.
-    let head = match text.char_indices().nth(LANGUAGE_PREFIX) {
+mod combined;
+mod profiles;
+
+/// The languages [`language`] chooses from: those Perspective served, plus Persian and Urdu
+/// (without them Persian text reads as Arabic). Comparing against every Latin-script profile
+/// cost 40% of an analyze request's CPU (perf, `scripts/bench-http`), for a field no decision
+/// depends on.
+const ALLOWED: &[whatlang::Lang] = {
+    use whatlang::Lang::*;
+    &[
+        Ara, Cmn, Ces, Nld, Eng, Fra, Deu, Hin, Ind, Ita, Jpn, Kor, Pol, Por, Rus, Spa, Swe, Pes,
+        Urd,
+    ]
+};
+
+/// The first 200 characters say as much as the whole comment, at a bounded cost: a record of a
+/// 10,000-character comment must not spend most of its time on this field.
+fn head(text: &str) -> &str {
+    match text.char_indices().nth(LANGUAGE_PREFIX) {
         Some((cut, _)) => &text[..cut],
         None => text,
+    }
+}
+
+/// The most likely language of a text as an ISO 639-1 code (`en`, `ar`, ...), among
+/// [`ALLOWED`], by whatlang's trigram and alphabet method; `None` when it cannot tell (no
+/// letters, or too few words for a confident guess). Informational: what a head may score is
+/// decided by [`script`]. Latin and Arabic text is scored by [`combined`], which answers what
+/// whatlang answers in a fraction of the time; other scripts by whatlang itself.
+pub fn language(text: &str) -> Option<&'static str> {
+    let head = head(text);
+    let guess = match whatlang::detect_script(head) {
+        Some(s @ (whatlang::Script::Latin | whatlang::Script::Arabic)) => {
+            combined::detect(head, s).map(|g| (g.lang, g.confidence))
+        }
+        Some(_) => detector().detect(head).map(|i| (i.lang(), i.confidence())),
+        None => None,
     };
-    DETECTOR
-        .detect(head)
+    guess
+        .filter(|&(_, confidence)| confidence > RELIABLE || confidence >= MIN_CONFIDENCE)
+        .map(|(lang, _)| iso_639_1(lang))
+}
+
+/// [`language`] computed by whatlang alone: the reference [`combined`] is checked against.
+pub fn language_whatlang(text: &str) -> Option<&'static str> {
+    detector()
+        .detect(head(text))
         .filter(|info| info.is_reliable() || info.confidence() >= MIN_CONFIDENCE)
         .map(|info| iso_639_1(info.lang()))
+}
+
+/// The raw guesses (language, confidence) of the fast path and of whatlang for `text`, the
+/// same unless [`combined`] is wrong; `None` where the fast path does not apply or there are
+/// no letters.
+pub fn guesses(text: &str) -> [Option<(whatlang::Lang, f64)>; 2] {
+    let head = head(text);
+    let theirs = detector().detect(head).map(|i| (i.lang(), i.confidence()));
+    let ours = match whatlang::detect_script(head) {
+        Some(s @ (whatlang::Script::Latin | whatlang::Script::Arabic)) => {
+            combined::detect(head, s).map(|g| (g.lang, g.confidence))
+        }
+        _ => theirs,
+    };
+    [ours, theirs]
+}
+
+/// whatlang's own reliability threshold (`Info::is_reliable`: a confidence above it).
+const RELIABLE: f64 = 0.9;
+
+fn detector() -> &'static whatlang::Detector {
+    static DETECTOR: std::sync::LazyLock<whatlang::Detector> =
+        std::sync::LazyLock::new(|| whatlang::Detector::with_allowlist(ALLOWED.to_vec()));
+    &DETECTOR
 }
 
 /// whatlang's ISO 639-3 languages as ISO 639-1 codes (the codes Perspective's clients send).
@@ -205,6 +254,34 @@ mod tests {
         );
         assert_eq!(language("😂😂 123"), None);
         assert_eq!(language("Go home you're drunk"), None, "too short to tell");
+    }
+
+    #[test]
+    fn the_fast_path_answers_what_whatlang_answers() {
+        for text in [
+            "اللهم انصر جندك على اعدائك",
+            "The vaccine saved my mother's life, and I am grateful",
+            "Go home you're drunk",
+            "@USER هذا كلام فارغ URL",
+            "Le vaccin a sauvé la vie de ma mère, et je suis reconnaissante",
+            "Die Ordnung muss für immer in diesem Codebase bleiben",
+            "این یک متن فارسی است که باید فارسی شناخته شود",
+            "یہ اردو کا ایک جملہ ہے جو پہچانا جانا چاہیے",
+            "Además de todo lo anteriormente dicho, también encontramos...",
+            "a",
+            "ok 👍",
+            "Мы хотим видеть дальше, чем окна дома напротив",
+        ] {
+            assert_eq!(language(text), language_whatlang(text), "{text}");
+            let head = head(text);
+            if let Some(s @ (whatlang::Script::Latin | whatlang::Script::Arabic)) =
+                whatlang::detect_script(head)
+            {
+                let ours = combined::detect(head, s).map(|g| (g.lang, g.confidence));
+                let theirs = detector().detect(head).map(|i| (i.lang(), i.confidence()));
+                assert_eq!(ours, theirs, "{text}");
+            }
+        }
     }
 
     #[test]

@@ -212,6 +212,7 @@ pub(super) async fn consume_stage(
                     consumed += 1;
                     held.push(inbound(&m));
                     if held.messages.len() == 1 {
+                        held.began = Instant::now();
                         deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
                     }
                     held.messages.len() >= cfg.batch_size
@@ -230,6 +231,7 @@ pub(super) async fn consume_stage(
             continue;
         }
         deadline = None;
+        let full_at = Instant::now();
         // The hand-over waits while the stages are full (backpressure). Meanwhile the assigned
         // partitions are paused and the consumer is still polled: rebalances and the group's
         // heartbeat go on, and nothing new is fetched.
@@ -284,10 +286,18 @@ pub(super) async fn consume_stage(
             match permit {
                 Ok(p) => {
                     held.settle();
+                    let fill = full_at.saturating_duration_since(held.began);
                     let batch = held.take();
-                    inflight.add(batch.messages.len());
+                    let n = batch.messages.len();
+                    inflight.add(n);
                     p.send(batch);
                     held.resume();
+                    tracing::debug!(
+                        records = n,
+                        fill_us = fill.as_micros() as u64,
+                        handover_us = full_at.elapsed().as_micros() as u64,
+                        "batch read"
+                    );
                     break;
                 }
                 Err(()) => break 'read,
@@ -326,6 +336,8 @@ struct Held<'a> {
     next: BTreeMap<i32, i64>,
     /// The partitions paused now.
     stopped: Vec<i32>,
+    /// When the batch's first message was read.
+    began: Instant,
 }
 
 impl<'a> Held<'a> {
@@ -338,6 +350,7 @@ impl<'a> Held<'a> {
             paused: false,
             next: BTreeMap::new(),
             stopped: Vec::new(),
+            began: Instant::now(),
         }
     }
 

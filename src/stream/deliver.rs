@@ -1,7 +1,10 @@
 //! The producing side of the serve loop: the producer's settings, putting records on its queue,
-//! and the stage that finishes each classified batch, one at a time, before it takes the next:
-//! every record acknowledged, then the input offsets stored (at-least-once), or records and
-//! offsets committed in one transaction (exactly-once, [`super::transact`]).
+//! and the stage that finishes each round (a classified batch, with those queued behind it, up
+//! to `batch_size` records), one at a time, before it takes the next: every record
+//! acknowledged, then the input offsets stored (at-least-once), or records and offsets
+//! committed in one transaction (exactly-once, [`super::transact`]). So a transaction holds at
+//! most `batch_size` records and, at a low rate, what arrived within `batch_timeout` plus one
+//! commit.
 //!
 //! Failed deliveries are sent again as a whole, in input order, after one capped backoff (100 ms
 //! doubling to 5 s): after an outage longer than `message.timeout.ms` the batch goes out again at
@@ -97,17 +100,38 @@ pub(super) async fn deliver_stage(
 ) -> (Result<(), StreamError>, FutureProducer) {
     // Batches read before a rewind this stage asked for are read again: they are dropped here.
     let mut discard_through = 0u64;
-    while let Some(Classified {
-        mut records,
-        epoch,
-        group,
-    }) = rx.recv().await
-    {
-        let n = records.len();
-        if epoch <= discard_through || n == 0 {
-            inflight.done(n);
+    // A batch taken from the channel that could not join the round before it.
+    let mut next: Option<Classified> = None;
+    loop {
+        let first = match next.take() {
+            Some(b) => b,
+            None => match rx.recv().await {
+                Some(b) => b,
+                None => break,
+            },
+        };
+        let Classified {
+            mut records,
+            epoch,
+            group,
+        } = first;
+        if epoch <= discard_through || records.is_empty() {
+            inflight.done(records.len());
             continue;
         }
+        // The batches classified while the previous round was delivered join this one, up to
+        // `batch_size` records: one wait for acknowledgements, one transaction, instead of one
+        // each behind the other (waiting batches were most of exactly-once's latency).
+        while let Ok(more) = rx.try_recv() {
+            if more.epoch == epoch && records.len() + more.records.len() <= d.cfg.batch_size {
+                records.extend(more.records);
+            } else {
+                next = Some(more);
+                break;
+            }
+        }
+        let n = records.len();
+        let started = std::time::Instant::now();
         let outcome = if d.cfg.guarantee.transactional() {
             super::transact::complete(&mut d, &mut records, group.as_ref()).await
         } else {
@@ -129,6 +153,11 @@ pub(super) async fn deliver_stage(
             }
         }
         inflight.done(n);
+        tracing::debug!(
+            records = n,
+            deliver_us = started.elapsed().as_micros() as u64,
+            "batch delivered"
+        );
     }
     (Ok(()), d.producer)
 }

@@ -8,10 +8,11 @@
 //! consume (this task) --Batch--> classify (work) --Classified--> deliver: send, await, store/commit
 //! ```
 //!
-//! The delivering task owns the producer and each batch from its first record sent to its
-//! offsets stored or its transaction committed, before it takes the next batch: a stored offset
-//! never passes an unacknowledged message, and records of batch N+1 never enter batch N's
-//! transaction. A revoke waits until every batch handed on is finished.
+//! The delivering task owns the producer and each round (a batch, with the batches that were
+//! classified while the round before was delivered, up to `batch_size` records) from its first
+//! record sent to its offsets stored or its transaction committed, before it takes the next: a
+//! stored offset never passes an unacknowledged message, and records of one round never enter
+//! another round's transaction. A revoke waits until every batch handed on is finished.
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
