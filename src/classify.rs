@@ -43,9 +43,7 @@ impl Comment {
             std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
-        let inexact = value
-            .get("id")
-            .is_some_and(|id| id.as_f64().is_some() && !(id.is_i64() || id.is_u64()));
+        let inexact = value.get("id").is_some_and(Value::is_f64);
         let mut comment = Self::from_value(value)?;
         if inexact {
             // A number `Value` holds only as an f64 (beyond u64, a fraction, an exponent): its
@@ -144,6 +142,12 @@ impl Id {
                 .map(|_| Id::Number(raw.to_string())),
             _ => None,
         }
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Id::Text(s) if s == other)
     }
 }
 

@@ -68,7 +68,10 @@ fn next_line(input: &mut dyn BufRead, max: usize) -> io::Result<Option<Line>> {
         let chunk = &buf[..end.unwrap_or(buf.len())];
         size = size.saturating_add(chunk.len());
         // One byte past the limit: room for a `\r` before the `\n`.
-        let room = (max + 1).saturating_sub(line.len()).min(chunk.len());
+        let room = max
+            .saturating_add(1)
+            .saturating_sub(line.len())
+            .min(chunk.len());
         line.extend_from_slice(&chunk[..room]);
         let used = end.map_or(buf.len(), |i| i + 1);
         input.consume(used);

@@ -363,8 +363,15 @@ mod tests {
             .finish();
         let payload = format!("{{\"text\": \"{MARKER}\"}}");
         let msg = inbound(payload.as_bytes());
+        // The binary's panic hook says where, not what.
+        let reported = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let report = std::sync::Arc::clone(&reported);
         let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut r) = report.lock() {
+                r.push_str(&panic_report(info));
+            }
+        }));
         let out = tracing::subscriber::with_default(subscriber, || {
             guarded(msg, &cfg(), &mut Scratch::default(), |m, _| {
                 let text = String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default());
@@ -375,6 +382,15 @@ mod tests {
         let log = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
         assert!(log.contains("classification panicked"), "{log}");
         assert!(!log.contains(MARKER), "the log quotes the comment: {log}");
+        let reported = reported.lock().map(|r| r.clone()).unwrap_or_default();
+        assert!(
+            reported.contains("panicked at src/stream/record.rs"),
+            "{reported}"
+        );
+        assert!(
+            !reported.contains(MARKER),
+            "the panic report quotes the comment: {reported}"
+        );
         assert_eq!(out.reason, Some("internal"));
         for (k, v) in &out.headers {
             let v = String::from_utf8_lossy(v.as_deref().unwrap_or_default());
