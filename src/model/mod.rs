@@ -422,7 +422,7 @@ impl Model {
                 return Err(format!(
                     "model {field} {:?} is not 1 to {MAX_LABEL_LEN} visible ASCII characters \
                      (it goes into a Kafka header of every record and a metric label); \
-                     retrain with a shorter `{field}`",
+                     set `{field}` in the training config to such a value and retrain",
                     value.chars().take(MAX_LABEL_LEN).collect::<String>()
                 ));
             }
