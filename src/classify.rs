@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::RefOr;
@@ -17,10 +18,10 @@ use crate::model::{HeadOutcome, Model, Scratch};
 /// An input comment: `{"id", "text", "target"?, ...}`; other fields are kept as they are.
 #[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 pub struct Comment {
-    /// Caller's id (string or number).
+    /// Caller's id (string or number), kept exactly as it was written.
     #[serde(default)]
     #[schema(schema_with = id_schema)]
-    pub id: Value,
+    pub id: Id,
     /// The comment (not empty).
     #[schema(min_length = 1)]
     pub text: String,
@@ -42,7 +43,21 @@ impl Comment {
             std::str::from_utf8(payload).map_err(|e| InputError::NotUtf8(e.valid_up_to()))?;
         let value: Value =
             serde_json::from_str(text).map_err(|e| InputError::NotJson(e.to_string()))?;
-        Self::from_value(value)
+        let inexact = value.get("id").is_some_and(Value::is_f64);
+        let mut comment = Self::from_value(value)?;
+        if inexact {
+            // A number `Value` holds only as an f64 (beyond u64, a fraction, an exponent): its
+            // text, as written, from a second look at just that field.
+            #[derive(Deserialize)]
+            struct RawId<'a> {
+                #[serde(borrow)]
+                id: &'a RawValue,
+            }
+            if let Ok(raw) = serde_json::from_str::<RawId<'_>>(text) {
+                comment.id = Id::Number(raw.id.get().to_string());
+            }
+        }
+        Ok(comment)
     }
 
     /// Reads one parsed JSON value as a comment, with the same checks as [`Comment::parse`].
@@ -57,12 +72,16 @@ impl Comment {
         if text.trim().is_empty() {
             return Err(InputError::EmptyText);
         }
-        let id = obj.remove("id").unwrap_or(Value::Null);
-        if !(id.is_string() || id.is_number() || id.is_null()) {
-            return Err(InputError::NotJson(
-                "`id` must be a string or a number".into(),
-            ));
-        }
+        let id = match obj.remove("id") {
+            None | Some(Value::Null) => Id::Null,
+            Some(Value::String(s)) => Id::Text(s),
+            Some(Value::Number(n)) => Id::Number(n.to_string()),
+            Some(_) => {
+                return Err(InputError::NotJson(
+                    "`id` must be a string or a number".into(),
+                ))
+            }
+        };
         let mut string_field = |name: &str| match obj.remove(name) {
             Some(Value::String(s)) => Some(s),
             Some(other) => {
@@ -80,6 +99,88 @@ impl Comment {
             domain,
             extra: obj,
         })
+    }
+}
+
+/// A comment id exactly as the input wrote it: a string, a number (as its JSON text, so
+/// `123456789012345678901234567890` and `1E2` come back out as written, not as floats), or
+/// null when the input had none. It serializes back to the same JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Id {
+    /// No id, or `null`.
+    #[default]
+    Null,
+    /// A string id.
+    Text(String),
+    /// A number id: its JSON text, as written.
+    Number(String),
+}
+
+impl Id {
+    /// Whether the input had no id.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Id::Null)
+    }
+
+    /// The id as text: a string as it is, a number as written, `null` for none (what the
+    /// feedback join and the dashboard key comments by).
+    pub fn text(&self) -> String {
+        match self {
+            Id::Null => "null".into(),
+            Id::Text(s) | Id::Number(s) => s.clone(),
+        }
+    }
+
+    /// Reads the JSON text of an id; `None` when it is not a string, a number or null.
+    pub fn from_json(raw: &str) -> Option<Self> {
+        let raw = raw.trim();
+        match raw.bytes().next()? {
+            b'"' => serde_json::from_str(raw).ok().map(Id::Text),
+            b'n' => (raw == "null").then_some(Id::Null),
+            b'-' | b'0'..=b'9' => serde_json::from_str::<serde::de::IgnoredAny>(raw)
+                .ok()
+                .map(|_| Id::Number(raw.to_string())),
+            _ => None,
+        }
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Id::Text(s) if s == other)
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Self {
+        Id::Text(s.to_string())
+    }
+}
+
+impl From<i64> for Id {
+    fn from(n: i64) -> Self {
+        Id::Number(n.to_string())
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Id::Null => s.serialize_unit(),
+            Id::Text(t) => s.serialize_str(t),
+            Id::Number(n) => match RawValue::from_string(n.clone()) {
+                Ok(raw) => raw.serialize(s),
+                Err(_) => s.serialize_str(n),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Id::from_json(raw.get())
+            .ok_or_else(|| serde::de::Error::custom("`id` must be a string, a number or null"))
     }
 }
 
@@ -154,8 +255,8 @@ impl ModelRef {
 /// An output record: labels, per-head results and the model that made them.
 #[derive(Clone, Debug, Serialize)]
 pub struct Labelled {
-    /// The input's id.
-    pub id: Value,
+    /// The input's id, as written.
+    pub id: Id,
     /// Names of the flagged binary heads.
     pub labels: Vec<String>,
     /// Per-head results.
@@ -282,13 +383,43 @@ mod tests {
     }
 
     #[test]
+    fn ids_come_back_out_exactly_as_written() {
+        for id in [
+            "123456789012345678901234567890",
+            "1E2",
+            "-0.50",
+            "18446744073709551616",
+            "7",
+            "\"s\\u00e9\"",
+            "null",
+        ] {
+            let line = format!("{{\"id\": {id}, \"text\": \"hello\"}}");
+            let c = Comment::parse(line.as_bytes()).expect("valid");
+            let out = serde_json::to_string(&c.id).expect("serializes");
+            let want = if id.starts_with('"') { "\"sé\"" } else { id };
+            assert_eq!(out, want, "{id}");
+            let back: Id = serde_json::from_str(&out).expect("reads back");
+            assert_eq!(back, c.id, "{id}");
+        }
+        let c = Comment::parse(br#"{"text": "hi"}"#).expect("valid");
+        assert!(c.id.is_null());
+        assert_eq!(
+            Id::from_json("123456789012345678901234567890")
+                .map(|i| i.text())
+                .as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert!(Id::from_json("[1]").is_none() && Id::from_json("{}").is_none());
+    }
+
+    #[test]
     fn parse_keeps_unknown_fields() {
         let c = Comment::parse(
             r#"{"id": "a", "text": "hi", "target": "Atheism", "meta": {"k": 1}, "lang": "en"}"#
                 .as_bytes(),
         )
         .expect("valid");
-        assert_eq!(c.id, Value::from("a"));
+        assert_eq!(c.id, Id::from("a"));
         assert_eq!(c.target.as_deref(), Some("Atheism"));
         assert_eq!(c.extra["meta"]["k"], Value::from(1));
         assert_eq!(c.extra["lang"], Value::from("en"));

@@ -85,6 +85,26 @@ pub enum ModelError {
         /// Computed checksum.
         actual: String,
     },
+    /// The file is larger than any model this build loads (it is not read).
+    #[error("model file {path} is {size} bytes, over the limit of {limit}; is it a moderato model file? (`moderato train` writes one)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit (`file::MAX_FILE_BYTES`).
+        limit: u64,
+    },
+    /// A hot reload whose heads differ from the serving model's (the old model keeps serving).
+    #[error("model file {path} has heads {found}, the serving model has {serving}; a reload may only change weights and calibration, so restart the service to change heads")]
+    HeadsChanged {
+        /// The file.
+        path: PathBuf,
+        /// The serving model's heads (name, kind and classes).
+        serving: String,
+        /// The new file's heads.
+        found: String,
+    },
     /// The header parses but is inconsistent with the weights or with itself.
     #[error("model file {path} is invalid: {reason}")]
     Invalid {

@@ -1,4 +1,9 @@
 //! The `moderato` command line: train, classify, eval (see `cli`).
+//!
+//! Exit status (also in `moderato --help` and the README): 0 success, including output cut
+//! short by a reader that closed the pipe (`moderato classify | head`); 1 a runtime error (an
+//! unusable model, config or input file, a Kafka failure, a shutdown that did not drain);
+//! 2 a usage error (clap: an unknown flag or a bad value).
 
 mod cli;
 
@@ -9,11 +14,14 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.log_format);
+    cli::install_panic_hook();
     match cli::run(args) {
         Ok(code) => code,
+        // The reader went away (`| head`): what it asked for was written, as ripgrep treats it.
+        Err(e) if cli::broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(cli::EXIT_RUNTIME)
         }
     }
 }

@@ -17,6 +17,10 @@ use crate::normalize::Normalizer;
 /// The text limit when none is configured, in counted characters.
 pub const DEFAULT_MAX_TEXT_CHARS: usize = 10_000;
 
+/// The raw-size limit when none is configured, in bytes: a stream payload (`max_payload_bytes`)
+/// or a `classify` input line (`--max-payload-bytes`) over it is refused as `too_large`.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1_000_000;
+
 /// Normalization makes a text at most this many times longer, in characters: no character
 /// normalizes to more than 18 (U+FDFA; `tests::normalization_grows_a_text_at_most_max_growth_fold`
 /// checks every one), the other rules only drop or squeeze, but masking a mention (`@x` becomes

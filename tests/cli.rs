@@ -434,7 +434,7 @@ fn serve_refuses_a_bad_config_naming_the_field() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, "brokers = \"localhost:9092\"\nbatch_size = 0\n").expect("write");
     let out = moderato(&["serve", "--config", &path.to_string_lossy()], "");
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("`batch_size`"), "{stderr}");
 }
@@ -456,7 +456,157 @@ fn serve_refuses_a_bad_model_file_at_start() {
         ],
         "",
     );
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not a moderato model file"), "{stderr}");
+}
+
+#[test]
+fn exit_status_is_0_on_success_1_on_runtime_errors_2_on_usage_errors() {
+    let ok = moderato(&["classify"], "{\"id\": 1, \"text\": \"hello\"}\n");
+    assert_eq!(ok.status.code(), Some(0), "{}", describe(&ok));
+    let runtime = moderato(&["classify", "--model", "/nonexistent/m.model"], "");
+    assert_eq!(runtime.status.code(), Some(1), "{}", describe(&runtime));
+    let unreadable = moderato(&["classify", "--input", "/nonexistent/in.jsonl"], "");
+    assert_eq!(
+        unreadable.status.code(),
+        Some(1),
+        "{}",
+        describe(&unreadable)
+    );
+    let usage = moderato(&["classify", "--no-such-flag"], "");
+    assert_eq!(usage.status.code(), Some(2), "{}", describe(&usage));
+    let bad_value = moderato(&["classify", "--max-text-chars", "0"], "");
+    assert_eq!(bad_value.status.code(), Some(2), "{}", describe(&bad_value));
+    let help = moderato(&["--help"], "");
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        text.contains("Exit status:")
+            && text.contains("1  runtime error")
+            && text.contains("2  usage error"),
+        "--help documents the exit status:\n{text}"
+    );
+}
+
+#[test]
+fn classify_into_a_reader_that_closes_early_exits_0_quietly() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moderato"))
+        .arg("classify")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("classify starts");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let line = "{\"id\": 1, \"text\": \"you are a stupid idiot\"}\n".repeat(1000);
+        // Far more output than a pipe holds; the writes fail once classify has gone.
+        for _ in 0..50 {
+            if stdin.write_all(line.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut first = String::new();
+    {
+        let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        out.read_line(&mut first).expect("a first line");
+        // `| head -1`: the reader goes away here.
+    }
+    let output = child.wait_with_output().expect("classify ends");
+    let _ = writer.join();
+    assert!(first.contains("\"id\":1"), "{first}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("Broken pipe") && !stderr.contains("error"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn classify_keeps_ids_exactly_as_written() {
+    let input = concat!(
+        "{\"id\": 123456789012345678901234567890, \"text\": \"hello there\"}\n",
+        "{\"id\": 1E2, \"text\": \"hello there\"}\n",
+        "{\"id\": -0.50, \"text\": \"hello there\"}\n",
+        "{\"id\": 18446744073709551615, \"text\": \"hello there\"}\n",
+        "{\"id\": \"s-1\", \"text\": \"hello there\"}\n",
+    );
+    let out = moderato(&["classify"], input);
+    assert_success(&out, "classify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (line, id) in lines.iter().zip([
+        "123456789012345678901234567890",
+        "1E2",
+        "-0.50",
+        "18446744073709551615",
+        "\"s-1\"",
+    ]) {
+        assert!(line.contains(&format!("\"id\":{id},")), "{id}: {line}");
+    }
+}
+
+/// The stream's answer to one payload, with the default settings and model: the labelled
+/// record as JSON, or the dead letter's reason code.
+fn stream_answer(payload: &[u8]) -> Result<Value, String> {
+    use moderato::stream::record::{process, Inbound, Source};
+    let model = moderato::model::file::load(&common::default_model_path()).expect("model");
+    let model_ref = moderato::classify::ModelRef::of(&model);
+    let cfg = moderato::stream::ServeConfig::with_brokers("localhost:1").expect("defaults");
+    let msg = Inbound {
+        source: Source {
+            topic: "comments".into(),
+            partition: 0,
+            offset: 0,
+            timestamp: None,
+        },
+        key: None,
+        payload: Some(payload.to_vec()),
+        headers: Vec::new(),
+        bad_header: None,
+    };
+    let out = process(msg, &cfg, &model, &model_ref, &mut Default::default());
+    match out.reason {
+        Some(code) => Err(code.to_string()),
+        None => Ok(serde_json::from_slice(&out.payload).expect("a JSON record")),
+    }
+}
+
+#[test]
+fn classify_and_the_stream_agree_on_long_comments_and_long_lines() {
+    let long_text = format!(
+        "{}you are a stupid idiot",
+        "a perfectly calm sentence. ".repeat(600)
+    );
+    let long = serde_json::json!({"id": "long", "text": long_text}).to_string();
+    // Over the stream's 1,000,000-byte payload limit, though tiny once normalized.
+    let huge = serde_json::json!({"id": "huge", "text": "x".repeat(1_200_000)}).to_string();
+    let out = moderato(&["classify"], &format!("{long}\n{huge}\n"));
+    assert_success(&out, "classify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let mut streamed = stream_answer(long.as_bytes()).expect("the stream labels it");
+    streamed.as_object_mut().map(|o| o.remove("source"));
+    assert_eq!(lines[0], streamed, "the same record for a long comment");
+    assert_eq!(lines[0]["truncated"], true);
+    assert_eq!(stream_answer(huge.as_bytes()), Err("too_large".into()));
+    assert_eq!(lines[1]["line"], 2, "{}", lines[1]);
+    let error = lines[1]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("over the limit of 1000000"), "{error}");
+    // The limit is `--max-payload-bytes`, as the stream's setting is called.
+    let small = moderato(
+        &["classify", "--max-payload-bytes", "100"],
+        &format!("{long}\n"),
+    );
+    assert_success(&small, "classify --max-payload-bytes");
+    assert!(String::from_utf8_lossy(&small.stdout).contains("over the limit of 100"));
 }

@@ -318,3 +318,147 @@ fn missing_file_is_refused_with_an_io_error_naming_it() {
     assert!(matches!(err, ModelError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("absent.model"), "{err}");
 }
+
+/// The saved toy model with its JSON header edited by `edit`, re-sealed (lengths and checksum
+/// rewritten) so that only the loader's checks of the numbers inside can refuse it.
+fn with_header(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+    let (_, _, bytes) = saved(dir);
+    let start = weights_offset(&bytes);
+    let mut header: serde_json::Value =
+        serde_json::from_slice(&bytes[32..start]).expect("the header is JSON");
+    edit(&mut header);
+    let json = serde_json::to_vec(&header).expect("serializes");
+    let mut out = bytes[..16].to_vec();
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&bytes[24..32]);
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[start..bytes.len() - 32]);
+    let digest = Sha256::digest(&out);
+    out.extend_from_slice(&digest);
+    out
+}
+
+/// Loads re-sealed `bytes`, expecting an `Invalid` refusal, and returns its message.
+fn invalid_reason(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    match load_refused(dir, name, bytes) {
+        ModelError::Invalid { reason, .. } => reason,
+        other => panic!("{name}: expected an invalid-model error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_non_finite_bias_or_domain_scale_inside_a_valid_checksum_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unedited = with_header(dir.path(), |_| {});
+    std::fs::write(dir.path().join("same.model"), &unedited).expect("write");
+    file::load(&dir.path().join("same.model")).expect("re-sealing alone changes nothing");
+    // 1e39 is beyond f32: serde_json refuses it as out of range.
+    let beyond = with_header(dir.path(), |h| {
+        h["heads"][0]["bias"][0] = serde_json::json!(1e39);
+    });
+    load_refused(dir.path(), "beyond.model", &beyond);
+    // 3e38 is a finite f32, but added to a margin or times a feature weight it overflows to
+    // infinity, and the head's scores to NaN or a constant.
+    let bias = with_header(dir.path(), |h| {
+        h["heads"][0]["bias"][0] = serde_json::json!(3e38);
+    });
+    let reason = invalid_reason(dir.path(), "bias.model", &bias);
+    assert!(
+        reason.contains("`toxic`") && reason.contains("bias"),
+        "{reason}"
+    );
+    let scales = with_header(dir.path(), |h| {
+        h["heads"][0]["domain_scales"] = serde_json::json!([3e38, 1.0]);
+    });
+    let reason = invalid_reason(dir.path(), "scales.model", &scales);
+    assert!(
+        reason.contains("`toxic`") && reason.contains("domain scale"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_model_version_unfit_for_a_header_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, version) in [
+        ("long.model", "v".repeat(10_000)),
+        ("newline.model", "v1\nX-Injected: yes".to_string()),
+        ("empty.model", String::new()),
+    ] {
+        let bytes = with_header(dir.path(), |h| {
+            h["info"]["version"] = version.clone().into()
+        });
+        let reason = invalid_reason(dir.path(), name, &bytes);
+        assert!(reason.contains("model version"), "{name}: {reason}");
+        assert!(
+            reason.len() < 400,
+            "{name}: the message quotes a prefix only: {reason}"
+        );
+    }
+    let ok = with_header(dir.path(), |h| {
+        h["info"]["version"] = "2026.12.01-rc.1+b7".into()
+    });
+    std::fs::write(dir.path().join("ok.model"), &ok).expect("write");
+    file::load(&dir.path().join("ok.model")).expect("an ordinary version loads");
+}
+
+#[test]
+fn a_file_over_the_size_cap_is_refused_before_it_is_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("huge.model");
+    let f = std::fs::File::create(&path).expect("create");
+    std::io::Write::write_all(&mut &f, b"MODERATO").expect("write");
+    // Sparse: no disk and no time, and a loader that read it whole would need 1 GiB of memory.
+    f.set_len((1 << 30) + 1).expect("extend");
+    let started = std::time::Instant::now();
+    let err = match file::load(&path) {
+        Ok(_) => panic!("a file over the cap loaded"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(
+        msg.contains("huge.model") && msg.contains("over the limit"),
+        "{msg}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "it was read"
+    );
+}
+
+/// The toy model without its stance head: same binary head, other heads.
+fn toxic_only() -> Model {
+    let mut cfg = toy_config();
+    cfg.heads.retain(|h| h.name == "toxic");
+    for d in &mut cfg.datasets {
+        d.labels.retain(|name, _| name == "toxic");
+    }
+    moderato::train::train(&cfg, false)
+        .expect("the one-head toy model trains")
+        .model
+}
+
+#[test]
+fn a_reload_with_other_heads_is_refused_and_the_old_model_keeps_serving() {
+    use moderato::stream::reload::ModelSlot;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (model, path, _) = saved(dir.path());
+    let sha = model.sha256.clone();
+    let slot = ModelSlot::new(model, Some(path.clone()));
+    file::save(&mut toxic_only(), &path).expect("saves over the serving file");
+    let err = slot.reload().expect_err("a reload with other heads");
+    let msg = err.to_string();
+    assert!(msg.contains("stance") && msg.contains("restart"), "{msg}");
+    assert_eq!(slot.current().model_ref.sha256, sha, "the old model serves");
+    assert_eq!(
+        slot.reload_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The same heads with new weights: accepted.
+    let mut retrained = trained().clone();
+    retrained.info.version = "test-2".into();
+    file::save(&mut retrained, &path).expect("saves");
+    let r = slot.reload().expect("a reload with the same heads");
+    assert_eq!(r.version, "test-2");
+}

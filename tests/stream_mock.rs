@@ -240,3 +240,249 @@ fn json_logs_carry_no_comment_text() {
         );
     }
 }
+
+/// A `moderato` child process with `args` against an in-test mock cluster; stderr goes to a
+/// file. Killed when dropped.
+struct Child {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Child {
+    fn start(args: &[&str], rust_log: &str, log: std::path::PathBuf) -> Child {
+        let err = std::fs::File::create(&log).expect("log file");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_moderato"))
+            .args(args)
+            .env("RUST_LOG", rust_log)
+            .env_remove("MODERATO_MODEL")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(err))
+            .spawn()
+            .expect("moderato starts");
+        Child { child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for the exit status.
+    fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A label record whose head, target, label and model version are all the `i`-th of their
+/// kind: what a writer of the label topic that names things at will can send.
+fn hostile_label_record(i: usize) -> Vec<u8> {
+    serde_json::json!({
+        "schema_version": 2, "id": i, "labels": [format!("head-{i}")],
+        "heads": {
+            format!("head-{i}"): {"flag": true, "score": 0.9},
+            "offensive": {"flag": false, "score": 0.1},
+            "stance": {"label": format!("label-{i}"), "scores": {format!("label-{i}"): 0.9}, "target": format!("target-{i}")}
+        },
+        "model": {"name": "m", "version": format!("v{i}"), "sha256": "x"},
+        "lang": "en", "script": "latin"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The distinct values of `label` over the samples of `metric` in a Prometheus exposition.
+fn label_values(metrics: &str, metric: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let key = format!("{label}=\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter_map(|l| {
+            let rest = &l[l.find(&key)? + key.len()..];
+            Some(rest[..rest.find('"')?].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn monitor_caps_the_label_values_a_topic_writer_chooses_and_counts_the_rest() {
+    const RECORDS: usize = 300;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let mut view = Broker::on("");
+    let broker = EmbeddedBroker::start(&[(view.input.as_str(), 1)]).expect("mock broker");
+    view.brokers = broker.bootstrap_servers();
+    let payloads = (0..RECORDS)
+        .map(|i| (format!("k{i}"), hostile_label_record(i)))
+        .collect();
+    runtime.block_on(produce(&view, payloads));
+    let port = common::kafka::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = [
+        "monitor",
+        "--brokers",
+        &view.brokers,
+        "--topic",
+        &view.input,
+        "--from-beginning",
+        "--http",
+        &http,
+    ];
+    let monitor = Child::start(&args, "warn", dir.path().join("monitor.log"));
+    let base = format!("http://{http}");
+    let body = common::wait_for(&format!("{base}/api/state"), "every record read", |b| {
+        serde_json::from_str::<serde_json::Value>(b)
+            .is_ok_and(|v| v["totals"]["labelled"] == RECORDS)
+    });
+    let state: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let metrics = common::http_get(&format!("{base}/metrics")).unwrap_or_default();
+    let most = 50 + 1; // the cap, and `other`
+    for (metric, label) in [
+        ("moderato_flagged_total", "head"),
+        ("moderato_score_bucket", "head"),
+        ("moderato_stance_total", "target"),
+        ("moderato_stance_total", "label"),
+        ("moderato_classified_total", "model_version"),
+    ] {
+        let values = label_values(&metrics, metric, label);
+        assert!(
+            values.len() <= most && values.contains("other"),
+            "{metric}{{{label}}}: {} values\n{}",
+            values.len(),
+            monitor.log_text()
+        );
+    }
+    let heads = state["heads"].as_array().map_or(0, Vec::len);
+    let targets = state["stance"].as_object().map_or(0, |m| m.len());
+    let models = state["models_seen"].as_object().map_or(0, |m| m.len());
+    assert!(
+        heads <= most && targets <= most && models <= most,
+        "{state}"
+    );
+    assert_eq!(state["models_seen"]["other"], RECORDS - 50, "{state}");
+    // `offensive` is among the first 50 heads: its own series survive.
+    assert!(label_values(&metrics, "moderato_score_bucket", "head").contains("offensive"));
+    for dimension in ["head", "target", "label", "model_version"] {
+        let series = format!("moderato_monitor_lumped_total{{dimension=\"{dimension}\"}}");
+        let lumped = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.trim().parse::<f64>().ok());
+        // `offensive` takes one of the 50 head places: one head fewer of the hostile ones.
+        let want = if dimension == "head" {
+            RECORDS - 49
+        } else {
+            RECORDS - 50
+        };
+        assert_eq!(lumped, Some(want as f64), "{dimension}:\n{metrics}");
+    }
+}
+
+#[test]
+fn no_comment_text_and_no_secret_reaches_the_logs_metrics_or_state_even_at_trace() {
+    const COMMENT: &str = "COMMENT-MARKER-5e2b";
+    const SASL: &str = "SASL-SECRET-MARKER-91c4";
+    const API_KEY: &str = "API-KEY-MARKER-d07f";
+    const WRONG_KEY: &str = "WRONG-KEY-MARKER-33aa";
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (_broker, view, _) = mock_service(1, "secrets");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, format!("{API_KEY}\n")).expect("keys file");
+    let port = common::kafka::free_port();
+    let http = format!("127.0.0.1:{port}");
+    let sasl = format!("sasl.password={SASL}");
+    let args = [
+        "serve",
+        "--brokers",
+        &view.brokers,
+        "--group",
+        "secrets",
+        "--input-topic",
+        &view.input,
+        "--output-topic",
+        &view.output,
+        "--dlq-topic",
+        &view.dlq,
+        "--http",
+        &http,
+        "--api-keys",
+        common::arg(&keys),
+        "-X",
+        &sasl,
+        "-X",
+        "debug=generic,conf,security,broker,cgrp,topic,msg",
+    ];
+    let mut serve = Child::start(&args, "trace", dir.path().join("serve.log"));
+    let base = format!("http://{http}");
+    common::wait_for(&format!("{base}/readyz"), "ready", |b| !b.is_empty());
+    let good = serde_json::json!({"id": "s-1", "text": format!("{COMMENT} you stupid idiot")});
+    let cut = format!("{{\"id\": \"s-2\", \"text\": \"{COMMENT} unterminated");
+    let mut not_utf8 = format!("{{\"text\": \"{COMMENT} ").into_bytes();
+    not_utf8.extend_from_slice(b"\xff\"}");
+    let payloads = vec![
+        ("a".to_string(), good.to_string().into_bytes()),
+        ("b".to_string(), cut.into_bytes()),
+        ("c".to_string(), not_utf8),
+    ];
+    let sent = runtime.block_on(produce(&view, payloads));
+    let got = runtime.block_on(collect(&view, Duration::from_secs(60), |g| {
+        g.len() >= sent.len()
+    }));
+    assert_eq!(got.len(), sent.len(), "{}", serve.log_text());
+    let body = serde_json::json!({"id": "h-1", "text": format!("{COMMENT} over http")});
+    let ok = ureq::post(&format!("{base}/v1/classify?key={API_KEY}"))
+        .send_json(body.clone())
+        .map(|r| r.status());
+    assert_eq!(ok.ok(), Some(200), "{}", serve.log_text());
+    let refused = ureq::post(&format!("{base}/v1/classify?key={WRONG_KEY}")).send_json(body);
+    assert!(refused.is_err(), "a wrong key is refused");
+    let metrics = common::http_get(&format!("{base}/metrics")).unwrap_or_default();
+    // `/api/state` carries comment previews: it needs the key when keys are configured.
+    assert!(common::http_get(&format!("{base}/api/state")).is_none());
+    let state = common::http_get(&format!("{base}/api/state?key={API_KEY}")).unwrap_or_default();
+    assert!(
+        metrics.contains("moderato_messages_consumed_total 3"),
+        "{metrics}"
+    );
+    assert!(state.contains("\"consumed\":3"), "{state}");
+    for (what, text) in [("/metrics", &metrics), ("/api/state", &state)] {
+        for secret in [SASL, API_KEY, WRONG_KEY] {
+            assert!(!text.contains(secret), "{what} holds {secret}:\n{text}");
+        }
+    }
+    let status = serve.stop();
+    let log = serve.log_text();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{log}");
+    assert!(
+        log.contains("TRACE") && log.contains("DEBUG"),
+        "trace level was on:\n{log}"
+    );
+    assert!(log.contains("librdkafka"), "librdkafka's debug log was on");
+    for secret in [COMMENT, SASL, API_KEY, WRONG_KEY] {
+        let at = log.find(secret).map(|i| {
+            log.get(i.saturating_sub(300)..(i + 100).min(log.len()))
+                .unwrap_or(secret)
+        });
+        assert!(
+            at.is_none(),
+            "the log holds {secret}: …{}…",
+            at.unwrap_or_default()
+        );
+    }
+}

@@ -15,9 +15,19 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// Exit status of a runtime error (a usage error exits 2, from clap).
+pub const EXIT_RUNTIME: u8 = 1;
+
+/// The exit-status table, as `--help` prints it.
+const EXIT_STATUS: &str = "Exit status:
+  0  success (also when the reader of stdout closed it early, as `moderato classify | head` does)
+  1  runtime error: an unusable model, config or input file, a Kafka failure, a shutdown that
+     did not drain in time
+  2  usage error: an unknown subcommand or flag, a missing or bad argument value";
+
 /// Streaming stance and toxicity classifier for reader comments.
 #[derive(Parser, Debug)]
-#[command(name = "moderato", version, about)]
+#[command(name = "moderato", version, about, after_help = EXIT_STATUS)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(
@@ -73,6 +83,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Calibrate(a) => calibrate::run(a),
         Command::Monitor(a) => monitor::run(a),
     }
+}
+
+/// Whether `e` is a write to a pipe whose reader has gone (EPIPE).
+pub fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Replaces the default panic message, which quotes the panic's payload (a payload can carry a
+/// slice of a comment), with one that names only where the panic happened.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("{}", moderato::stream::record::panic_report(info));
+    }));
 }
 
 /// Installs the `tracing` subscriber (level from `RUST_LOG`, default `info`).

@@ -31,6 +31,9 @@ use crate::features::FeaturizerConfig;
 pub const MAGIC: &[u8; 8] = b"MODERATO";
 /// The format version this build writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
+/// The largest model file this build loads, in bytes (1 GiB: a 2^24-bucket table of 32
+/// columns); a larger file is refused before it is read.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
 const PREFIX: usize = 32;
 const DIGEST: usize = 32;
 
@@ -93,16 +96,38 @@ pub fn save(model: &mut Model, path: &Path) -> Result<(), ModelError> {
 
 /// Reads and verifies a model file.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+    use std::io::Read;
+    let io = |source| ModelError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_large(path, size));
+    }
+    // Never more than the cap, even if the file grows while it is read.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
     from_bytes(&bytes, path)
+}
+
+fn too_large(path: &Path, size: u64) -> ModelError {
+    ModelError::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_FILE_BYTES,
+    }
 }
 
 /// Verifies and parses model bytes; `path` only names the file in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     let path_buf = path.to_path_buf();
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(ModelError::BadMagic(path_buf));
     }

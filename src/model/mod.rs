@@ -256,6 +256,19 @@ pub struct ModelInfo {
     pub training: serde_json::Value,
 }
 
+/// The largest bias or domain scale a model may hold: no trained value comes near it, and a
+/// larger one overflows a score to infinity (then NaN).
+pub const MAX_MAGNITUDE: f32 = 1e6;
+
+/// Longest model name or version, in bytes.
+pub const MAX_LABEL_LEN: usize = 64;
+
+/// Whether a model name or version is fit for a header and a metric label: 1 to
+/// [`MAX_LABEL_LEN`] visible ASCII characters (no spaces, no control characters).
+pub fn label_safe(value: &str) -> bool {
+    (1..=MAX_LABEL_LEN).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// A loaded model: featurizer, heads and weights.
 #[derive(Clone, Debug)]
 pub struct Model {
@@ -376,6 +389,22 @@ impl Model {
                     h.offsets.len()
                 ));
             }
+            let sane = |v: &f32| v.is_finite() && v.abs() <= MAX_MAGNITUDE;
+            if !h.bias.iter().all(sane) {
+                return Err(format!(
+                    "head `{}` has a bias that is not a finite number within ±{MAX_MAGNITUDE:e} \
+                     (its scores would be NaN or saturated); retrain it",
+                    h.name
+                ));
+            }
+            let (shared, own) = h.domain_scales;
+            if !(sane(&shared) && sane(&own)) {
+                return Err(format!(
+                    "head `{}` has a domain scale that is not a finite number within \
+                     ±{MAX_MAGNITUDE:e}; retrain it",
+                    h.name
+                ));
+            }
             if !(finite((h.temperature, h.platt, h.threshold))
                 && h.offsets.iter().all(|o| o.is_finite())
                 && h.calibrations
@@ -385,6 +414,16 @@ impl Model {
                 return Err(format!(
                     "head `{}` has a non-finite calibration value",
                     h.name
+                ));
+            }
+        }
+        for (field, value) in [("name", &info.name), ("version", &info.version)] {
+            if !label_safe(value) {
+                return Err(format!(
+                    "model {field} {:?} is not 1 to {MAX_LABEL_LEN} visible ASCII characters \
+                     (it goes into a Kafka header of every record and a metric label); \
+                     set `{field}` in the training config to such a value and retrain",
+                    value.chars().take(MAX_LABEL_LEN).collect::<String>()
                 ));
             }
         }

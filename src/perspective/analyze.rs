@@ -7,13 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
-
 use super::attributes::Attributes;
 use super::error::{comment_text, ApiError};
 use super::wire::{AnalyzeCommentRequest, AnalyzeCommentResponse, AttributeScores, ModelInfo};
 use super::wire::{Score, SpanScore};
-use crate::classify::{label, Comment, HeadResult};
+use crate::classify::{label, Comment, HeadResult, Id};
 use crate::lang::{language, script, Script};
 use crate::model::{chunks, HeadOutcome, Scratch, CHUNK_CHARS, LONG_COMMENT};
 use crate::policy::InputPolicy;
@@ -80,7 +78,7 @@ pub fn analyze(
     // `communityId` naming a script calibration (`lang:ar`) is not a community: ignored.
     let community = req.community_id.clone().filter(|c| !c.starts_with("lang:"));
     let mut comment = Comment {
-        id: req.client_token.clone().map_or(Value::Null, Value::from),
+        id: req.client_token.clone().map_or(Id::Null, Id::Text),
         text,
         target: None,
         domain: community,

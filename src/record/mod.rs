@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::classify::{id_schema, label, Comment, HeadResult, Labelled, ModelRef};
+use crate::classify::{id_schema, label, Comment, HeadResult, Id, Labelled, ModelRef};
 use crate::lang::Script;
 use crate::model::explain::Contribution;
 use crate::model::{Model, Scratch};
@@ -60,9 +60,10 @@ pub struct Record {
     #[serde(default)]
     #[schema(required = true, minimum = 1)]
     pub schema_version: u32,
-    /// The input's id.
+    /// The input's id, exactly as it was written (a number of any length or notation
+    /// included).
     #[schema(schema_with = id_schema)]
-    pub id: Value,
+    pub id: Id,
     /// Names of the flagged binary heads.
     pub labels: Vec<String>,
     /// Per-head results, by head name.
@@ -181,7 +182,7 @@ mod tests {
 
     fn labelled() -> Labelled {
         Labelled {
-            id: Value::from(7),
+            id: Id::from(7),
             labels: vec!["offensive".into()],
             heads: BTreeMap::from([(
                 "offensive".to_string(),

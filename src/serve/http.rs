@@ -15,6 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -206,11 +207,17 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
         // The turn goes with the work: it is given back when the work ends, not when a client
         // that hung up (or the request timeout) drops this handler.
         let _turn = turn;
-        let value: Value = serde_json::from_slice(&body)
-            .map_err(|e| (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}")))?;
-        let (items, single) = match value {
-            Value::Array(items) => (items, false),
-            other @ Value::Object(_) => (vec![other], true),
+        // Raw JSON per comment, so each is parsed as `classify` parses a line (its id kept as
+        // written, a long number included).
+        let not_json =
+            |e: serde_json::Error| (StatusCode::BAD_REQUEST, format!("body is not JSON: {e}"));
+        let raw: Box<RawValue> = serde_json::from_slice(&body).map_err(not_json)?;
+        let (items, single) = match raw.get().trim_start().bytes().next() {
+            Some(b'[') => (
+                serde_json::from_str::<Vec<Box<RawValue>>>(raw.get()).map_err(not_json)?,
+                false,
+            ),
+            Some(b'{') => (vec![raw], true),
             _ => {
                 let msg = "body must be a comment object or an array of them";
                 return Err((StatusCode::BAD_REQUEST, msg.into()));
@@ -226,7 +233,7 @@ async fn classify(State(app): State<App>, body: Bytes) -> Response {
         let mut scratch = Scratch::default();
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
-            let mut c = Comment::from_value(item).map_err(|e| {
+            let mut c = Comment::parse(item.get().as_bytes()).map_err(|e| {
                 let at = if single {
                     String::new()
                 } else {

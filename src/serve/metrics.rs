@@ -49,6 +49,8 @@ pub struct Metrics {
     pub produce_errors: IntCounterVec,
     /// Feedback decisions written to the feedback file, by whether their text was found.
     pub feedback: IntCounterVec,
+    /// `monitor`: label records with a value past the cardinality caps, by dimension.
+    pub monitor_lumped: IntCounterVec,
     /// Drift: z-score of each head's flag rate against its trailing baseline.
     pub drift_z: GaugeVec,
     /// Drift: 1 while a head's flag rate is out of its baseline band.
@@ -214,6 +216,12 @@ impl Metrics {
                 "moderato_feedback_total",
                 "Moderator decisions written to the feedback file, by whether the text was joined.",
                 &["joined"],
+            ),
+            monitor_lumped: add.counters(
+                "moderato_monitor_lumped_total",
+                "Label records (monitor) with a head, target, label or model version past the \
+                 cardinality caps, counted as `other`, by dimension.",
+                &["dimension"],
             ),
             drift_z: add.gauges(
                 "moderato_drift_z",

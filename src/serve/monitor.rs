@@ -2,14 +2,14 @@
 //! aggregates it (rates per head, language, target, model version) into the same live view and
 //! metrics as `serve`, and flags drift.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::live::{now, Item};
 use super::telemetry::Telemetry;
-use crate::classify::{id_text, HeadResult};
+use crate::classify::HeadResult;
 use crate::error::StreamError;
 use crate::lang::Script;
 use crate::record::Record;
@@ -83,7 +83,7 @@ pub fn parse_record(payload: &[u8]) -> Option<Seen> {
     let record: Record = serde_json::from_slice(payload).ok()?;
     let source = record.source.as_ref();
     let mut seen = Seen {
-        id: id_text(&record.id),
+        id: record.id.text(),
         lang: record.script(),
         heads: Vec::new(),
         scores: Vec::new(),
@@ -109,6 +109,110 @@ pub fn parse_record(payload: &[u8]) -> Option<Seen> {
         }
     }
     Some(seen)
+}
+
+/// Most distinct values of one label dimension (head, target, label, model version) that
+/// `monitor` keeps; later values are counted as [`OTHER`].
+pub const MAX_VALUES: usize = 50;
+/// Longest label value kept, in bytes; a longer one is counted as [`OTHER`].
+pub const MAX_VALUE_LEN: usize = 64;
+/// What a value past the caps is counted as.
+pub const OTHER: &str = "other";
+/// The label dimensions `monitor` takes from records, as `moderato_monitor_lumped_total` names them.
+pub const DIMENSIONS: [&str; 4] = ["head", "target", "label", "model_version"];
+
+/// The label values `monitor` has admitted so far, per dimension: whoever writes the label
+/// topic decides what the records say, so only the first [`MAX_VALUES`] distinct values of each
+/// dimension (each at most [`MAX_VALUE_LEN`] bytes) become Prometheus labels and dashboard
+/// series; the rest are lumped into [`OTHER`] and counted.
+#[derive(Debug, Default)]
+pub struct Cardinality {
+    kept: [BTreeSet<String>; 4],
+}
+
+impl Cardinality {
+    /// Whether `value` of dimension `dim` (an index into [`DIMENSIONS`]) is kept, admitting it
+    /// if there is room.
+    fn keeps(&mut self, dim: usize, value: &str) -> bool {
+        let kept = &mut self.kept[dim];
+        if kept.contains(value) {
+            return true;
+        }
+        let fits = kept.len() < MAX_VALUES && value.len() <= MAX_VALUE_LEN && value != OTHER;
+        if fits {
+            kept.insert(value.to_string());
+        }
+        fits || value == OTHER
+    }
+
+    /// Lumps every value of `seen` past the caps into [`OTHER`] (lumped binary heads become one
+    /// `other` head: flagged if any was, the highest score) and returns, per dimension, whether
+    /// anything of this record was lumped.
+    pub fn apply(&mut self, seen: &mut Seen) -> [bool; 4] {
+        let mut lumped = [false; 4];
+        if !self.keeps(3, &seen.model_version) {
+            seen.model_version = OTHER.into();
+            lumped[3] = true;
+        }
+        if let Some((target, label, _)) = &mut seen.stance {
+            for (dim, value) in [(1, target), (2, label)] {
+                if !self.keeps(dim, value) {
+                    *value = OTHER.into();
+                    lumped[dim] = true;
+                }
+            }
+        }
+        let names: Vec<String> = seen
+            .heads
+            .iter()
+            .map(|h| {
+                if self.keeps(0, h) {
+                    h.clone()
+                } else {
+                    lumped[0] = true;
+                    OTHER.to_string()
+                }
+            })
+            .collect();
+        if lumped[0] {
+            let mut heads: Vec<String> = Vec::new();
+            let mut scores: Vec<(usize, f32, bool)> = Vec::new();
+            for &(h, score, flag) in &seen.scores {
+                let Some(name) = names.get(h) else { continue };
+                let at = match heads.iter().position(|n| n == name) {
+                    Some(i) => i,
+                    None => {
+                        heads.push(name.clone());
+                        heads.len() - 1
+                    }
+                };
+                match scores.iter_mut().find(|s| s.0 == at) {
+                    Some(s) => {
+                        s.1 = s.1.max(score);
+                        s.2 |= flag;
+                    }
+                    None => scores.push((at, score, flag)),
+                }
+            }
+            (seen.heads, seen.scores) = (heads, scores);
+        } else {
+            seen.heads = names;
+        }
+        lumped
+    }
+}
+
+/// Caps `seen`'s label values (see [`Cardinality`]) and counts what was lumped.
+pub fn admit(telemetry: &Telemetry, caps: &mut Cardinality, seen: &mut Seen) {
+    for (dim, lumped) in DIMENSIONS.iter().zip(caps.apply(seen)) {
+        if lumped {
+            telemetry
+                .metrics
+                .monitor_lumped
+                .with_label_values(&[dim])
+                .inc();
+        }
+    }
 }
 
 /// Feeds parsed records to the telemetry, one `record_batch` per run of records that share a
@@ -181,6 +285,7 @@ pub async fn run(
     tokio::pin!(stop);
     let (mut read, mut skipped) = (0u64, 0u64);
     let mut batch: Vec<Seen> = Vec::with_capacity(BATCH);
+    let mut caps = Cardinality::default();
     let mut tick = tokio::time::interval(BATCH_WAIT);
     loop {
         tokio::select! {
@@ -191,8 +296,9 @@ pub async fn run(
             }
             m = consumer.recv() => match m {
                 Ok(m) => match m.payload().and_then(parse_record) {
-                    Some(seen) => {
+                    Some(mut seen) => {
                         read += 1;
+                        admit(&telemetry, &mut caps, &mut seen);
                         batch.push(seen);
                         if batch.len() >= BATCH {
                             observe(&telemetry, &batch);

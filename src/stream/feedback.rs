@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::{FeedbackConfig, ServeConfig};
-use crate::classify::id_text;
+use crate::classify::Id;
 use crate::error::StreamError;
 
 /// A comment's text and target.
@@ -67,8 +67,8 @@ impl RecentTexts {
 /// A moderator's decision as it arrives.
 #[derive(Debug, Deserialize)]
 pub struct Decision {
-    /// The comment's id (string or number).
-    pub id: Value,
+    /// The comment's id (string or number, a number kept as written).
+    pub id: Id,
     /// The comment's text, if the sender has it.
     #[serde(default)]
     pub text: Option<String>,
@@ -118,7 +118,7 @@ fn from_message() -> String {
 
 /// Joins a decision with its comment's text.
 pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
-    let id = id_text(&d.id);
+    let id = d.id.text();
     let (text, target, joined) = match (d.text, recent.get(&id)) {
         (Some(t), _) if !t.trim().is_empty() => (Some(t), d.target, "message"),
         (_, Some((t, target))) => (Some(t), d.target.or(target), "recent"),

@@ -1,10 +1,10 @@
 //! One Kafka message in, one record out: a labelled JSON record for the output topic, or a dead
 //! letter carrying the original bytes and the reason. Pure functions, no Kafka client.
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::config::{InputFormat, ServeConfig};
-use crate::classify::{id_text, Comment, HeadResult, ModelRef};
+use crate::classify::{Comment, HeadResult, Id, ModelRef};
 use crate::error::InputError;
 use crate::model::{Model, Scratch};
 use crate::record::{classify, Record};
@@ -77,7 +77,7 @@ pub struct Summary {
 impl Summary {
     fn of(record: &Record, comment: &Comment, model: &Model) -> Self {
         let mut out = Summary {
-            id: id_text(&record.id),
+            id: record.id.text(),
             preview: comment.text.chars().take(280).collect(),
             lang: record.script().code(),
             ..Summary::default()
@@ -129,7 +129,7 @@ pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<Comment, InputError> {
             }
             let s = &msg.source;
             Comment {
-                id: Value::from(format!("{}/{}/{}", s.topic, s.partition, s.offset)),
+                id: Id::Text(format!("{}/{}/{}", s.topic, s.partition, s.offset)),
                 text: text.to_string(),
                 target: None,
                 domain: None,
@@ -191,20 +191,54 @@ pub fn process_guarded(
     model_ref: &ModelRef,
     scratch: &mut Scratch,
 ) -> Outbound {
+    guarded(msg, cfg, scratch, |msg, scratch| {
+        process(msg, cfg, model, model_ref, scratch)
+    })
+}
+
+/// Runs `work` on `msg`; a panic in it dead-letters the message (reason `internal`) and logs
+/// where it came from, never the panic's message.
+fn guarded(
+    msg: Inbound,
+    cfg: &ServeConfig,
+    scratch: &mut Scratch,
+    work: impl FnOnce(Inbound, &mut Scratch) -> Outbound,
+) -> Outbound {
     let copy = msg.clone();
-    let run = std::panic::AssertUnwindSafe(|| process(msg, cfg, model, model_ref, scratch));
+    let run = std::panic::AssertUnwindSafe(|| work(msg, scratch));
     match std::panic::catch_unwind(run) {
         Ok(out) => out,
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            tracing::error!(partition = copy.source.partition, offset = copy.source.offset, error = %what, "classification panicked; message dead-lettered");
+        Err(_) => {
+            // The panic's own message is never logged or written: it can quote the comment.
+            tracing::error!(
+                partition = copy.source.partition,
+                offset = copy.source.offset,
+                "classification panicked; message dead-lettered (the panic's message is withheld)"
+            );
             *scratch = Scratch::default();
-            dead_letter(copy, &InputError::Internal(what), cfg)
+            dead_letter(copy, &InputError::Internal(PANIC_WITHHELD.into()), cfg)
         }
+    }
+}
+
+/// What a dead letter and the log say of a panic instead of its message.
+pub const PANIC_WITHHELD: &str =
+    "the classifier panicked (its message is withheld: it may quote the comment)";
+
+/// The line the binary's panic hook logs: where the panic happened and on which thread, never
+/// its message (a message like `byte index 5 is not a char boundary; it is inside 'x' of
+/// \`…\`` quotes the text being sliced).
+pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("unnamed");
+    match info.location() {
+        Some(at) => format!(
+            "thread '{name}' panicked at {}:{}:{} (message withheld: it may quote input)",
+            at.file(),
+            at.line(),
+            at.column()
+        ),
+        None => format!("thread '{name}' panicked (message withheld: it may quote input)"),
     }
 }
 
@@ -266,7 +300,7 @@ mod tests {
         let mut c = cfg();
         c.input_format = InputFormat::Text;
         let comment = decode(&inbound(b"hello"), &c).expect("valid");
-        assert_eq!(comment.id, Value::from("comments/2/7"));
+        assert_eq!(comment.id, Id::from("comments/2/7"));
         assert_eq!(
             decode(&inbound(b"   "), &c).unwrap_err(),
             InputError::EmptyText
@@ -300,6 +334,73 @@ mod tests {
         assert_eq!(err.code(), "bad_header");
         let dl = dead_letter(msg, &err, &cfg());
         assert!(dl.headers.contains(&("empty".into(), None)));
+    }
+
+    /// A `tracing` writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().map_or(Ok(0), |mut v| {
+                v.extend_from_slice(buf);
+                Ok(buf.len())
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_panic_that_quotes_the_comment_is_dead_lettered_without_its_message() {
+        const MARKER: &str = "comment-marker-7f3a";
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || writer.clone())
+            .finish();
+        let payload = format!("{{\"text\": \"{MARKER}\"}}");
+        let msg = inbound(payload.as_bytes());
+        // The binary's panic hook says where, not what.
+        let reported = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let report = std::sync::Arc::clone(&reported);
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if let Ok(mut r) = report.lock() {
+                r.push_str(&panic_report(info));
+            }
+        }));
+        let out = tracing::subscriber::with_default(subscriber, || {
+            guarded(msg, &cfg(), &mut Scratch::default(), |m, _| {
+                let text = String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default());
+                panic!("cannot slice {text}")
+            })
+        });
+        std::panic::set_hook(hook);
+        let log = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+        assert!(log.contains("classification panicked"), "{log}");
+        assert!(!log.contains(MARKER), "the log quotes the comment: {log}");
+        let reported = reported.lock().map(|r| r.clone()).unwrap_or_default();
+        assert!(
+            reported.contains("panicked at src/stream/record.rs"),
+            "{reported}"
+        );
+        assert!(
+            !reported.contains(MARKER),
+            "the panic report quotes the comment: {reported}"
+        );
+        assert_eq!(out.reason, Some("internal"));
+        for (k, v) in &out.headers {
+            let v = String::from_utf8_lossy(v.as_deref().unwrap_or_default());
+            assert!(!v.contains(MARKER), "header {k} quotes the comment: {v}");
+        }
+        assert_eq!(
+            out.payload,
+            payload.as_bytes(),
+            "the dead letter keeps the bytes"
+        );
     }
 
     #[test]

@@ -75,7 +75,19 @@ impl ModelSlot {
         let Some(path) = &self.path else {
             return Ok(self.current().model_ref.clone());
         };
-        match file::load(path) {
+        let checked = file::load(path).and_then(|model| {
+            let (serving, found) = (heads_of(&self.current().model), heads_of(&model));
+            if serving == found {
+                Ok(model)
+            } else {
+                Err(ModelError::HeadsChanged {
+                    path: path.clone(),
+                    serving,
+                    found,
+                })
+            }
+        });
+        match checked {
             Ok(model) => {
                 let loaded = Arc::new(Loaded::new(model));
                 let model_ref = loaded.model_ref.clone();
@@ -104,6 +116,18 @@ impl ModelSlot {
             }
         }
     }
+}
+
+/// A model's heads as a reload compares them: name, kind and classes, in order. These decide
+/// the shape of every record (its `heads`, `labels` and label values) and the metric and
+/// dashboard series, so a reload may change weights and calibration but not these.
+fn heads_of(model: &Model) -> String {
+    let heads: Vec<String> = model
+        .heads()
+        .iter()
+        .map(|h| format!("{} ({:?}: {})", h.name, h.kind, h.classes.join("/")))
+        .collect();
+    format!("[{}]", heads.join(", "))
 }
 
 /// Size and modification time of a file, to notice when it changes.
