@@ -59,7 +59,9 @@ pub(super) async fn classify_stage(
             Err(e) => {
                 // A panic in the model is a bug; the batch's offsets are never stored, so the
                 // messages are read again after a restart.
-                tracing::error!(error = %e, "classification task failed; stopping");
+                // Never the JoinError's text: a panic's message can quote the comment.
+                let why = if e.is_panic() { "panicked" } else { "was cancelled" };
+                tracing::error!("classification task {why}; stopping");
                 return false;
             }
         };
