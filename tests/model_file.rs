@@ -461,4 +461,10 @@ fn a_reload_with_other_heads_is_refused_and_the_old_model_keeps_serving() {
     file::save(&mut retrained, &path).expect("saves");
     let r = slot.reload().expect("a reload with the same heads");
     assert_eq!(r.version, "test-2");
+    // The same file again (a SIGHUP after the file watcher's reload): not loaded twice.
+    let reloads = || slot.reloads.load(std::sync::atomic::Ordering::Relaxed);
+    let counted = reloads();
+    let again = slot.reload().expect("the served file");
+    assert_eq!(again.sha256, r.sha256);
+    assert_eq!(reloads(), counted, "an unchanged file is no reload");
 }

@@ -70,11 +70,18 @@ impl ModelSlot {
         self.path.as_deref()
     }
 
-    /// Loads the file again and swaps it in; on error the old model keeps serving.
+    /// Loads the file again and swaps it in; on error the old model keeps serving. A file
+    /// whose SHA-256 is the served model's is not loaded again (a SIGHUP and the file watcher
+    /// both see one change): the served model's reference comes back, and no reload is counted.
     pub fn reload(&self) -> Result<ModelRef, ModelError> {
         let Some(path) = &self.path else {
             return Ok(self.current().model_ref.clone());
         };
+        let served = self.current().model_ref.clone();
+        if file_sha256(path).is_some_and(|sha| sha == served.sha256) {
+            tracing::info!(sha256 = %served.sha256, "the model file is the one being served; not loaded again");
+            return Ok(served);
+        }
         let checked = file::load(path).and_then(|model| {
             let (serving, found) = (heads_of(&self.current().model), heads_of(&model));
             if serving == found {
@@ -107,10 +114,12 @@ impl ModelSlot {
 
     /// Reloads and logs the outcome.
     pub fn reload_logged(&self, why: &str) {
+        let before = self.reloads.load(Ordering::Relaxed);
         match self.reload() {
-            Ok(r) => {
+            Ok(r) if self.reloads.load(Ordering::Relaxed) != before => {
                 tracing::info!(why, version = %r.version, sha256 = %r.sha256, "model reloaded")
             }
+            Ok(_) => {}
             Err(e) => {
                 tracing::error!(why, error = %e, "model reload refused; the previous model keeps serving")
             }
@@ -131,6 +140,30 @@ fn heads_of(model: &Model) -> String {
 }
 
 /// Size and modification time of a file, to notice when it changes.
+/// The SHA-256 (hex) of the file at `path`, read in chunks (no copy of it in memory); `None`
+/// if it cannot be read.
+fn file_sha256(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    )
+}
+
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?))

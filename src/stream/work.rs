@@ -60,7 +60,11 @@ pub(super) async fn classify_stage(
                 // A panic in the model is a bug; the batch's offsets are never stored, so the
                 // messages are read again after a restart.
                 // Never the JoinError's text: a panic's message can quote the comment.
-                let why = if e.is_panic() { "panicked" } else { "was cancelled" };
+                let why = if e.is_panic() {
+                    "panicked"
+                } else {
+                    "was cancelled"
+                };
                 tracing::error!("classification task {why}; stopping");
                 return false;
             }
