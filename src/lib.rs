@@ -23,6 +23,7 @@ pub mod classify;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod fuzz;
 pub mod lang;
 pub mod model;
 pub mod normalize;
