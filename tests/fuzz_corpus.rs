@@ -45,7 +45,10 @@ fn replay(target: &str) {
         })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(failed.is_empty(), "{target}: these inputs fail: {failed:#?}");
+    assert!(
+        failed.is_empty(),
+        "{target}: these inputs fail: {failed:#?}"
+    );
 }
 
 #[test]
@@ -68,7 +71,12 @@ fn every_target_has_a_corpus_and_no_other_does() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
     let mut dirs: Vec<String> = std::fs::read_dir(&root)
         .expect("fuzz/corpus exists")
-        .map(|e| e.expect("readable").file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            e.expect("readable")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     dirs.sort();
     let mut targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
@@ -82,7 +90,11 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut out = Vec::new();
     // model_file: the tiny model, framed and raw, and a few broken headers.
     let (bytes, _) = file::to_bytes(&tiny::model());
-    out.push(("model_file", "tiny-framed".into(), model_file::seed_of(&bytes)));
+    out.push((
+        "model_file",
+        "tiny-framed".into(),
+        model_file::seed_of(&bytes),
+    ));
     let mut raw = vec![1];
     raw.extend_from_slice(&bytes[..bytes.len() - 32]);
     out.push(("model_file", "tiny-raw".into(), raw));
@@ -95,8 +107,14 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     for (name, json) in [
         ("empty-object", "{}"),
         ("not-json", "{\"info\": "),
-        ("no-rows", r#"{"info":{"name":"x","version":"1","created":"","datasets":[],"dev_metrics":null,"training":null},"featurizer":{"hash_bits":8},"heads":[],"rows":0,"stride":1,"scales":[1.0]}"#),
-        ("overflowing-shape", r#"{"info":{"name":"x","version":"1","created":"","datasets":[],"dev_metrics":null,"training":null},"featurizer":{},"heads":[],"rows":18446744073709551615,"stride":2,"scales":[1.0,1.0]}"#),
+        (
+            "no-rows",
+            r#"{"info":{"name":"x","version":"1","created":"","datasets":[],"dev_metrics":null,"training":null},"featurizer":{"hash_bits":8},"heads":[],"rows":0,"stride":1,"scales":[1.0]}"#,
+        ),
+        (
+            "overflowing-shape",
+            r#"{"info":{"name":"x","version":"1","created":"","datasets":[],"dev_metrics":null,"training":null},"featurizer":{},"heads":[],"rows":18446744073709551615,"stride":2,"scales":[1.0,1.0]}"#,
+        ),
     ] {
         out.push(("model_file", name.into(), header_only(json)));
     }
@@ -107,7 +125,11 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let mut short = vec![1];
     short.extend_from_slice(b"MODERATO");
     out.push(("model_file", "truncated".into(), short));
-    out.push(("model_file", "bad-magic".into(), b"\x01NOTAMODELFILE".to_vec()));
+    out.push((
+        "model_file",
+        "bad-magic".into(),
+        b"\x01NOTAMODELFILE".to_vec(),
+    ));
 
     // message: one of each way a message goes.
     let json = br#"{"id": 7, "text": "You are a pathetic idiot", "target": "cats"}"#;
@@ -156,8 +178,8 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let configs: [(u8, u8, u8); 4] = [
         (0b1011_1101, 0x2c | 0x40, 0x00), // defaults: lowercase, masks, Arabic, repeat 2; 2^12, 1..=5, words 1
         (0x00, 0x20 | 0x80, 0x11),        // every rule off; chars 2..=4, words 2, seed 1
-        (0xff, 0x07 | 0xc0, 0x2e),        // every rule on, repeat 3; 2^15, word n-grams only, seed 2
-        (0x7f, 0x38, 0x03),               // repeat 1; chars 4..=7
+        (0xff, 0x07 | 0xc0, 0x2e), // every rule on, repeat 3; 2^15, word n-grams only, seed 2
+        (0x7f, 0x38, 0x03),        // repeat 1; chars 4..=7
     ];
     for (i, text) in texts.iter().enumerate() {
         let (n, f1, f2) = configs[i % configs.len()];
@@ -165,7 +187,11 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         v.extend_from_slice(text.as_bytes());
         out.push(("text", format!("seed-{i:02}"), v));
     }
-    out.push(("text", "not-utf8".into(), b"\xbd\x6c\x01ab\xffcd\xc3".to_vec()));
+    out.push((
+        "text",
+        "not-utf8".into(),
+        b"\xbd\x6c\x01ab\xffcd\xc3".to_vec(),
+    ));
     out
 }
 
@@ -173,9 +199,17 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 fn the_committed_corpus_holds_every_seed() {
     for (target, name, bytes) in seeds() {
         let path = corpus_dir(target).join(&name);
-        let committed = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (write the seeds, see the module doc)", path.display()));
-        assert!(committed == bytes, "{} differs from its seed", path.display());
+        let committed = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (write the seeds, see the module doc)",
+                path.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{} differs from its seed",
+            path.display()
+        );
     }
 }
 

@@ -175,7 +175,11 @@ pub fn check(data: &[u8]) {
                 Ok(v) => v,
                 Err(e) => panic!("the output record is not JSON: {e}"),
             };
-            assert_eq!(record.get("id"), Some(&comment.id), "the record names its comment");
+            assert_eq!(
+                record.get("id"),
+                Some(&comment.id),
+                "the record names its comment"
+            );
             let summary = out.summary.as_ref().map(|s| s.id.clone());
             assert_eq!(summary, Some(id_text(&comment.id)));
             assert_eq!(out.headers.len(), 2, "model and instance headers only");
@@ -202,7 +206,11 @@ pub fn check(data: &[u8]) {
 /// The copy keeps key, payload and the representable headers, and names a bad one.
 fn check_copy(msg: &Message<'_>, inbound: &Inbound) {
     assert_eq!(inbound.key.as_deref(), msg.key, "the key is copied");
-    assert_eq!(inbound.payload.as_deref(), msg.payload, "the payload is copied");
+    assert_eq!(
+        inbound.payload.as_deref(),
+        msg.payload,
+        "the payload is copied"
+    );
     let kept: Vec<(&str, Option<&[u8]>)> = msg
         .headers
         .iter()
@@ -214,7 +222,10 @@ fn check_copy(msg: &Message<'_>, inbound: &Inbound) {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_deref()))
         .collect();
-    assert_eq!(copied, kept, "every header with a UTF-8 key is kept, in order");
+    assert_eq!(
+        copied, kept,
+        "every header with a UTF-8 key is kept, in order"
+    );
     let bad = msg
         .headers
         .iter()

@@ -88,7 +88,10 @@ fn check_normalizer(n: &Normalizer, text: &str) -> String {
     let cfg = n.config();
     let mut run = (' ', 0u32);
     for c in once.chars() {
-        assert!(c == ' ' || !c.is_whitespace(), "whitespace {c:?} in {once:?}");
+        assert!(
+            c == ' ' || !c.is_whitespace(),
+            "whitespace {c:?} in {once:?}"
+        );
         assert!(
             !matches!(c, '\u{200B}' | '\u{200C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}'),
             "invisible {c:?} in {once:?}"
@@ -114,7 +117,10 @@ fn check_normalizer(n: &Normalizer, text: &str) -> String {
 fn check_featurizer(f: &Featurizer, text: &str, normalized: &str) {
     let cfg = f.config();
     let mut scratch = Scratch::default();
-    f.count("a different text, first, so that the scratch is not fresh", &mut scratch);
+    f.count(
+        "a different text, first, so that the scratch is not fresh",
+        &mut scratch,
+    );
     f.count(text, &mut scratch);
     assert_eq!(scratch.text, normalized, "the featurizer normalizes");
     let features = scratch.features.clone();
@@ -126,10 +132,18 @@ fn check_featurizer(f: &Featurizer, text: &str, normalized: &str) {
     }
     let chars = normalized.chars().count();
     let most = (3 * usize::from(cfg.char_max) + usize::from(cfg.word_max) + 1) * (chars + 2);
-    assert!(listed.len() <= most, "{} n-grams of {chars} characters", listed.len());
+    assert!(
+        listed.len() <= most,
+        "{} n-grams of {chars} characters",
+        listed.len()
+    );
     assert_eq!(features.len(), grams.len(), "one feature per bucket");
     for feature in &features {
-        assert!((feature.bucket as usize) < cfg.buckets(), "bucket {}", feature.bucket);
+        assert!(
+            (feature.bucket as usize) < cfg.buckets(),
+            "bucket {}",
+            feature.bucket
+        );
         let n = grams.get(&feature.bucket).copied().unwrap_or(0);
         assert_eq!(
             usize::from(feature.count),
@@ -143,5 +157,8 @@ fn check_featurizer(f: &Featurizer, text: &str, normalized: &str) {
     f.count(text, &mut fresh);
     assert_eq!(fresh.features, features, "counting is deterministic");
     f.count(normalized, &mut fresh);
-    assert_eq!(fresh.features, features, "the normalized text counts the same");
+    assert_eq!(
+        fresh.features, features,
+        "the normalized text counts the same"
+    );
 }

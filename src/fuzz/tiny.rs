@@ -13,22 +13,26 @@ pub fn model() -> Model {
         hash_bits: 8,
         ..FeaturizerConfig::default()
     };
-    let head = |name: &str, kind, classes: &[&str], column, targets: &[&str], bias: Vec<f32>| Head {
-        name: name.into(),
-        kind,
-        classes: classes.iter().map(|c| c.to_string()).collect(),
-        column,
-        targets: targets.iter().map(|t| t.to_string()).collect(),
-        bias,
-        platt: (-1.5, 0.2),
-        temperature: 0.8,
-        threshold: 0.5,
-        calibrations: Vec::new(),
-        domains: Vec::new(),
-        offsets: Vec::new(),
-        domain_scales: (std::f32::consts::FRAC_1_SQRT_2, std::f32::consts::FRAC_1_SQRT_2),
-        target_scripts: Vec::new(),
-    };
+    let head =
+        |name: &str, kind, classes: &[&str], column, targets: &[&str], bias: Vec<f32>| Head {
+            name: name.into(),
+            kind,
+            classes: classes.iter().map(|c| c.to_string()).collect(),
+            column,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+            bias,
+            platt: (-1.5, 0.2),
+            temperature: 0.8,
+            threshold: 0.5,
+            calibrations: Vec::new(),
+            domains: Vec::new(),
+            offsets: Vec::new(),
+            domain_scales: (
+                std::f32::consts::FRAC_1_SQRT_2,
+                std::f32::consts::FRAC_1_SQRT_2,
+            ),
+            target_scripts: Vec::new(),
+        };
     let heads = vec![
         head(
             "toxic",
