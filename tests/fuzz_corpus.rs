@@ -250,3 +250,24 @@ fn the_seeds_reach_past_the_checks_they_are_for() {
     let msg = Message::parse(&data);
     assert_eq!(msg.headers.len(), 2);
 }
+
+/// Crashes the fuzzer found, as regression tests (each also in the corpus, by the name given).
+mod crashes {
+    use moderato::fuzz;
+
+    /// `text`, 2026-12-01 (`fuzz/corpus/text/crash-idempotence-dotted-i`): `İ` case-folds to
+    /// `i` + U+0307, out of NFKC's canonical order before U+0591, so normalizing again changed
+    /// the text. Fixed in `normalize.rs`: text that does not settle is passed again.
+    #[test]
+    fn text_dotted_capital_i_before_a_lower_class_mark() {
+        let found: &[u8] = &[
+            0x01, 0x01, 0x00, 0x00, 0xd8, 0xb1, 0x40, 0x00, 0x00, 0x00, 0x9f, 0x98, 0x82, 0x00,
+            0xc3, 0x9f, 0x65, 0x19, 0x65, 0x20, 0x40, 0xc4, 0xb0, 0xd6, 0x91, 0xa9, 0xe2, 0x80,
+            0xad, 0xf0, 0x9f, 0x00, 0x00, 0x2a, 0x10, 0x94, 0x00, 0x00, 0xef, 0xbd, 0xa1, 0x98,
+        ];
+        fuzz::text::check(found);
+        let mut minimal = vec![0x01, 0x01, 0x00];
+        minimal.extend_from_slice("İ\u{591}".as_bytes());
+        fuzz::text::check(&minimal);
+    }
+}
