@@ -6,7 +6,8 @@
 //! → [`classify`] (a comment's labels) → [`record`] (the JSON record every producer writes, under
 //! the one input [`policy`]). [`train`] builds models from labelled CSV files and [`eval`]
 //! measures them. [`stream`] runs it as a Kafka service, [`perspective`] answers the
-//! Perspective API's routes, and [`serve`] lets operators watch it.
+//! Perspective API's routes, and [`serve`] lets operators watch it. [`fuzz`] holds the
+//! harnesses of the fuzz targets in `fuzz/`.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};
@@ -23,6 +24,7 @@ pub mod classify;
 pub mod error;
 pub mod eval;
 pub mod features;
+pub mod fuzz;
 pub mod lang;
 pub mod model;
 pub mod normalize;

@@ -25,7 +25,9 @@
 //! e-mail and mention detection is ASCII case-insensitive, the URL prefixes
 //! are matched in squeezed form (`ww.` when `max_repeat` is 2), and the
 //! placeholders are unchanged by every other rule, so the result is the same
-//! as masking the raw token first.
+//! as masking the raw token first. Case folding and dropping characters can
+//! leave text that NFKC would change again (`İ` folds to `i` and a combining
+//! dot); such text is passed through again until it settles.
 //!
 //! Everything is written into one caller-supplied `String`; no per-character
 //! heap allocation happens and no regular expressions are used.
@@ -97,9 +99,36 @@ impl Normalizer {
     pub fn normalize_into(&self, text: &str, out: &mut String) {
         out.clear();
         out.reserve(text.len());
+        // ASCII and base Arabic text stays so through every rule: one pass is final.
+        if text.is_ascii() || nfkc_stable(text) {
+            self.run(text.chars(), out);
+            return;
+        }
+        self.pass(text, out);
+        // Case folding and the dropped characters can leave text that NFKC changes again:
+        // `İ` folds to `i` + U+0307, which NFKC reorders before a mark of lower class, and
+        // `e` U+200C U+0301 composes to `é` once U+200C is dropped. Such text (rare: the quick
+        // check below passes nearly all) goes through again until it settles, so that
+        // normalizing is idempotent.
+        let mut again = String::new();
+        for _ in 0..MAX_PASSES {
+            if nfkc_stable(out) || is_nfkc_quick(out.chars()) == IsNormalized::Yes {
+                break;
+            }
+            self.pass(out, &mut again);
+            if again == *out {
+                break;
+            }
+            std::mem::swap(out, &mut again);
+        }
+    }
+
+    /// One pass over `text` into `out` (cleared first): NFKC (when the quick check cannot
+    /// tell it is already NFKC), then the character rules.
+    fn pass(&self, text: &str, out: &mut String) {
+        out.clear();
         // Most text is already in NFKC; the quick check is far cheaper than NFKC itself.
-        if text.is_ascii() || nfkc_stable(text) || is_nfkc_quick(text.chars()) == IsNormalized::Yes
-        {
+        if is_nfkc_quick(text.chars()) == IsNormalized::Yes {
             self.run(text.chars(), out);
         } else {
             self.run(text.nfkc(), out);
@@ -130,6 +159,9 @@ impl Normalizer {
         writer.end_token();
     }
 }
+
+/// Most extra passes of [`Normalizer::normalize_into`] (one settles every case known).
+const MAX_PASSES: usize = 4;
 
 /// A cheap sufficient test that NFKC would leave `text` unchanged up to the order of Arabic
 /// combining marks (which the Arabic rules strip anyway): every character is ASCII or a base
@@ -420,6 +452,28 @@ mod tests {
         let n = Normalizer::default();
         for &(input, _) in GOLDEN {
             let once = n.normalize(input);
+            assert_eq!(n.normalize(&once), once, "input {input:?}");
+        }
+    }
+
+    /// Found by the `text` fuzz target: text whose case folding or dropped characters leave
+    /// what NFKC changes again, so that one pass was not idempotent.
+    #[test]
+    fn idempotent_where_folding_or_dropping_unsettles_nfkc() {
+        let n = Normalizer::default();
+        let cases = [
+            // İ folds to i + U+0307 (class 230), which NFKC puts after U+0591 (class 220).
+            ("İ\u{591}", "i\u{591}\u{307}"),
+            ("@İ\u{591}x", "@user"),
+            // No capital J with caron exists, but ǰ does: NFKC composes once J is folded.
+            ("J\u{30C}", "\u{1F0}"),
+            // U+200C and tatweel block composition until they are dropped.
+            ("e\u{200C}\u{301}", "é"),
+            ("e\u{640}\u{301}", "é"),
+        ];
+        for (input, expected) in cases {
+            let once = n.normalize(input);
+            assert_eq!(once, expected, "input {input:?}");
             assert_eq!(n.normalize(&once), once, "input {input:?}");
         }
     }
