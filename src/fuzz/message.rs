@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use super::input::{push_chunk, Input};
-use crate::classify::{id_text, ModelRef};
+use crate::classify::ModelRef;
 use crate::model::{Model, Scratch};
 use crate::stream::config::{InputFormat, ServeConfig};
 use crate::stream::inbound::{from_parts, RawHeader};
@@ -176,12 +176,12 @@ pub fn check(data: &[u8]) {
                 Err(e) => panic!("the output record is not JSON: {e}"),
             };
             assert_eq!(
-                record.get("id"),
-                Some(&comment.id),
+                record.get("id").cloned(),
+                serde_json::to_value(&comment.id).ok(),
                 "the record names its comment"
             );
             let summary = out.summary.as_ref().map(|s| s.id.clone());
-            assert_eq!(summary, Some(id_text(&comment.id)));
+            assert_eq!(summary, Some(comment.id.text()));
             assert_eq!(out.headers.len(), 2, "model and instance headers only");
             assert_eq!(
                 header(MODEL_VERSION_HEADER),
