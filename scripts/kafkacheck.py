@@ -54,10 +54,14 @@ class Kafka:
             check=True, capture_output=True, text=True,
         ).stdout.strip()
 
+    def command(self, cls, *args):
+        """The command line that runs Kafka's tool class `cls` with `args`."""
+        return ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                "-cp", self.classpath, cls, *args]
+
     def tool(self, cls, *args, stdin=None, check=True):
-        cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-               "-cp", self.classpath, cls, *args]
-        out = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
+        out = subprocess.run(self.command(cls, *args), input=stdin, capture_output=True,
+                             text=True)
         if check and out.returncode != 0:
             raise SystemExit(f"{cls} failed ({out.returncode}): {out.stderr[-2000:]}")
         return out.stdout
@@ -81,8 +85,7 @@ class Kafka:
                 "--property", "headers.separator=\x1f", "--property", "key.separator=\x1e"]
         for p in props:
             args += ["--property", p]
-        cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-               "-cp", self.classpath, "org.apache.kafka.tools.consumer.ConsoleConsumer", *args]
+        cmd = self.command("org.apache.kafka.tools.consumer.ConsoleConsumer", *args)
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                               text=True, encoding="utf-8", errors="replace") as proc:
             for line in proc.stdout:
@@ -92,12 +95,12 @@ class Kafka:
 
     def producer(self, topic):
         """A kafka-console-producer reading input lines (see `input_line`) from its stdin."""
-        cmd = ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
-               "-cp", self.classpath, "org.apache.kafka.tools.ConsoleProducer",
-               "--bootstrap-server", self.bootstrap, "--topic", topic,
-               "--property", "parse.key=true", "--property", "parse.headers=true",
-               "--property", "headers.separator=\x1f", "--property", f"null.marker={NULL}",
-               "--producer-property", "acks=all", "--producer-property", "linger.ms=5"]
+        cmd = self.command(
+            "org.apache.kafka.tools.ConsoleProducer",
+            "--bootstrap-server", self.bootstrap, "--topic", topic,
+            "--property", "parse.key=true", "--property", "parse.headers=true",
+            "--property", "headers.separator=\x1f", "--property", f"null.marker={NULL}",
+            "--producer-property", "acks=all", "--producer-property", "linger.ms=5")
         return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 text=True, encoding="utf-8")
 

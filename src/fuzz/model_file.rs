@@ -68,10 +68,7 @@ pub fn check(data: &[u8]) {
     let Ok(model) = file::from_bytes(&bytes, Path::new("fuzz.model")) else {
         return;
     };
-    let sha: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let sha = file::hex(&Sha256::digest(&bytes));
     assert_eq!(model.sha256, sha, "the model's sha256 is its file's");
     score_all(&model);
     let (saved, _) = file::to_bytes(&model);

@@ -191,6 +191,15 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
     Ok(model)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`, as `sha256sum` prints a digest.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 (hex) of the file at `path`, what a model loaded from it carries as `sha256`;
+/// read in chunks, so no copy of the file is held in memory.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hex(&hasher.finalize()))
 }

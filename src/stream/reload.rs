@@ -78,7 +78,7 @@ impl ModelSlot {
             return Ok(self.current().model_ref.clone());
         };
         let served = self.current().model_ref.clone();
-        if file_sha256(path).is_some_and(|sha| sha == served.sha256) {
+        if file::file_sha256(path).is_ok_and(|sha| sha == served.sha256) {
             tracing::info!(sha256 = %served.sha256, "the model file is the one being served; not loaded again");
             return Ok(served);
         }
@@ -140,30 +140,6 @@ fn heads_of(model: &Model) -> String {
 }
 
 /// Size and modification time of a file, to notice when it changes.
-/// The SHA-256 (hex) of the file at `path`, read in chunks (no copy of it in memory); `None`
-/// if it cannot be read.
-fn file_sha256(path: &Path) -> Option<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).ok()?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Some(
-        hasher
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-    )
-}
-
 fn stamp(path: &Path) -> Option<(u64, SystemTime)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.len(), m.modified().ok()?))
