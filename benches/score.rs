@@ -304,12 +304,13 @@ fn record_examples(c: &mut Criterion) {
             ),
             headers: Vec::new(),
             bad_header: None,
+            whole: None,
         })
         .collect();
     assert!(messages.len() >= 8, "the example comments are read");
     let mut scratch = Scratch::default();
     for m in &messages {
-        let out = process(m.clone(), &cfg, model, &model_ref, &mut scratch);
+        let out = process(m, &cfg, model, &model_ref, &mut scratch);
         assert_eq!(out.destination, Destination::Output, "{:?}", out.reason);
     }
     let mut group = c.benchmark_group("record");
@@ -319,7 +320,7 @@ fn record_examples(c: &mut Criterion) {
             || messages.clone(),
             |batch| {
                 for m in batch {
-                    black_box(process(m, &cfg, model, &model_ref, &mut scratch));
+                    black_box(process(&m, &cfg, model, &model_ref, &mut scratch));
                 }
             },
             criterion::BatchSize::SmallInput,

@@ -170,6 +170,15 @@ pub enum InputError {
     /// A header cannot be represented (its key is not UTF-8); the message is kept whole.
     #[error("unreadable header: {0}")]
     BadHeader(String),
+    /// The labelled record would not fit in a Kafka record even without its passthrough fields
+    /// (its id alone is too large); the message is dead-lettered instead.
+    #[error("the labelled record is {size} bytes, over the limit of {limit} even without its passthrough fields")]
+    RecordTooLarge {
+        /// The record's size.
+        size: usize,
+        /// The limit (`ServeConfig::max_record_bytes`).
+        limit: usize,
+    },
     /// The payload exceeds the service's `max_payload_bytes`.
     #[error("payload is {size} bytes, over the limit of {limit} (max_payload_bytes)")]
     TooLarge {
@@ -190,6 +199,7 @@ impl InputError {
             Self::EmptyText => "empty_text",
             Self::NoPayload => "no_payload",
             Self::TooLarge { .. } => "too_large",
+            Self::RecordTooLarge { .. } => "record_too_large",
             Self::Internal(_) => "internal",
             Self::BadHeader(_) => "bad_header",
         }

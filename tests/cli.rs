@@ -569,8 +569,9 @@ fn stream_answer(payload: &[u8]) -> Result<Value, String> {
         payload: Some(payload.to_vec()),
         headers: Vec::new(),
         bad_header: None,
+        whole: None,
     };
-    let out = process(msg, &cfg, &model, &model_ref, &mut Default::default());
+    let out = process(&msg, &cfg, &model, &model_ref, &mut Default::default());
     match out.reason {
         Some(code) => Err(code.to_string()),
         None => Ok(serde_json::from_slice(&out.payload).expect("a JSON record")),

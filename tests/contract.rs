@@ -124,8 +124,9 @@ fn stream_record(model: &Path, payload: &[u8]) -> Value {
         payload: Some(payload.to_vec()),
         headers: Vec::new(),
         bad_header: None,
+        whole: None,
     };
-    let out = process(msg, &cfg, &model, &model_ref, &mut Default::default());
+    let out = process(&msg, &cfg, &model, &model_ref, &mut Default::default());
     assert_eq!(out.destination, Destination::Output, "{:?}", out.reason);
     serde_json::from_slice(&out.payload).expect("a JSON record")
 }

@@ -242,8 +242,13 @@ fn the_seeds_reach_past_the_checks_they_are_for() {
         offset: 0,
         timestamp: None,
     };
-    let inbound =
-        moderato::stream::inbound::from_parts(source, msg.key, msg.payload, msg.headers.clone());
+    let inbound = moderato::stream::inbound::from_parts(
+        source,
+        msg.key,
+        msg.payload,
+        msg.headers.clone(),
+        1 << 20,
+    );
     let cfg = moderato::stream::ServeConfig::with_brokers("localhost:1").expect("valid");
     assert!(decode(&inbound, &cfg).is_ok());
     let data = seed("message", "key-not-utf8");

@@ -102,6 +102,54 @@ async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
     assert_eq!(summary.produced, 50);
 }
 
+/// Keeps the largest in-flight byte count the loop reports.
+#[derive(Default)]
+struct PeakInFlight(std::sync::atomic::AtomicUsize);
+
+impl stream::Observe for PeakInFlight {
+    fn in_flight(&self, bytes: usize) {
+        self.0
+            .fetch_max(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bytes_in_flight_stay_within_the_budget_whatever_the_batch_size() {
+    let (_broker, view, mut cfg) = mock_service(2, "budget");
+    // 48 comments of 100 KiB (4.7 MiB) in a batch size that would take them all at once.
+    cfg.max_inflight_bytes = 1 << 20;
+    cfg.batch_size = 10_000;
+    cfg.batch_timeout = Duration::from_millis(200);
+    let text = "a long comment, and a polite one. ".repeat(3000);
+    let payloads: Vec<(String, Vec<u8>)> = (0..48)
+        .map(|i| {
+            let p = serde_json::json!({"id": i, "text": text}).to_string();
+            (format!("k{i}"), p.into_bytes())
+        })
+        .collect();
+    let largest = payloads.iter().map(|(k, p)| k.len() + p.len()).max();
+    let sent = produce(&view, payloads).await;
+    let model = file::load(&common::default_model_path()).expect("default model");
+    let slot = Arc::new(ModelSlot::new(model, None));
+    let peak = Arc::new(PeakInFlight::default());
+    let observer: Arc<dyn stream::Observe> = peak.clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = tokio::spawn(stream::run(cfg, slot, observer, async move {
+        let _ = stopped.await;
+    }));
+    let got = collect(&view, Duration::from_secs(60), |g| g.len() >= sent.len()).await;
+    stop.send(()).expect("service still running");
+    let summary = service.await.expect("task").expect("run");
+    assert_eq!(got.len(), sent.len(), "every comment answered");
+    assert_eq!(summary.produced, 48);
+    let peak = peak.0.load(std::sync::atomic::Ordering::Relaxed);
+    let bound = (1 << 20) + largest.unwrap_or(0);
+    assert!(
+        peak > 0 && peak <= bound,
+        "peak {peak} bytes in flight, bound {bound}"
+    );
+}
+
 #[test]
 fn serve_with_an_embedded_broker_prints_its_address_and_serves_any_client() {
     use std::io::BufRead;

@@ -137,7 +137,7 @@ pub async fn serve(
     let live = Live::new("serve", cfg.instance.clone(), DriftConfig::default());
     let mut telemetry = Telemetry::new(live, true);
     if let Some(fb) = &cfg.feedback {
-        telemetry.recent = Some(Arc::new(RecentTexts::new(fb.cache)));
+        telemetry.recent = Some(Arc::new(RecentTexts::new(fb.cache, fb.cache_bytes)));
     }
     let telemetry = Arc::new(telemetry);
     let http = match cfg.http {

@@ -148,15 +148,26 @@ pub fn check(data: &[u8]) {
         offset: 42,
         timestamp: (msg.flags & KEY != 0).then_some(1_700_000_000_000),
     };
-    let inbound = from_parts(source, msg.key, msg.payload, msg.headers.iter().copied());
+    // Fuzz inputs are far below the copy limit, so the copy is whole (checked below).
+    let inbound = from_parts(
+        source,
+        msg.key,
+        msg.payload,
+        msg.headers.iter().copied(),
+        1 << 20,
+    );
     check_copy(&msg, &inbound);
 
     let fx = fixture();
     let cfg = &fx.configs[usize::from((msg.flags >> 2) & 7)];
     let decoded = decode(&inbound, cfg);
     let mut scratch = Scratch::default();
-    let out = process(inbound.clone(), cfg, &fx.model, &fx.model_ref, &mut scratch);
-    let again = process(inbound.clone(), cfg, &fx.model, &fx.model_ref, &mut scratch);
+    let out = process(&inbound, cfg, &fx.model, &fx.model_ref, &mut scratch);
+    let again = process(&inbound, cfg, &fx.model, &fx.model_ref, &mut scratch);
+    assert!(
+        crate::stream::fit::size(&out) <= cfg.max_record_bytes(),
+        "every record fits the producer's limit"
+    );
     assert_eq!(out.payload, again.payload, "processing is deterministic");
     assert_eq!(out.headers, again.headers, "processing is deterministic");
     assert_eq!(out.key, inbound.key, "the key is kept");

@@ -37,6 +37,7 @@ pub const RESERVED: &[&str] = &[
     "lang",
     "script",
     "truncated",
+    "omitted",
 ];
 
 /// Where a stream message came from: the coordinates consumers de-duplicate on.
@@ -96,6 +97,11 @@ pub struct Record {
     /// it was not).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Passthrough fields left out, largest first, because the record would not have fit in
+    /// a Kafka record (the stream only; absent when none was). Labels and scores are never
+    /// left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<String>,
     /// The input's other fields (`target`, `domain`, `meta`, ...), passed through untouched;
     /// `domain` is the one the comment was scored with.
     #[serde(flatten)]
@@ -126,6 +132,7 @@ impl Record {
             lang: crate::lang::language(&comment.text).map(String::from),
             script: Some(crate::lang::script(&comment.text)),
             truncated,
+            omitted: Vec::new(),
             passthrough,
         }
     }

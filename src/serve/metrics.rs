@@ -37,6 +37,8 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     /// Partitions assigned to this instance.
     pub assigned_partitions: IntGauge,
+    /// Bytes of messages read and not finished (as of the last batch handed on or finished).
+    pub inflight_bytes: IntGauge,
     /// The serving model (value 1; name, version and checksum as labels).
     pub model_info: IntGaugeVec,
     /// When the serving model was loaded (seconds since the epoch).
@@ -189,6 +191,10 @@ impl Metrics {
             assigned_partitions: add.int_gauge(
                 "moderato_assigned_partitions",
                 "Input partitions assigned to this instance.",
+            ),
+            inflight_bytes: add.int_gauge(
+                "moderato_inflight_bytes",
+                "Bytes of messages read and not yet finished (bounded by max_inflight_bytes).",
             ),
             model_info: add.int_gauges(
                 "moderato_model_info",

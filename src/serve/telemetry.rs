@@ -287,6 +287,12 @@ impl Observe for Telemetry {
         }
     }
 
+    fn in_flight(&self, bytes: usize) {
+        self.metrics
+            .inflight_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     fn assigned(&self, partitions: &[i32]) {
         self.health
             .assigned

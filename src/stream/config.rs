@@ -14,6 +14,11 @@ use crate::error::ConfigError;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
 use crate::serve::limits::HttpLimits;
 
+/// Default of `max_inflight_bytes`: 64 MiB.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 << 20;
+/// Default of `feedback_cache_bytes`: 32 MiB.
+pub const DEFAULT_FEEDBACK_CACHE_BYTES: usize = 32 << 20;
+
 /// How input payloads are read.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +68,12 @@ pub struct ServeSettings {
     /// Larger payloads go to the dead-letter topic [default: 1000000, Kafka's message.max.bytes].
     #[arg(long, env = "MODERATO_MAX_PAYLOAD_BYTES")]
     pub max_payload_bytes: Option<usize>,
+    /// Bytes of messages (payload, key, headers) read and not yet finished; past it the service
+    /// reads no further until a batch is done. The service's memory for them is about three
+    /// times this (the message, its output record, the producer's copy) [default: 67108864,
+    /// 64 MiB: with the other defaults the service fits a 512 MB container; see README].
+    #[arg(long, env = "MODERATO_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<usize>,
     /// How often stored offsets are committed, in milliseconds [default: 1000].
     #[arg(long, env = "MODERATO_COMMIT_INTERVAL_MS")]
     pub commit_interval_ms: Option<u64>,
@@ -118,6 +129,10 @@ pub struct ServeSettings {
     /// Recent comment texts kept for the feedback join [default: 100000].
     #[arg(long, env = "MODERATO_FEEDBACK_CACHE")]
     pub feedback_cache: Option<usize>,
+    /// Bytes of the recent comments (ids, texts, targets) kept for the feedback join; the
+    /// oldest go first past it [default: 33554432, 32 MiB].
+    #[arg(long, env = "MODERATO_FEEDBACK_CACHE_BYTES")]
+    pub feedback_cache_bytes: Option<usize>,
     /// File of API keys for `/v1/classify` and the Perspective routes: one key, or its SHA-256
     /// hex, per line. Without it any key is accepted, and only a loopback `--http` is allowed.
     #[arg(long, env = "MODERATO_API_KEYS")]
@@ -171,6 +186,7 @@ impl ServeSettings {
             batch_timeout_ms: self.batch_timeout_ms.or(fallback.batch_timeout_ms),
             max_text_chars: self.max_text_chars.or(fallback.max_text_chars),
             max_payload_bytes: self.max_payload_bytes.or(fallback.max_payload_bytes),
+            max_inflight_bytes: self.max_inflight_bytes.or(fallback.max_inflight_bytes),
             commit_interval_ms: self.commit_interval_ms.or(fallback.commit_interval_ms),
             shutdown_timeout_ms: self.shutdown_timeout_ms.or(fallback.shutdown_timeout_ms),
             reload_poll_ms: self.reload_poll_ms.or(fallback.reload_poll_ms),
@@ -195,6 +211,7 @@ impl ServeSettings {
             feedback_topic: self.feedback_topic.or(fallback.feedback_topic),
             feedback_file: self.feedback_file.or(fallback.feedback_file),
             feedback_cache: self.feedback_cache.or(fallback.feedback_cache),
+            feedback_cache_bytes: self.feedback_cache_bytes.or(fallback.feedback_cache_bytes),
             api_keys: self.api_keys.or(fallback.api_keys),
             insecure_no_auth: self.insecure_no_auth || fallback.insecure_no_auth,
             startup_timeout_ms: self.startup_timeout_ms.or(fallback.startup_timeout_ms),
@@ -244,6 +261,23 @@ impl ServeSettings {
             64,
             100_000_000,
         )?;
+        let max_inflight_bytes = ranged(
+            "max_inflight_bytes",
+            self.max_inflight_bytes
+                .unwrap_or(DEFAULT_MAX_INFLIGHT_BYTES),
+            1 << 20,
+            1 << 36,
+        )?;
+        if max_inflight_bytes < max_payload_bytes {
+            return Err(invalid(
+                "max_inflight_bytes",
+                &format!(
+                    "{max_inflight_bytes} is below max_payload_bytes ({max_payload_bytes}): \
+                     raise it, or lower max_payload_bytes, so that one message of the largest \
+                     accepted size fits"
+                ),
+            ));
+        }
         let commit_interval = ranged(
             "commit_interval_ms",
             self.commit_interval_ms.unwrap_or(1000),
@@ -304,6 +338,13 @@ impl ServeSettings {
                     1,
                     100_000_000,
                 )?,
+                cache_bytes: ranged(
+                    "feedback_cache_bytes",
+                    self.feedback_cache_bytes
+                        .unwrap_or(DEFAULT_FEEDBACK_CACHE_BYTES),
+                    1 << 16,
+                    1 << 36,
+                )?,
             }),
             None => None,
         };
@@ -319,6 +360,7 @@ impl ServeSettings {
             batch_timeout: Duration::from_millis(batch_timeout),
             max_text_chars,
             max_payload_bytes,
+            max_inflight_bytes,
             commit_interval: Duration::from_millis(commit_interval),
             shutdown_timeout: Duration::from_millis(shutdown_timeout),
             reload_poll: (reload_poll > 0).then(|| Duration::from_millis(reload_poll)),
@@ -362,6 +404,8 @@ pub struct ServeConfig {
     pub max_text_chars: usize,
     /// Dead-letter limit on payload size.
     pub max_payload_bytes: usize,
+    /// Most bytes of messages read and not finished.
+    pub max_inflight_bytes: usize,
     /// Offset commit interval.
     pub commit_interval: Duration,
     /// Longest drain on shutdown or rebalance.
@@ -401,6 +445,8 @@ pub struct FeedbackConfig {
     pub file: PathBuf,
     /// Recent comment texts kept for the join.
     pub cache: usize,
+    /// Most bytes of those texts (with their ids and targets).
+    pub cache_bytes: usize,
 }
 
 impl ServeSettings {
@@ -468,6 +514,24 @@ impl ServeConfig {
             ..ServeSettings::default()
         }
         .resolve()
+    }
+
+    /// The producer's `message.max.bytes`: `max_payload_bytes` plus 64 KiB for the labels and
+    /// headers (at least librdkafka's default, 1,000,000), unless a `-X` property sets it.
+    pub fn producer_max_bytes(&self) -> usize {
+        let set = self
+            .client_properties("producer")
+            .into_iter()
+            .find(|(k, _)| k == "message.max.bytes")
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+        set.unwrap_or((self.max_payload_bytes + (64 << 10)).max(1_000_000))
+    }
+
+    /// Most bytes (key, payload, headers) of one produced record: the producer's
+    /// `message.max.bytes` less 1 KiB for the record's framing in a batch. Larger records are
+    /// fitted to it (see [`super::fit`]).
+    pub fn max_record_bytes(&self) -> usize {
+        self.producer_max_bytes().saturating_sub(1 << 10)
     }
 
     /// The pass-through properties for one client (`consumer` or `producer`): unprefixed ones
@@ -610,6 +674,31 @@ mod tests {
         assert_eq!(cfg.input_topic, "comments");
         assert_eq!(cfg.dlq_topic, "comments.dlq");
         assert_eq!(cfg.batch_size, 1000);
+    }
+
+    #[test]
+    fn memory_bounds_have_defaults_that_fit_a_small_container_and_are_checked() {
+        let cfg = ServeConfig::with_brokers("a:1").expect("valid");
+        assert_eq!(cfg.max_inflight_bytes, 64 << 20);
+        assert_eq!(cfg.max_record_bytes(), 1_000_000 + (64 << 10) - 1024);
+        let fb = ServeSettings {
+            brokers: Some("a:1".into()),
+            feedback_topic: Some("decisions".into()),
+            ..ServeSettings::default()
+        };
+        let fb = fb.resolve().expect("valid").feedback.expect("on");
+        assert_eq!(fb.cache_bytes, 32 << 20);
+        let small = ServeSettings {
+            brokers: Some("a:1".into()),
+            max_inflight_bytes: Some(2 << 20),
+            max_payload_bytes: Some(3 << 20),
+            ..ServeSettings::default()
+        };
+        let err = small.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("`max_inflight_bytes`") && err.contains("max_payload_bytes"),
+            "{err}"
+        );
     }
 
     #[test]

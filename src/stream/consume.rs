@@ -28,31 +28,84 @@ use super::record::Inbound;
 /// handle badly (with tansu, partitions resumed after a pause were seen to stall).
 const PAUSE_AFTER: Duration = Duration::from_secs(1);
 
-/// Messages handed on but whose batch is not finished (offsets stored or transaction
-/// committed) yet; a revoke waits for it to reach zero.
+/// What is in flight: messages read and handed on whose batch is not finished (offsets stored
+/// or transaction committed) yet, and their bytes as read (payload, key and headers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Load {
+    /// Messages.
+    pub(super) messages: usize,
+    /// Their bytes.
+    pub(super) bytes: usize,
+}
+
+impl Load {
+    /// The load of these messages.
+    pub(super) fn of(messages: &[Inbound]) -> Self {
+        Self {
+            messages: messages.len(),
+            bytes: messages.iter().map(Inbound::size).sum(),
+        }
+    }
+
+    /// Both counts added.
+    pub(super) fn plus(self, other: Load) -> Self {
+        Self {
+            messages: self.messages + other.messages,
+            bytes: self.bytes + other.bytes,
+        }
+    }
+}
+
+/// The messages and bytes handed on but not finished: a revoke waits for the count to reach
+/// zero, and the consuming stage reads no further while the bytes are over
+/// `max_inflight_bytes`.
 #[derive(Default)]
 pub(super) struct InFlight {
-    count: Mutex<usize>,
+    load: Mutex<Load>,
     zero: Condvar,
+    /// Told each time a batch finishes (one waiter: the consuming stage).
+    freed: tokio::sync::Notify,
 }
 
 impl InFlight {
-    pub(super) fn add(&self, n: usize) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += n;
+    pub(super) fn add(&self, n: Load) {
+        let mut l = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        *l = l.plus(n);
     }
 
-    pub(super) fn done(&self, n: usize) {
-        let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *c = c.saturating_sub(n);
-        if *c == 0 {
+    pub(super) fn done(&self, n: Load) {
+        let mut l = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        l.messages = l.messages.saturating_sub(n.messages);
+        l.bytes = l.bytes.saturating_sub(n.bytes);
+        if l.messages == 0 {
             self.zero.notify_all();
         }
+        drop(l);
+        self.freed.notify_one();
+    }
+
+    /// Forgets everything in flight (the service stops; what did not finish is read again).
+    pub(super) fn clear(&self) {
+        self.done(Load {
+            messages: usize::MAX,
+            bytes: usize::MAX,
+        });
+    }
+
+    /// Bytes in flight now.
+    pub(super) fn bytes(&self) -> usize {
+        self.load.lock().unwrap_or_else(|p| p.into_inner()).bytes
+    }
+
+    /// Resolves once a batch has finished since the last call.
+    async fn freed(&self) {
+        self.freed.notified().await;
     }
 
     /// Waits until nothing is in flight; false on timeout.
     pub(super) fn wait_empty(&self, timeout: Duration) -> bool {
-        let c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        match self.zero.wait_timeout_while(c, timeout, |c| *c > 0) {
+        let c = self.load.lock().unwrap_or_else(|p| p.into_inner());
+        match self.zero.wait_timeout_while(c, timeout, |l| l.messages > 0) {
             Ok((_, t)) => !t.timed_out(),
             Err(_) => false,
         }
@@ -63,6 +116,8 @@ impl InFlight {
 pub(super) struct Batch {
     /// The messages.
     pub(super) messages: Vec<Inbound>,
+    /// Their load, as counted in flight.
+    pub(super) load: Load,
     /// The rewind epoch it was read in (see [`FlowContext::rewinds`]).
     pub(super) epoch: u64,
     /// The consumer's group metadata (generation) when the batch was taken: exactly-once
@@ -175,6 +230,10 @@ pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
+        .set(
+            "queued.max.messages.kbytes",
+            super::deliver::QUEUE_KBYTES.to_string(),
+        )
         .set("statistics.interval.ms", "5000");
     for (k, v) in cfg.client_properties("consumer") {
         c.set(k, v);
@@ -192,36 +251,47 @@ pub(super) async fn consume_stage(
     shutdown: impl Future<Output = ()>,
 ) -> (u64, Instant) {
     tokio::pin!(shutdown);
-    let mut held = Held::new(consumer, cfg.batch_size);
+    let mut held = Held::new(consumer, cfg.batch_size, cfg.max_record_bytes());
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut consumed = 0u64;
     'read: loop {
-        let timer = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
+        // What is held goes now if reading more would pass the byte budget.
+        let over = inflight.bytes().saturating_add(held.bytes) >= cfg.max_inflight_bytes;
+        if over && held.messages.is_empty() {
+            // The batches handed on hold the whole budget: read on once one finishes.
+            if !wait_for_room(&mut held, inflight, &mut shutdown, &mut consumed).await {
+                break;
             }
-        };
-        let full = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            () = timer => true,
-            () = consumer.context().wake.notified() => false,
-            m = consumer.recv() => match m {
-                Ok(m) => {
-                    consumed += 1;
-                    held.push(inbound(&m));
-                    if held.messages.len() == 1 {
-                        held.began = Instant::now();
-                        deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
+            continue;
+        }
+        let full = over || {
+            let timer = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                () = timer => true,
+                () = consumer.context().wake.notified() => false,
+                m = consumer.recv() => match m {
+                    Ok(m) => {
+                        consumed += 1;
+                        held.read(&m);
+                        if held.messages.len() == 1 {
+                            held.began = Instant::now();
+                            deadline = Some(tokio::time::Instant::now() + cfg.batch_timeout);
+                        }
+                        held.messages.len() >= cfg.batch_size
                     }
-                    held.messages.len() >= cfg.batch_size
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "consumer error; librdkafka retries");
-                    false
-                }
-            },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "consumer error; librdkafka retries");
+                        false
+                    }
+                },
+            }
         };
         held.settle();
         if held.messages.is_empty() {
@@ -265,7 +335,7 @@ pub(super) async fn consume_stage(
                             // Fetched before the pause took effect: kept in this batch.
                             if let Ok(m) = m {
                                 consumed += 1;
-                                held.push(inbound(&m));
+                                held.read(&m);
                             }
                             None
                         }
@@ -289,7 +359,8 @@ pub(super) async fn consume_stage(
                     let fill = full_at.saturating_duration_since(held.began);
                     let batch = held.take();
                     let n = batch.messages.len();
-                    inflight.add(n);
+                    inflight.add(batch.load);
+                    consumer.context().observer.in_flight(inflight.bytes());
                     p.send(batch);
                     held.resume();
                     tracing::debug!(
@@ -309,13 +380,13 @@ pub(super) async fn consume_stage(
     let deadline = Instant::now() + cfg.shutdown_timeout;
     if !held.messages.is_empty() {
         let batch = held.take();
-        let n = batch.messages.len();
-        inflight.add(n);
+        let load = batch.load;
+        inflight.add(load);
         let last = batch_tx.send(batch);
         match tokio::time::timeout_at(deadline.into(), last).await {
             Ok(Ok(())) => {}
             _ => {
-                inflight.done(n);
+                inflight.done(load);
                 tracing::warn!(
                     "the last batch could not be handed over before the timeout; it will be read again"
                 );
@@ -325,10 +396,51 @@ pub(super) async fn consume_stage(
     (consumed, deadline)
 }
 
+/// Waits, with nothing held, until a batch in flight finishes and frees part of the byte budget.
+/// Past [`PAUSE_AFTER`] the assignment is paused and the consumer polled meanwhile (a message
+/// fetched before the pause took effect is kept). False if `shutdown` came first.
+async fn wait_for_room(
+    held: &mut Held<'_>,
+    inflight: &InFlight,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+    consumed: &mut u64,
+) -> bool {
+    let freed = tokio::select! {
+        biased;
+        () = &mut *shutdown => return false,
+        f = tokio::time::timeout(PAUSE_AFTER, inflight.freed()) => f.is_ok(),
+    };
+    if !freed {
+        held.pause();
+        let consumer = held.consumer;
+        tokio::select! {
+            biased;
+            () = &mut *shutdown => return false,
+            () = inflight.freed() => {}
+            () = consumer.context().wake.notified() => {}
+            m = consumer.recv() => {
+                if let Ok(m) = m {
+                    *consumed += 1;
+                    held.read(&m);
+                }
+            }
+        }
+    }
+    held.settle();
+    if held.messages.is_empty() {
+        held.resume();
+    }
+    true
+}
+
 /// The batch being filled, and whether the assignment is paused.
 struct Held<'a> {
     consumer: &'a Consumer_,
     messages: Vec<Inbound>,
+    /// The messages' bytes (see [`Inbound::size`]).
+    bytes: usize,
+    /// Payloads over this many bytes are copied only this far (`max_record_bytes`).
+    keep: usize,
     capacity: usize,
     rebalances: u64,
     paused: bool,
@@ -341,10 +453,12 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    fn new(consumer: &'a Consumer_, capacity: usize) -> Self {
+    fn new(consumer: &'a Consumer_, capacity: usize, keep: usize) -> Self {
         Self {
             consumer,
             messages: Vec::with_capacity(capacity),
+            bytes: 0,
+            keep,
             capacity,
             rebalances: consumer.context().rebalances.load(Ordering::SeqCst),
             paused: false,
@@ -352,6 +466,11 @@ impl<'a> Held<'a> {
             stopped: Vec::new(),
             began: Instant::now(),
         }
+    }
+
+    /// Copies a message read and keeps it (see [`Held::push`]).
+    fn read(&mut self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        self.push(inbound(m, self.keep));
     }
 
     /// Keeps a message read; while paused, its partition is paused too. A rebalance that ran
@@ -365,6 +484,7 @@ impl<'a> Held<'a> {
             .next
             .insert(m.source.partition, m.source.offset + 1)
             .is_none();
+        self.bytes += m.size();
         self.messages.push(m);
         if fresh && self.paused {
             self.pause();
@@ -396,6 +516,7 @@ impl<'a> Held<'a> {
         let before = self.messages.len();
         self.messages
             .retain(|m| !revoked.contains(&m.source.partition));
+        self.bytes = Load::of(&self.messages).bytes;
         self.next.retain(|p, _| !revoked.contains(p));
         self.stopped.retain(|p| !revoked.contains(p));
         if self.messages.len() < before {
@@ -414,6 +535,7 @@ impl<'a> Held<'a> {
     fn rewind(&mut self) {
         let ctx = self.consumer.context();
         self.messages.clear();
+        self.bytes = 0;
         // Resume what backpressure paused first: `resume` needs the read positions.
         self.resume();
         self.next.clear();
@@ -447,7 +569,12 @@ impl<'a> Held<'a> {
     }
 
     fn take(&mut self) -> Batch {
+        let load = Load {
+            messages: self.messages.len(),
+            bytes: std::mem::take(&mut self.bytes),
+        };
         Batch {
+            load,
             messages: std::mem::replace(&mut self.messages, Vec::with_capacity(self.capacity)),
             epoch: self.consumer.context().rewinds.load(Ordering::SeqCst),
             group: self.consumer.group_metadata(),

@@ -27,7 +27,8 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
-use super::consume::{Consumer_, InFlight};
+use super::consume::{Consumer_, InFlight, Load};
+use super::fit;
 use super::observe::{Counts, Observe, ProduceFault};
 use super::record::{Destination, Outbound};
 use crate::error::StreamError;
@@ -35,22 +36,29 @@ use crate::error::StreamError;
 /// A classified batch, in input order, with the rewind epoch its messages were read in.
 pub(super) struct Classified {
     pub(super) records: Vec<Outbound>,
+    /// The load of the messages they answer, as counted in flight.
+    pub(super) load: Load,
     pub(super) epoch: u64,
     /// The group metadata the batch was read under (see [`super::consume::Batch::group`]).
     pub(super) group: Option<rdkafka::consumer::ConsumerGroupMetadata>,
 }
 
+/// The producer's queue (`queue.buffering.max.kbytes`) and the consumer's pre-fetch queue
+/// (`queued.max.messages.kbytes`), in KiB: 32 MiB each, what the README's memory budget counts.
+pub const QUEUE_KBYTES: usize = 32 << 10;
+
 /// The Kafka producer settings of the service: idempotent, so retries neither duplicate nor
 /// reorder a partition's records; transactional for exactly-once.
 pub fn producer_config(cfg: &ServeConfig) -> ClientConfig {
     let mut c = ClientConfig::new();
-    let max_bytes = (cfg.max_payload_bytes + (64 << 10)).max(1_000_000);
     c.set("bootstrap.servers", &cfg.brokers)
         .set("client.id", format!("moderato-{}", cfg.instance))
         .set("enable.idempotence", "true")
         .set("linger.ms", "2")
         .set("message.timeout.ms", "30000")
-        .set("message.max.bytes", max_bytes.to_string());
+        .set("message.max.bytes", cfg.producer_max_bytes().to_string())
+        // Bounded by the bytes in flight anyway; librdkafka's default is 1 GiB.
+        .set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
     if cfg.guarantee.transactional() {
         c.set("transactional.id", transactional_id(cfg))
             .set("transaction.timeout.ms", "30000");
@@ -112,11 +120,12 @@ pub(super) async fn deliver_stage(
         };
         let Classified {
             mut records,
+            mut load,
             epoch,
             group,
         } = first;
         if epoch <= discard_through || records.is_empty() {
-            inflight.done(records.len());
+            inflight.done(load);
             continue;
         }
         // The batches classified while the previous round was delivered join this one, up to
@@ -125,6 +134,7 @@ pub(super) async fn deliver_stage(
         while let Ok(more) = rx.try_recv() {
             if more.epoch == epoch && records.len() + more.records.len() <= d.cfg.batch_size {
                 records.extend(more.records);
+                load = load.plus(more.load);
             } else {
                 next = Some(more);
                 break;
@@ -152,7 +162,8 @@ pub(super) async fn deliver_stage(
                 return (Err(e), d.producer);
             }
         }
-        inflight.done(n);
+        inflight.done(load);
+        d.observer.in_flight(inflight.bytes());
         tracing::debug!(
             records = n,
             deliver_us = started.elapsed().as_micros() as u64,
@@ -238,6 +249,7 @@ impl Deliverer {
         for (i, e) in failed {
             if is_too_large(e) {
                 if let Some(r) = records.get_mut(*i) {
+                    // One that cannot get smaller is sent as it is, the fault reported.
                     shrink(r);
                 }
             }
@@ -383,37 +395,21 @@ fn is_too_large(e: &KafkaError) -> bool {
     )
 }
 
-/// Makes a record the broker refuses as too large smaller, and says so in a header: first the
-/// payload is cut (to 64 KiB, then by half down to 1 KiB), then the key and the input's own
-/// headers go. A record that can never be written would otherwise stall its partition for good.
-fn shrink(record: &mut Outbound) {
-    const KEEP: usize = 64 << 10;
-    let original = record.payload.len();
-    if original > 1024 {
-        record
-            .payload
-            .truncate(if original > KEEP { KEEP } else { original / 2 });
-    } else {
-        record.key = None;
-        record.headers.retain(|(k, _)| k.starts_with("moderato-"));
-    }
-    if !record
-        .headers
-        .iter()
-        .any(|(k, _)| k == "moderato-payload-cut-from")
-    {
-        record.headers.push((
-            "moderato-payload-cut-from".into(),
-            Some(original.to_string().into_bytes()),
-        ));
-    }
+/// Fits a record that the broker refused as too large (a broker or topic limit below the
+/// producer's) to half its size, by the policy of [`super::fit`]: a labelled record stays valid
+/// JSON, a dead letter keeps its key, headers, length and digest. False if it cannot get
+/// smaller; it is then sent again as it is, and the fault is reported until the limit is raised.
+fn shrink(record: &mut Outbound) -> bool {
+    let before = fit::size(record);
+    let smaller = fit::fit(record, before / 2, None) && fit::size(record) < before;
     tracing::warn!(
         partition = record.source.partition,
         offset = record.source.offset,
-        from = original,
-        to = record.payload.len(),
-        "record too large for the broker; cut"
+        from = before,
+        to = fit::size(record),
+        "record too large for the broker; fitted to half its size"
     );
+    smaller
 }
 
 /// Puts one record on the producer's queue, waiting while the queue is full; other refusals
@@ -443,7 +439,9 @@ pub(super) async fn enqueue(
             Err((e, _)) => e,
         };
         if is_too_large(&error) {
-            shrink(r);
+            if !shrink(r) {
+                return Err(error);
+            }
         } else if !matches!(
             error,
             KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)

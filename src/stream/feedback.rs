@@ -22,37 +22,57 @@ use crate::error::StreamError;
 /// A comment's text and target.
 type Remembered = (String, Option<String>);
 
-/// The texts of the comments classified lately, by id, oldest evicted first.
+/// The texts of the comments classified lately, by id, oldest evicted first: at most
+/// `capacity` comments and `max_bytes` bytes of ids, texts and targets.
 pub struct RecentTexts {
-    inner: Mutex<(HashMap<String, Remembered>, VecDeque<String>)>,
+    inner: Mutex<Recent>,
     capacity: usize,
+    max_bytes: usize,
+}
+
+/// The cache's contents: by id, the insertion order, and the bytes held.
+#[derive(Default)]
+struct Recent {
+    by_id: HashMap<String, Remembered>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+/// The bytes one entry holds (its id is stored twice: as key and in the order).
+fn entry_bytes(id: &str, (text, target): &Remembered) -> usize {
+    2 * id.len() + text.len() + target.as_ref().map_or(0, String::len)
 }
 
 impl RecentTexts {
-    /// A cache of at most `capacity` comments.
-    pub fn new(capacity: usize) -> Self {
+    /// A cache of at most `capacity` comments and `max_bytes` bytes.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
         Self {
-            inner: Mutex::new((HashMap::new(), VecDeque::new())),
+            inner: Mutex::new(Recent::default()),
             capacity: capacity.max(1),
+            max_bytes,
         }
     }
 
-    /// Remembers a comment's text and target.
+    /// Remembers a comment's text and target; one larger than the whole cache is not kept.
     pub fn insert(&self, id: &str, text: &str, target: Option<&str>) {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *g;
-        if map
-            .insert(
-                id.to_string(),
-                (text.to_string(), target.map(str::to_string)),
-            )
-            .is_none()
-        {
-            order.push_back(id.to_string());
+        let entry = (text.to_string(), target.map(str::to_string));
+        let size = entry_bytes(id, &entry);
+        if size > self.max_bytes {
+            return;
         }
-        while order.len() > self.capacity {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let r = &mut *g;
+        match r.by_id.insert(id.to_string(), entry) {
+            Some(old) => r.bytes -= entry_bytes(id, &old),
+            None => r.order.push_back(id.to_string()),
+        }
+        r.bytes += size;
+        while r.order.len() > self.capacity || r.bytes > self.max_bytes {
+            let Some(old) = r.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = r.by_id.remove(&old) {
+                r.bytes -= entry_bytes(&old, &gone);
             }
         }
     }
@@ -60,7 +80,13 @@ impl RecentTexts {
     /// The text and target of a recent comment.
     pub fn get(&self, id: &str) -> Option<Remembered> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.get(id).cloned()
+        g.by_id.get(id).cloned()
+    }
+
+    /// Comments and bytes held now.
+    pub fn held(&self) -> (usize, usize) {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (g.by_id.len(), g.bytes)
     }
 }
 
@@ -235,7 +261,7 @@ mod tests {
 
     #[test]
     fn decisions_are_joined_from_the_message_or_the_recent_comments() {
-        let recent = RecentTexts::new(2);
+        let recent = RecentTexts::new(2, 1 << 20);
         recent.insert("a", "text of a", None);
         recent.insert("b", "text of b", Some("Atheism"));
         let l = join(
@@ -267,5 +293,25 @@ mod tests {
             1.0,
         );
         assert_eq!((l.text, l.joined.as_str()), (None, "missing"));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_whatever_the_size_of_a_comment_or_id() {
+        let recent = RecentTexts::new(100_000, 10_000);
+        let big = "x".repeat(3_000);
+        for i in 0..10 {
+            recent.insert(&format!("id-{i}"), &big, Some("target"));
+        }
+        let (count, bytes) = recent.held();
+        assert!(bytes <= 10_000, "{bytes} bytes held");
+        assert_eq!(count, 3, "the newest three fit");
+        assert!(recent.get("id-9").is_some() && recent.get("id-6").is_none());
+        // Replacing an entry counts only the new one.
+        recent.insert("id-9", "short", None);
+        assert_eq!(recent.held().1, 2 * (3_000 + 2 * 4 + 6) + (2 * 4 + 5));
+        // An id or text larger than the whole cache is not kept, and evicts nothing.
+        recent.insert(&"i".repeat(20_000), "t", None);
+        recent.insert("huge", &"y".repeat(20_000), None);
+        assert_eq!(recent.held().0, 3);
     }
 }

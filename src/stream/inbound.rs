@@ -12,31 +12,35 @@ use rdkafka::bindings as rdsys;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 
+use super::fit::Whole;
 use super::record::{Inbound, Source};
 
 /// One header as librdkafka hands it over: key bytes and value (`None`: a null value), or
 /// `None` when librdkafka cannot read it.
 pub type RawHeader<'a> = Option<(&'a [u8], Option<&'a [u8]>)>;
 
-/// Copies a consumed message; never panics, whatever its headers hold.
-pub fn inbound(m: &BorrowedMessage<'_>) -> Inbound {
+/// Copies a consumed message (of a payload over `keep` bytes, only the first `keep`); never
+/// panics, whatever its headers hold.
+pub fn inbound(m: &BorrowedMessage<'_>, keep: usize) -> Inbound {
     let source = Source {
         topic: m.topic().to_string(),
         partition: m.partition(),
         offset: m.offset(),
         timestamp: m.timestamp().to_millis(),
     };
-    from_parts(source, m.key(), m.payload(), raw_headers(m))
+    from_parts(source, m.key(), m.payload(), raw_headers(m), keep)
 }
 
 /// Copies a message from its parts: headers with a UTF-8 key are kept in order (a null value
-/// stays `None`); the first one that cannot be represented is named in `bad_header`. Never
-/// panics.
+/// stays `None`); the first one that cannot be represented is named in `bad_header`. A payload
+/// over `keep` bytes is not copied whole (it is over the payload limit, so it can only be
+/// dead-lettered): its first `keep` bytes are, with its length and SHA-256. Never panics.
 pub fn from_parts<'a>(
     source: Source,
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     raw: impl IntoIterator<Item = RawHeader<'a>>,
+    keep: usize,
 ) -> Inbound {
     let raw = raw.into_iter();
     let mut headers = Vec::with_capacity(raw.size_hint().0);
@@ -55,12 +59,14 @@ pub fn from_parts<'a>(
             }
         }
     }
+    let whole = payload.filter(|p| p.len() > keep).map(Whole::of);
     Inbound {
         source,
         key: key.map(<[u8]>::to_vec),
-        payload: payload.map(<[u8]>::to_vec),
+        payload: payload.map(|p| p[..p.len().min(keep)].to_vec()),
         headers,
         bad_header: bad,
+        whole,
     }
 }
 

@@ -21,6 +21,7 @@ pub mod consume;
 pub mod deliver;
 pub mod embedded;
 pub mod feedback;
+pub mod fit;
 pub mod guarantee;
 pub mod inbound;
 pub mod observe;

@@ -16,6 +16,9 @@ pub trait Observe: Send + Sync {
     fn classified(&self, _records: &[Outbound], _model: &Loaded, _elapsed: Duration) {}
     /// A record was acknowledged by the broker (for exactly-once: its transaction committed).
     fn delivered(&self, _record: &Outbound) {}
+    /// A batch was handed on or finished; `bytes` of messages are now read and not finished
+    /// (at most `max_inflight_bytes` plus one message).
+    fn in_flight(&self, _bytes: usize) {}
     /// The partition assignment changed; `partitions` are now this instance's.
     fn assigned(&self, _partitions: &[i32]) {}
     /// librdkafka's statistics (every `statistics.interval.ms`).

@@ -128,7 +128,7 @@ pub async fn run(
     .await;
     let (drained, producer, stopped_by) = finished.unwrap_or((false, None, None));
     // Whatever did not drain is read again by the next owner; closing must not wait for it.
-    inflight.done(usize::MAX);
+    inflight.clear();
     let left = deadline.saturating_duration_since(Instant::now());
     let flushed = producer.is_some_and(|p| flush(&p, left.max(Duration::from_millis(100))));
     let committed = transactional

@@ -4,6 +4,7 @@
 use serde_json::Map;
 
 use super::config::{InputFormat, ServeConfig};
+use super::fit::{fit, Whole};
 use crate::classify::{Comment, HeadResult, Id, ModelRef};
 use crate::error::InputError;
 use crate::model::{Model, Scratch};
@@ -27,6 +28,21 @@ pub struct Inbound {
     pub headers: Vec<Header>,
     /// What is wrong with the first header left out, if any (the message is dead-lettered).
     pub bad_header: Option<String>,
+    /// The whole payload's length and digest when `payload` holds only its first bytes (a
+    /// payload over `max_payload_bytes` is not copied whole: it is dead-lettered anyway).
+    pub whole: Option<Whole>,
+}
+
+impl Inbound {
+    /// Bytes it holds as read: payload, key and headers (what `max_inflight_bytes` counts).
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len) + headers
+    }
 }
 
 /// Which topic a record goes to.
@@ -113,9 +129,10 @@ pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<Comment, InputError> {
         return Err(InputError::BadHeader(bad.clone()));
     }
     let payload = msg.payload.as_deref().ok_or(InputError::NoPayload)?;
-    if payload.len() > cfg.max_payload_bytes {
+    let size = msg.whole.as_ref().map_or(payload.len(), |w| w.length);
+    if size > cfg.max_payload_bytes {
         return Err(InputError::TooLarge {
-            size: payload.len(),
+            size,
             limit: cfg.max_payload_bytes,
         });
     }
@@ -140,15 +157,16 @@ pub fn decode(msg: &Inbound, cfg: &ServeConfig) -> Result<Comment, InputError> {
     Ok(comment)
 }
 
-/// Turns one message into the record to produce: its labels, or its dead letter.
+/// Turns one message into the record to produce: its labels, or its dead letter; either fits
+/// in [`ServeConfig::max_record_bytes`] (see [`super::fit`]).
 pub fn process(
-    msg: Inbound,
+    msg: &Inbound,
     cfg: &ServeConfig,
     model: &Model,
     model_ref: &ModelRef,
     scratch: &mut Scratch,
 ) -> Outbound {
-    match decode(&msg, cfg) {
+    match decode(msg, cfg) {
         Ok(mut comment) => {
             let policy = cfg.input_policy();
             let record = classify(model, model_ref, &policy, &mut comment, scratch, 0)
@@ -158,10 +176,13 @@ pub fn process(
             if cfg.feedback.is_some() && !record.id.is_null() {
                 summary.full = Some((comment.text, comment.target));
             }
-            let payload = serde_json::to_vec(&record).unwrap_or_default();
-            Outbound {
+            let payload = match serde_json::to_vec(&record) {
+                Ok(p) => p,
+                Err(e) => return dead_letter(msg, &InputError::Internal(e.to_string()), cfg),
+            };
+            let mut out = Outbound {
                 destination: Destination::Output,
-                key: msg.key,
+                key: msg.key.clone(),
                 payload,
                 headers: vec![
                     (
@@ -173,9 +194,16 @@ pub fn process(
                         Some(cfg.instance.clone().into_bytes()),
                     ),
                 ],
-                source: msg.source,
+                source: msg.source.clone(),
                 summary: Some(summary),
                 reason: None,
+            };
+            let limit = cfg.max_record_bytes();
+            if fit(&mut out, limit, None) {
+                out
+            } else {
+                let size = super::fit::size(&out);
+                dead_letter(msg, &InputError::RecordTooLarge { size, limit }, cfg)
             }
         }
         Err(e) => dead_letter(msg, &e, cfg),
@@ -191,7 +219,7 @@ pub fn process_guarded(
     model_ref: &ModelRef,
     scratch: &mut Scratch,
 ) -> Outbound {
-    guarded(msg, cfg, scratch, |msg, scratch| {
+    guarded(&msg, cfg, scratch, |msg, scratch| {
         process(msg, cfg, model, model_ref, scratch)
     })
 }
@@ -199,24 +227,23 @@ pub fn process_guarded(
 /// Runs `work` on `msg`; a panic in it dead-letters the message (reason `internal`) and logs
 /// where it came from, never the panic's message.
 fn guarded(
-    msg: Inbound,
+    msg: &Inbound,
     cfg: &ServeConfig,
     scratch: &mut Scratch,
-    work: impl FnOnce(Inbound, &mut Scratch) -> Outbound,
+    work: impl FnOnce(&Inbound, &mut Scratch) -> Outbound,
 ) -> Outbound {
-    let copy = msg.clone();
     let run = std::panic::AssertUnwindSafe(|| work(msg, scratch));
     match std::panic::catch_unwind(run) {
         Ok(out) => out,
         Err(_) => {
             // The panic's own message is never logged or written: it can quote the comment.
             tracing::error!(
-                partition = copy.source.partition,
-                offset = copy.source.offset,
+                partition = msg.source.partition,
+                offset = msg.source.offset,
                 "classification panicked; message dead-lettered (the panic's message is withheld)"
             );
             *scratch = Scratch::default();
-            dead_letter(copy, &InputError::Internal(PANIC_WITHHELD.into()), cfg)
+            dead_letter(msg, &InputError::Internal(PANIC_WITHHELD.into()), cfg)
         }
     }
 }
@@ -242,10 +269,11 @@ pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
     }
 }
 
-/// The dead letter of a message: original key, bytes and headers, plus the reason and source.
-pub fn dead_letter(msg: Inbound, error: &InputError, cfg: &ServeConfig) -> Outbound {
+/// The dead letter of a message: original key, bytes and headers, plus the reason and source;
+/// cut to fit [`ServeConfig::max_record_bytes`] if it must be (see [`super::fit`]).
+pub fn dead_letter(msg: &Inbound, error: &InputError, cfg: &ServeConfig) -> Outbound {
     let s = &msg.source;
-    let mut headers = msg.headers;
+    let mut headers = msg.headers.clone();
     let text = |k: &str, v: String| (k.to_string(), Some(v.into_bytes()));
     headers.extend([
         text(ERROR_HEADER, error.code().to_string()),
@@ -258,15 +286,24 @@ pub fn dead_letter(msg: Inbound, error: &InputError, cfg: &ServeConfig) -> Outbo
     if let Some(ts) = s.timestamp {
         headers.push(text("moderato-source-timestamp", ts.to_string()));
     }
-    Outbound {
+    let mut out = Outbound {
         destination: Destination::DeadLetter,
-        key: msg.key,
-        payload: msg.payload.unwrap_or_default(),
+        key: msg.key.clone(),
+        payload: msg.payload.clone().unwrap_or_default(),
         headers,
-        source: msg.source,
+        source: msg.source.clone(),
         summary: None,
         reason: Some(error.code()),
+    };
+    let limit = cfg.max_record_bytes();
+    if !fit(&mut out, limit, msg.whole.as_ref()) {
+        tracing::warn!(
+            partition = s.partition,
+            offset = s.offset,
+            "dead letter over the record limit even cut; the broker may refuse it"
+        );
     }
+    out
 }
 
 #[cfg(test)]
@@ -285,6 +322,7 @@ mod tests {
             payload: Some(payload.to_vec()),
             headers: vec![("trace".into(), Some(b"abc".to_vec()))],
             bad_header: None,
+            whole: None,
         }
     }
 
@@ -332,7 +370,7 @@ mod tests {
         msg.bad_header = Some("header 1's key is not UTF-8 (bytes ff)".into());
         let err = decode(&msg, &cfg()).unwrap_err();
         assert_eq!(err.code(), "bad_header");
-        let dl = dead_letter(msg, &err, &cfg());
+        let dl = dead_letter(&msg, &err, &cfg());
         assert!(dl.headers.contains(&("empty".into(), None)));
     }
 
@@ -373,7 +411,7 @@ mod tests {
             }
         }));
         let out = tracing::subscriber::with_default(subscriber, || {
-            guarded(msg, &cfg(), &mut Scratch::default(), |m, _| {
+            guarded(&msg, &cfg(), &mut Scratch::default(), |m, _| {
                 let text = String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default());
                 panic!("cannot slice {text}")
             })
@@ -407,7 +445,7 @@ mod tests {
     fn dead_letter_keeps_bytes_key_and_headers_and_names_the_source() {
         let msg = inbound(b"{oops");
         let err = decode(&msg, &cfg()).unwrap_err();
-        let dl = dead_letter(msg, &err, &cfg());
+        let dl = dead_letter(&msg, &err, &cfg());
         assert_eq!(dl.destination, Destination::DeadLetter);
         assert_eq!(dl.payload, b"{oops");
         assert_eq!(dl.key.as_deref(), Some(&b"thread-9"[..]));

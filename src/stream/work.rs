@@ -30,6 +30,7 @@ pub(super) async fn classify_stage(
 ) -> bool {
     while let Some(Batch {
         messages,
+        load,
         epoch,
         group,
     }) = rx.recv().await
@@ -75,6 +76,7 @@ pub(super) async fn classify_stage(
         let n = records.len();
         let next = Classified {
             records,
+            load,
             epoch,
             group,
         };
