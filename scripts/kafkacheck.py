@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections import defaultdict
 
@@ -195,20 +196,25 @@ def headers_of(field):
     return out
 
 
-def audit(kafka, topics, count):
+def audit(kafka, topics, count, expect_of_value=None):
     """Every input offset's answers: lost, answered twice, answered wrongly (a record for a
     malformed input, a dead letter with another reason), answers of no input, keys whose first
-    answers are out of input order, and the models (version and file hash) that answered."""
+    answers are out of input order, and the models (version and file hash) that answered.
+    An input without an `expect` header is judged by `expect_of_value(payload)`, if given."""
     inp, out, dlq = topics
     expected = {}
     key_of = {}
+    values = "true" if expect_of_value else "false"
     for line in kafka.consume(inp, "print.partition=true", "print.offset=true",
-                              "print.headers=true", "print.key=true", "print.value=false"):
-        # Partition:P \x1e Offset:O \x1e headers \x1e key
+                              "print.headers=true", "print.key=true", f"print.value={values}"):
+        # Partition:P \x1e Offset:O \x1e headers \x1e key [\x1e value]
         parts = line.split("\x1e")
         p = int(parts[0].split(":")[1])
         o = int(parts[1].split(":")[1])
-        expected[(p, o)] = headers_of(parts[2]).get("expect", "?")
+        expect = headers_of(parts[2]).get("expect")
+        if expect is None and expect_of_value and len(parts) > 4:
+            expect = expect_of_value(parts[4])
+        expected[(p, o)] = expect or "?"
         key_of[(p, o)] = parts[3] if len(parts) > 3 else ""
     answers = defaultdict(list)
     order = defaultdict(list)
@@ -216,7 +222,9 @@ def audit(kafka, topics, count):
     for line in kafka.consume(out):
         rec = json.loads(line)
         src = (rec["source"]["partition"], rec["source"]["offset"])
-        if not answers[src]:
+        # Per-key order; a null key (printed `null`) has none: its records spread over the
+        # output partitions.
+        if not answers[src] and key_of.get(src) != "null":
             order[(src[0], key_of.get(src))].append(src[1])
         answers[src].append("ok")
         model = rec.get("model") or {}
@@ -254,3 +262,59 @@ def start_broker(directory):
 def stop_broker(directory):
     """Stops the broker of `directory`."""
     subprocess.run([os.path.join(REPO, "scripts", "broker"), "stop", directory], check=False)
+
+
+def produce_paced(kafka, topic, count, rate, progress, first=0):
+    """Writes inputs first..first+count at `rate` per second; `progress[0]` is how many are
+    written, `progress[1]` the producer's exit status once it is done."""
+    proc = kafka.producer(topic)
+    t0 = time.time()
+    chunk = max(1, rate // 100)
+    for start in range(0, count, chunk):
+        end = min(count, start + chunk)
+        proc.stdin.write("".join(input_line(first + i) for i in range(start, end)))
+        progress[0] = end
+        ahead = t0 + progress[0] / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+    proc.stdin.close()
+    proc.wait()
+    progress[1] = proc.returncode
+
+
+def svg_panels(path, panels, events, width=800, panel_h=150):
+    """A plot of stacked panels over one time axis: each panel is (label, [(name, colour,
+    [(t, value)...])...]); `events` are (t, text) marked by dashed lines."""
+    pad = 50
+    h = pad * (len(panels) + 1) + panel_h * len(panels)
+    ts = [t for _, series in panels for _, _, pts in series for t, _ in pts] + [1]
+    t_max = max(ts)
+
+    def x(t):
+        return pad + (width - 2 * pad) * t / t_max
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<rect width="{width}" height="{h}" fill="white"/>']
+    for k, (label, series) in enumerate(panels):
+        top = pad + k * (panel_h + pad)
+        vmax = max([v for _, _, pts in series for _, v in pts if v is not None] + [1]) * 1.15
+        out.append(f'<rect x="{pad}" y="{top}" width="{width - 2 * pad}" height="{panel_h}" '
+                   f'fill="none" stroke="#999"/>')
+        out.append(f'<text x="{pad}" y="{top - 6}">{label} (0 to {vmax:,.0f})</text>')
+        for j, (name, colour, pts) in enumerate(series):
+            line = " ".join(f"{x(t):.1f},{top + panel_h - panel_h * v / vmax:.1f}"
+                            for t, v in pts if v is not None)
+            out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" '
+                       f'points="{line}"/>')
+            if name:
+                out.append(f'<text x="{width - pad - 120 + 60 * j}" y="{top + 14}" '
+                           f'fill="{colour}">{name}</text>')
+    for t, what in events:
+        out.append(f'<line x1="{x(t):.1f}" y1="{pad}" x2="{x(t):.1f}" y2="{h - pad}" '
+                   f'stroke="#888" stroke-dasharray="3,3"/>')
+        out.append(f'<text x="{x(t) + 3:.1f}" y="{h - pad + 14}">{what}</text>')
+    out.append(f'<text x="{width / 2 - 40}" y="{h - 8}">seconds (0 to {t_max:.0f})</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
