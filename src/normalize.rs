@@ -100,7 +100,7 @@ impl Normalizer {
         out.clear();
         out.reserve(text.len());
         // ASCII and base Arabic text stays so through every rule: one pass is final.
-        if text.is_ascii() || nfkc_stable(text) {
+        if single_pass(text) {
             self.run(text.chars(), out);
             return;
         }
@@ -159,6 +159,19 @@ impl Normalizer {
         writer.end_token();
     }
 }
+
+/// Whether `text` normalizes in one pass of per-character rules, without NFKC: it is ASCII or
+/// base Arabic, where every character becomes at most one character and only masking a
+/// mention or URL grows a token (see [`STABLE_GROWTH`]).
+pub fn single_pass(text: &str) -> bool {
+    text.is_ascii() || nfkc_stable(text)
+}
+
+/// The most a [`single_pass`] text grows in normalization, in characters: each character
+/// becomes at most one, and a token grows only by masking, `@x` (2) to `@user` (5) at most
+/// 2.5-fold (a URL adds at most one character: `w.` to `url` at `max_repeat` 1, and an e-mail
+/// address of 6 or more shrinks to 5).
+pub const STABLE_GROWTH: usize = 3;
 
 /// Most extra passes of [`Normalizer::normalize_into`] (one settles every case known).
 const MAX_PASSES: usize = 4;
