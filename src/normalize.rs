@@ -123,6 +123,53 @@ impl Normalizer {
         }
     }
 
+    /// Normalizes `text`, which `pieces` cut into consecutive slices, into `out` exactly as
+    /// [`Normalizer::normalize_into`] would, and pushes to `words` how many of `out`'s words
+    /// each piece gave. `false` (`out` and `words` then unspecified) unless `text` is
+    /// [`single_pass`] and every two pieces meet at whitespace, the case where a piece's words
+    /// are what normalizing it alone gives: in one pass, whitespace closes the current token
+    /// and resets every bit of the writer's state (squeeze run, masking hints), so running the
+    /// pieces one after the other through fresh writers into the same `out` is running the
+    /// whole text through one.
+    pub fn normalize_pieces_into(
+        &self,
+        text: &str,
+        pieces: &[&str],
+        out: &mut String,
+        words: &mut Vec<u32>,
+    ) -> bool {
+        out.clear();
+        words.clear();
+        if pieces.is_empty() || !single_pass(text) {
+            return false;
+        }
+        let mut at = 0;
+        for (k, piece) in pieces.iter().enumerate() {
+            let rest = &text[at..];
+            if !(std::ptr::eq(rest.as_ptr(), piece.as_ptr()) && piece.len() <= rest.len()) {
+                return false;
+            }
+            let meets_at_space =
+                text[..at].ends_with(char::is_whitespace) || piece.starts_with(char::is_whitespace);
+            if k > 0 && !meets_at_space {
+                return false;
+            }
+            at += piece.len();
+        }
+        if !text[at..].chars().all(char::is_whitespace) {
+            return false;
+        }
+        out.reserve(text.len());
+        for piece in pieces {
+            let before = out.len();
+            self.run(piece.chars(), out);
+            let gave = out[before..].split(' ').filter(|w| !w.is_empty()).count();
+            words.push(u32::try_from(gave).unwrap_or(u32::MAX));
+        }
+        debug_assert_eq!(*out, self.normalize(text), "pieces normalize as the whole");
+        true
+    }
+
     /// One pass over `text` into `out` (cleared first): NFKC (when the quick check cannot
     /// tell it is already NFKC), then the character rules.
     fn pass(&self, text: &str, out: &mut String) {
