@@ -363,6 +363,11 @@ fn ascii_digit(value: u32) -> char {
 /// Byte offset in `token` where a URL starts: `http://`, `https://` or `www.`
 /// (as squeezed by `max_repeat`) at the token start or after a non-alphanumeric character.
 fn find_url(token: &str, max_repeat: u8) -> Option<usize> {
+    // Every prefix starts with `h` or `w`: a token without one (an Arabic word before a full
+    // stop) needs no walk with a Unicode `is_alphanumeric` per character.
+    if !token.bytes().any(|b| matches!(b | 0x20, b'h' | b'w')) {
+        return None;
+    }
     const PREFIXES: [&[u8]; 3] = [b"http://", b"https://", b"www."];
     let mut after_alphanumeric = false;
     for (i, c) in token.char_indices() {

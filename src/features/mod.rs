@@ -382,6 +382,8 @@ fn is_word_char(c: char) -> bool {
         'a'..='z' | 'A'..='Z' | '0'..='9' | '_' => true,
         // Arabic letters and digits: the common non-ASCII case, without a table lookup.
         '\u{0621}'..='\u{064A}' | '\u{0660}'..='\u{0669}' => true,
+        // Arabic comma, semicolon and question mark end many words: no table lookup either.
+        '\u{060C}' | '\u{061B}' | '\u{061F}' => false,
         _ if c.is_ascii() => false,
         _ => c.is_alphanumeric(),
     }
@@ -688,6 +690,13 @@ mod tests {
             (chars - 0.5).abs() < 1e-6 && (words - 0.5).abs() < 1e-6,
             "{chars} {words}"
         );
+    }
+
+    #[test]
+    fn word_chars_are_letters_digits_and_underscore() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            assert_eq!(is_word_char(c), c == '_' || c.is_alphanumeric(), "{c:?}");
+        }
     }
 
     #[test]
