@@ -191,6 +191,22 @@ fn score_one(c: &mut Criterion) {
     group.finish();
 }
 
+/// A long comment (over `LONG_COMMENT` characters): the whole text and each sentence chunk
+/// are scored, the chunks from the text's one normalization and hashing.
+fn score_long(c: &mut Criterion) {
+    let model = model();
+    let text = format!("{ARABIC} {ENGLISH} {ARABIC}");
+    assert!(text.chars().count() > moderato::model::LONG_COMMENT);
+    assert!(moderato::model::chunks(&text, moderato::model::CHUNK_CHARS).len() > 1);
+    let mut scratch = Scratch::default();
+    let mut group = c.benchmark_group("score_long");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("mixed_600", |b| {
+        b.iter(|| model.score(black_box(&text), None, &mut scratch));
+    });
+    group.finish();
+}
+
 fn score_batch(c: &mut Criterion) {
     let model = model();
     let comments = corpus();
@@ -399,6 +415,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = score_one, score_batch, normalize_only, count_only, language_only, record_examples, language_agreement
+    targets = score_one, score_long, score_batch, normalize_only, count_only, language_only, record_examples, language_agreement
 }
 criterion_main!(benches);

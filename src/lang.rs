@@ -53,6 +53,8 @@ pub fn script(text: &str) -> Script {
             'a'..='z' | 'A'..='Z' => latin += 1,
             _ if c.is_ascii() => {}
             '\u{0621}'..='\u{064A}' => arabic += 1,
+            // Arabic comma, semicolon and question mark: not letters, without a table lookup.
+            '\u{060C}' | '\u{061B}' | '\u{061F}' => {}
             _ if !c.is_alphabetic() => {}
             '\u{0600}'..='\u{06FF}'
             | '\u{0750}'..='\u{077F}'

@@ -100,7 +100,7 @@ impl Normalizer {
         out.clear();
         out.reserve(text.len());
         // ASCII and base Arabic text stays so through every rule: one pass is final.
-        if text.is_ascii() || nfkc_stable(text) {
+        if single_pass(text) {
             self.run(text.chars(), out);
             return;
         }
@@ -121,6 +121,53 @@ impl Normalizer {
             }
             std::mem::swap(out, &mut again);
         }
+    }
+
+    /// Normalizes `text`, which `pieces` cut into consecutive slices, into `out` exactly as
+    /// [`Normalizer::normalize_into`] would, and pushes to `words` how many of `out`'s words
+    /// each piece gave. `false` (`out` and `words` then unspecified) unless `text` is
+    /// [`single_pass`] and every two pieces meet at whitespace, the case where a piece's words
+    /// are what normalizing it alone gives: in one pass, whitespace closes the current token
+    /// and resets every bit of the writer's state (squeeze run, masking hints), so running the
+    /// pieces one after the other through fresh writers into the same `out` is running the
+    /// whole text through one.
+    pub fn normalize_pieces_into(
+        &self,
+        text: &str,
+        pieces: &[&str],
+        out: &mut String,
+        words: &mut Vec<u32>,
+    ) -> bool {
+        out.clear();
+        words.clear();
+        if pieces.is_empty() || !single_pass(text) {
+            return false;
+        }
+        let mut at = 0;
+        for (k, piece) in pieces.iter().enumerate() {
+            let rest = &text[at..];
+            if !(std::ptr::eq(rest.as_ptr(), piece.as_ptr()) && piece.len() <= rest.len()) {
+                return false;
+            }
+            let meets_at_space =
+                text[..at].ends_with(char::is_whitespace) || piece.starts_with(char::is_whitespace);
+            if k > 0 && !meets_at_space {
+                return false;
+            }
+            at += piece.len();
+        }
+        if !text[at..].chars().all(char::is_whitespace) {
+            return false;
+        }
+        out.reserve(text.len());
+        for piece in pieces {
+            let before = out.len();
+            self.run(piece.chars(), out);
+            let gave = out[before..].split(' ').filter(|w| !w.is_empty()).count();
+            words.push(u32::try_from(gave).unwrap_or(u32::MAX));
+        }
+        debug_assert_eq!(*out, self.normalize(text), "pieces normalize as the whole");
+        true
     }
 
     /// One pass over `text` into `out` (cleared first): NFKC (when the quick check cannot
@@ -159,6 +206,19 @@ impl Normalizer {
         writer.end_token();
     }
 }
+
+/// Whether `text` normalizes in one pass of per-character rules, without NFKC: it is ASCII or
+/// base Arabic, where every character becomes at most one character and only masking a
+/// mention or URL grows a token (see [`STABLE_GROWTH`]).
+pub fn single_pass(text: &str) -> bool {
+    text.is_ascii() || nfkc_stable(text)
+}
+
+/// The most a [`single_pass`] text grows in normalization, in characters: each character
+/// becomes at most one, and a token grows only by masking, `@x` (2) to `@user` (5) at most
+/// 2.5-fold (a URL adds at most one character: `w.` to `url` at `max_repeat` 1, and an e-mail
+/// address of 6 or more shrinks to 5).
+pub const STABLE_GROWTH: usize = 3;
 
 /// Most extra passes of [`Normalizer::normalize_into`] (one settles every case known).
 const MAX_PASSES: usize = 4;
@@ -303,6 +363,11 @@ fn ascii_digit(value: u32) -> char {
 /// Byte offset in `token` where a URL starts: `http://`, `https://` or `www.`
 /// (as squeezed by `max_repeat`) at the token start or after a non-alphanumeric character.
 fn find_url(token: &str, max_repeat: u8) -> Option<usize> {
+    // Every prefix starts with `h` or `w`: a token without one (an Arabic word before a full
+    // stop) needs no walk with a Unicode `is_alphanumeric` per character.
+    if !token.bytes().any(|b| matches!(b | 0x20, b'h' | b'w')) {
+        return None;
+    }
     const PREFIXES: [&[u8]; 3] = [b"http://", b"https://", b"www."];
     let mut after_alphanumeric = false;
     for (i, c) in token.char_indices() {

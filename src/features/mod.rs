@@ -10,6 +10,8 @@
 
 pub mod hash;
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -119,6 +121,10 @@ pub struct Scratch {
     chars: Vec<char>,
     tokens: Vec<(u32, u32)>,
     buckets: Vec<u32>,
+    /// `(char n-grams in buckets, tokens)` before each word of the text and after the last.
+    marks: Vec<(u32, u32)>,
+    /// Words of the text per piece ([`Featurizer::hash_pieces`]).
+    piece_words: Vec<u32>,
     slots: Vec<u64>,
     used: Vec<u32>,
     /// Bucket counts of the last comment, in order of first occurrence.
@@ -131,6 +137,8 @@ pub trait Sink {
     fn char_gram(&mut self, bucket: u32, gram: &[char]);
     /// A word n-gram (`tokens` are char ranges into `chars`) and its bucket.
     fn word_gram(&mut self, bucket: u32, chars: &[char], tokens: &[(u32, u32)]);
+    /// The character n-grams of one word are all emitted; `tokens` word tokens so far.
+    fn word_end(&mut self, _tokens: usize) {}
 }
 
 /// Turns text into hashed n-gram counts.
@@ -160,36 +168,84 @@ impl Featurizer {
 
     /// Normalizes `text` and counts its hashed n-grams into `scratch.features`.
     pub fn count(&self, text: &str, scratch: &mut Scratch) {
-        if scratch.slots.len() < MIN_SLOTS {
-            scratch.slots = vec![0; MIN_SLOTS];
-        }
         let mut text_buf = std::mem::take(&mut scratch.text);
         self.normalizer.normalize_into(text, &mut text_buf);
-        // Hash every n-gram first, then count: two tight loops instead of one whose counting
-        // branches stall the hashing.
-        let mut grams = Buckets(std::mem::take(&mut scratch.buckets));
-        grams.0.clear();
+        scratch.text = text_buf;
+        self.hash_text(scratch);
+        let all = 0..scratch.buckets.len();
+        count_ranges(std::iter::once(all), scratch);
+    }
+
+    /// Normalizes and hashes a long `text` once for itself and for its `pieces` (consecutive
+    /// slices of it), so that [`Featurizer::count_piece`] and [`Featurizer::count_hashed`] then
+    /// count exactly what [`Featurizer::count`] of a piece or of the text would, without
+    /// normalizing or hashing anything twice. `false` (nothing hashed) when the pieces could
+    /// normalize differently alone than inside the text
+    /// ([`Normalizer::normalize_pieces_into`]); then count them one by one.
+    pub fn hash_pieces(&self, text: &str, pieces: &[&str], scratch: &mut Scratch) -> bool {
+        let mut text_buf = std::mem::take(&mut scratch.text);
+        let ok = self.normalizer.normalize_pieces_into(
+            text,
+            pieces,
+            &mut text_buf,
+            &mut scratch.piece_words,
+        );
+        scratch.text = text_buf;
+        if ok {
+            self.hash_text(scratch);
+        }
+        ok
+    }
+
+    /// After [`Featurizer::hash_pieces`]: counts piece `i`'s n-grams into `scratch.features`,
+    /// in the order `count` of that piece alone gives them. A piece's words are consecutive
+    /// words of the text, so its n-grams are slices of the text's: its words' character
+    /// n-grams, then for each order `n` its word n-grams that do not cross its ends.
+    pub fn count_piece(&self, i: usize, scratch: &mut Scratch) {
+        let first: u32 = scratch.piece_words[..i].iter().sum();
+        let last = first + scratch.piece_words.get(i).copied().unwrap_or(0);
+        let (char_start, tok_start) = scratch.marks[first as usize];
+        let (char_end, tok_end) = scratch.marks[last as usize];
+        let (char_total, tokens) = scratch.marks.last().copied().unwrap_or((0, 0));
+        let (a, b, tokens) = (tok_start as usize, tok_end as usize, tokens as usize);
+        // Word n-grams of order n start after the char n-grams and the lower orders' windows.
+        let mut group = char_total as usize;
+        let mut ranges = [0..0, 0..0, 0..0, 0..0];
+        ranges[0] = char_start as usize..char_end as usize;
+        for (n, range) in (1..=usize::from(self.config.word_max)).zip(&mut ranges[1..]) {
+            if b >= a + n {
+                *range = group + a..group + b + 1 - n;
+            }
+            group += (tokens + 1).saturating_sub(n);
+        }
+        count_ranges(ranges, scratch);
+    }
+
+    /// After [`Featurizer::hash_pieces`]: counts the whole text's n-grams into
+    /// `scratch.features`, as [`Featurizer::count`] of it would.
+    pub fn count_hashed(&self, scratch: &mut Scratch) {
+        let all = 0..scratch.buckets.len();
+        count_ranges(std::iter::once(all), scratch);
+    }
+
+    /// Hashes every n-gram of the normalized `scratch.text` into `scratch.buckets`, in order,
+    /// and marks where each word's character n-grams end in `scratch.marks`.
+    fn hash_text(&self, scratch: &mut Scratch) {
+        let mut grams = Buckets {
+            grams: std::mem::take(&mut scratch.buckets),
+            marks: std::mem::take(&mut scratch.marks),
+        };
+        grams.grams.clear();
+        grams.marks.clear();
+        grams.marks.push((0, 0));
         self.emit(
-            &text_buf,
+            &scratch.text,
             &mut scratch.chars,
             &mut scratch.tokens,
             &mut grams,
         );
-        let mut counter = Counter {
-            slots: std::mem::take(&mut scratch.slots),
-            used: std::mem::take(&mut scratch.used),
-            features: std::mem::take(&mut scratch.features),
-        };
-        counter.features.clear();
-        for &b in &grams.0 {
-            counter.add(b & !WORD_GRAM, b & WORD_GRAM != 0);
-        }
-        counter.clear();
-        scratch.buckets = grams.0;
-        scratch.slots = counter.slots;
-        scratch.used = counter.used;
-        scratch.features = counter.features;
-        scratch.text = text_buf;
+        scratch.buckets = grams.grams;
+        scratch.marks = grams.marks;
     }
 
     /// Lists every n-gram of `text` with its bucket (for explanations; allocates).
@@ -246,6 +302,7 @@ impl Featurizer {
             if cfg.word_max > 0 {
                 word_tokens(chars, start, tokens);
             }
+            sink.word_end(tokens.len());
         }
         if cfg.word_max == 0 {
             return;
@@ -325,6 +382,8 @@ fn is_word_char(c: char) -> bool {
         'a'..='z' | 'A'..='Z' | '0'..='9' | '_' => true,
         // Arabic letters and digits: the common non-ASCII case, without a table lookup.
         '\u{0621}'..='\u{064A}' | '\u{0660}'..='\u{0669}' => true,
+        // Arabic comma, semicolon and question mark end many words: no table lookup either.
+        '\u{060C}' | '\u{061B}' | '\u{061F}' => false,
         _ if c.is_ascii() => false,
         _ => c.is_alphanumeric(),
     }
@@ -405,18 +464,52 @@ impl Counter {
 /// Flag bit of a word n-gram in [`Buckets`] (buckets have at most 24 bits).
 const WORD_GRAM: u32 = 1 << 31;
 
-/// Collects the bucket of every n-gram in order, word n-grams flagged with [`WORD_GRAM`].
-struct Buckets(Vec<u32>);
+/// Collects the bucket of every n-gram in order, word n-grams flagged with [`WORD_GRAM`], and
+/// after each word `(char n-grams so far, word tokens so far)`.
+struct Buckets {
+    grams: Vec<u32>,
+    marks: Vec<(u32, u32)>,
+}
 
 impl Sink for Buckets {
     #[inline]
     fn char_gram(&mut self, bucket: u32, _gram: &[char]) {
-        self.0.push(bucket);
+        self.grams.push(bucket);
     }
     #[inline]
     fn word_gram(&mut self, bucket: u32, _chars: &[char], _tokens: &[(u32, u32)]) {
-        self.0.push(bucket | WORD_GRAM);
+        self.grams.push(bucket | WORD_GRAM);
     }
+    #[inline]
+    fn word_end(&mut self, tokens: usize) {
+        let grams = u32::try_from(self.grams.len()).unwrap_or(u32::MAX);
+        self.marks
+            .push((grams, u32::try_from(tokens).unwrap_or(u32::MAX)));
+    }
+}
+
+/// Counts the buckets of `ranges` of `scratch.buckets`, in order, into `scratch.features`.
+fn count_ranges(ranges: impl IntoIterator<Item = Range<usize>>, scratch: &mut Scratch) {
+    if scratch.slots.len() < MIN_SLOTS {
+        scratch.slots = vec![0; MIN_SLOTS];
+    }
+    let mut counter = Counter {
+        slots: std::mem::take(&mut scratch.slots),
+        used: std::mem::take(&mut scratch.used),
+        features: std::mem::take(&mut scratch.features),
+    };
+    counter.features.clear();
+    // Hashing comes first (into `buckets`), then counting: two tight loops instead of one
+    // whose counting branches stall the hashing.
+    for range in ranges {
+        for &b in scratch.buckets.get(range).unwrap_or_default() {
+            counter.add(b & !WORD_GRAM, b & WORD_GRAM != 0);
+        }
+    }
+    counter.clear();
+    scratch.slots = counter.slots;
+    scratch.used = counter.used;
+    scratch.features = counter.features;
 }
 
 /// Term frequency of a count: `1 + ln(count)` when sublinear, else the count.
@@ -597,6 +690,13 @@ mod tests {
             (chars - 0.5).abs() < 1e-6 && (words - 0.5).abs() < 1e-6,
             "{chars} {words}"
         );
+    }
+
+    #[test]
+    fn word_chars_are_letters_digits_and_underscore() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            assert_eq!(is_word_char(c), c == '_' || c.is_alphanumeric(), "{c:?}");
+        }
     }
 
     #[test]

@@ -630,10 +630,24 @@ impl Model {
         // prayer is not averaged away by L2 normalization. (Crossed copies — a target's or a
         // known domain's — are added for the whole comment only.)
         let mut chunk_max = Vec::new();
+        let mut base = std::mem::take(&mut scratch.base);
         if text.chars().count() > LONG_COMMENT {
+            let pieces = chunks(text, CHUNK_CHARS);
             let mut chunk_scores = Vec::new();
-            for chunk in chunks(text, CHUNK_CHARS) {
-                self.accumulate(chunk, scratch, &mut chunk_scores);
+            // Normally the text is normalized and hashed once, and each chunk counts its slice
+            // of the text's n-grams (the same counts as featurizing it alone, in the same
+            // order, so the same scores to the bit): this halved the featurizing of a long
+            // comment. Text whose chunks could normalize differently alone takes them one by one.
+            let hashed = self
+                .featurizer
+                .hash_pieces(text, &pieces, &mut scratch.features);
+            for (i, chunk) in pieces.iter().enumerate() {
+                if hashed {
+                    self.featurizer.count_piece(i, &mut scratch.features);
+                } else {
+                    self.featurizer.count(chunk, &mut scratch.features);
+                }
+                self.score_counts(scratch, &mut chunk_scores);
                 if chunk_max.is_empty() {
                     chunk_max = chunk_scores.clone();
                 }
@@ -641,10 +655,16 @@ impl Model {
                     *m = m.max(*c);
                 }
             }
+            // The whole comment last, so the scratch holds its features for the target pass.
+            if hashed {
+                self.featurizer.count_hashed(&mut scratch.features);
+            } else {
+                self.featurizer.count(text, &mut scratch.features);
+            }
+        } else {
+            self.featurizer.count(text, &mut scratch.features);
         }
-        // The whole comment last, so the scratch holds its features for the target pass.
-        let mut base = std::mem::take(&mut scratch.base);
-        self.accumulate(text, scratch, &mut base);
+        self.score_counts(scratch, &mut base);
         for (m, b) in chunk_max.iter_mut().zip(&base) {
             *m = m.max(*b);
         }
@@ -699,8 +719,15 @@ impl Model {
 
     /// Featurizes `text` and writes the normalized TF-IDF dot product of every column into
     /// `out` (index 0 unused, so columns index it directly).
+    #[cfg(test)]
     fn accumulate(&self, text: &str, scratch: &mut Scratch, out: &mut Vec<f32>) {
         self.featurizer.count(text, &mut scratch.features);
+        self.score_counts(scratch, out);
+    }
+
+    /// Writes the normalized TF-IDF dot product of every column with the counts in
+    /// `scratch.features` into `out` (index 0 unused, so columns index it directly).
+    fn score_counts(&self, scratch: &mut Scratch, out: &mut Vec<f32>) {
         let cfg = self.featurizer.config();
         let counts = &scratch.features.features;
         // Rows are scattered over a table larger than L2, and the IDF lookup is the first touch
@@ -831,6 +858,71 @@ mod tests {
             offsets: Vec::new(),
             domain_scales: equal_halves(),
             target_scripts,
+        }
+    }
+
+    /// The long-comment rule as first written: every chunk featurized on its own, then the
+    /// whole comment; what [`Model::prepare`] must give to the bit.
+    fn prepare_reference(model: &Model, text: &str, scratch: &mut Scratch) -> (Vec<f32>, Vec<f32>) {
+        let mut chunk_max = Vec::new();
+        if text.chars().count() > LONG_COMMENT {
+            let mut chunk_scores = Vec::new();
+            for chunk in chunks(text, CHUNK_CHARS) {
+                model.accumulate(chunk, scratch, &mut chunk_scores);
+                if chunk_max.is_empty() {
+                    chunk_max = chunk_scores.clone();
+                }
+                for (m, c) in chunk_max.iter_mut().zip(&chunk_scores) {
+                    *m = m.max(*c);
+                }
+            }
+        }
+        let mut base = Vec::new();
+        model.accumulate(text, scratch, &mut base);
+        for (m, b) in chunk_max.iter_mut().zip(&base) {
+            *m = m.max(*b);
+        }
+        (chunk_max, base)
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn long_comments_score_as_their_chunks_featurized_one_by_one() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model");
+        let model = file::load(&path).expect("the shipped default model");
+        let en = "You are a complete IDIOT, and everyone reading your garbage opinions knows it! \
+                  Thanks for the thorough reporting @editor; see https://example.com/x?y=1 now. ";
+        let ar = "اللهم لا يردّ أمرك، ولا يهزم جندك، سبحانك وبحمدك. اللهم منزل الكتاب، ومجري \
+                  السحاب، هازم الأحزاب،اهزم التحالف ؟ مقال ممتاز، لكن الكاتب نسي أن أسعار الخبز ";
+        let texts = [
+            en.repeat(5),
+            ar.repeat(5),
+            format!("{}{}", en.repeat(2), ar.repeat(3)),
+            // Chunks that meet inside a word, emoji and text that needs NFKC: the slow path.
+            "word,".repeat(200),
+            format!("{} 😂😂😂👊🇺🇸 ", en).repeat(4),
+            format!("{} ＦＵＬＬ ﺑﺴﻢ İ ", ar).repeat(4),
+            format!("  {}\n\n{}  \t ", en.repeat(3), "coooool!!!! ".repeat(30)),
+            "a. ".repeat(150),
+            "ـــ، ".repeat(120),
+            en.to_string(),
+            "short".to_string(),
+        ];
+        let (mut fresh, mut reused) = (Scratch::default(), Scratch::default());
+        for text in &texts {
+            let (want_max, want_base) = prepare_reference(&model, text, &mut fresh);
+            let want_values = fresh.values.clone();
+            let got_max = model.prepare(text, &mut reused);
+            assert_eq!(bits(&got_max), bits(&want_max), "chunk maxima of {text:?}");
+            assert_eq!(bits(&reused.base), bits(&want_base), "whole of {text:?}");
+            assert_eq!(reused.values, want_values, "features of {text:?}");
+            assert_eq!(
+                model.score(text, Some("Covid Vaccine"), &mut reused),
+                model.score(text, Some("Covid Vaccine"), &mut Scratch::default()),
+            );
         }
     }
 
