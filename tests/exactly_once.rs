@@ -42,6 +42,11 @@ fn missing_and_duplicates(sent: &[Sent], got: &[Got]) -> (Coordinates, Coordinat
 
 /// Produces `chunks` × 500 comments (1% malformed), one chunk every 50 ms.
 async fn steady_stream(broker: Broker, chunks: usize) -> Vec<Sent> {
+    paced_stream(broker, chunks, Duration::from_millis(50)).await
+}
+
+/// Produces `chunks` × 500 comments (1% malformed), one chunk every `gap`.
+async fn paced_stream(broker: Broker, chunks: usize, gap: Duration) -> Vec<Sent> {
     let mut sent = Vec::new();
     for chunk in 0..chunks {
         let batch = (chunk * 500..(chunk + 1) * 500).map(|i| {
@@ -53,7 +58,7 @@ async fn steady_stream(broker: Broker, chunks: usize) -> Vec<Sent> {
             (format!("k{}", i % 31), payload)
         });
         sent.extend(produce(&broker, batch.collect()).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(gap).await;
     }
     sent
 }
@@ -181,6 +186,44 @@ async fn two_instances_one_killed(broker: &Broker, group: &str) -> String {
     )
 }
 
+/// Two instances; one is frozen (SIGSTOP) past its session timeout, so the group expels it and
+/// the other takes its partitions over from the committed offsets. When it thaws, the batches
+/// it had read belong to a generation that is gone: the broker refuses their offsets, their
+/// transaction is aborted, and the instance reads again from the committed positions.
+async fn two_instances_one_frozen(broker: &Broker, group: &str) -> String {
+    let args = ["--guarantee", "exactly-once", "--batch-size", "200"];
+    let a = Serve::start(broker, group, "eos-frozen", &args);
+    let b = Serve::start(broker, group, "eos-awake", &args);
+    // A burst of 20,000 comments, so that the stages are full (and the partitions paused) when
+    // the instance freezes, then 15,000 over 12 s, so that it has work after the thaw.
+    let (burst, tail) = (broker.clone(), broker.clone());
+    let producer = tokio::spawn(async move {
+        let mut sent = paced_stream(burst, 40, Duration::from_millis(50)).await;
+        sent.extend(paced_stream(tail, 30, Duration::from_millis(400)).await);
+        sent
+    });
+    let some = collect(broker, MINUTE, |g| g.len() >= 2000).await;
+    assert!(some.len() >= 2000, "progress\n{}", a.log_text());
+    a.signal("STOP");
+    // The session timeout is 6 s (common::kafka): 9 s is well past it.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    a.signal("CONT");
+    let sent = producer.await.expect("producer task");
+    let got = everything(broker, &sent).await;
+    let (missing, dups) = missing_and_duplicates(&sent, &got);
+    let log = a.log_text();
+    assert!(missing.is_empty(), "{} lost\n{log}", missing.len());
+    assert!(dups.is_empty(), "{} duplicated\n{log}", dups.len());
+    let rewound = log.contains("read again from the committed positions");
+    answered_once_and_stopped(broker, &sent, b).await;
+    drop(a);
+    format!(
+        "two instances, one frozen past its session: {} inputs, 0 lost, 0 duplicates; the \
+         frozen one rewound: {rewound}",
+        sent.len()
+    )
+}
+
 // librdkafka's mock cluster acknowledges `TxnOffsetCommit` without storing the offsets, so a
 // restart there reads from the start: the crash tests run on Apache Kafka (scripts/broker).
 
@@ -229,4 +272,14 @@ async fn a_second_instance_with_the_same_name_stops_the_first_with_a_clear_error
     );
     let sent = producer.await.expect("producer task");
     answered_once_and_stopped(&broker, &sent, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_frozen_past_its_session_repeats_nothing_when_it_thaws() {
+    let broker = Broker::start();
+    create_topics(&broker, 4).await;
+    println!(
+        "{}",
+        two_instances_one_frozen(&broker, &unique("eos-frozen")).await
+    );
 }

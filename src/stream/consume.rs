@@ -251,7 +251,7 @@ pub(super) async fn consume_stage(
     shutdown: impl Future<Output = ()>,
 ) -> (u64, Instant) {
     tokio::pin!(shutdown);
-    let mut held = Held::new(consumer, cfg.batch_size, cfg.max_record_bytes());
+    let mut held = Held::new(consumer, cfg);
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut consumed = 0u64;
     'read: loop {
@@ -441,6 +441,8 @@ struct Held<'a> {
     bytes: usize,
     /// Payloads over this many bytes are copied only this far (`max_record_bytes`).
     keep: usize,
+    /// The input topic (what is paused and resumed).
+    topic: String,
     capacity: usize,
     rebalances: u64,
     paused: bool,
@@ -453,12 +455,14 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    fn new(consumer: &'a Consumer_, capacity: usize, keep: usize) -> Self {
+    fn new(consumer: &'a Consumer_, cfg: &ServeConfig) -> Self {
+        let capacity = cfg.batch_size;
         Self {
             consumer,
             messages: Vec::with_capacity(capacity),
             bytes: 0,
-            keep,
+            keep: cfg.max_record_bytes(),
+            topic: cfg.input_topic.clone(),
             capacity,
             rebalances: consumer.context().rebalances.load(Ordering::SeqCst),
             paused: false,
@@ -518,7 +522,16 @@ impl<'a> Held<'a> {
             .retain(|m| !revoked.contains(&m.source.partition));
         self.bytes = Load::of(&self.messages).bytes;
         self.next.retain(|p, _| !revoked.contains(p));
-        self.stopped.retain(|p| !revoked.contains(p));
+        let gone: Vec<i32> = self
+            .stopped
+            .iter()
+            .copied()
+            .filter(|p| revoked.contains(p))
+            .collect();
+        if !gone.is_empty() {
+            self.unpause(&gone);
+            self.stopped.retain(|p| !revoked.contains(p));
+        }
         if self.messages.len() < before {
             tracing::info!(
                 dropped = before - self.messages.len(),
@@ -607,29 +620,45 @@ impl<'a> Held<'a> {
         }
     }
 
+    /// Resumes every partition paused, assigned or not, and seeks the assigned ones to the
+    /// message after the last one read.
     fn resume(&mut self) {
         self.paused = false;
         if self.stopped.is_empty() {
             return;
         }
+        let stopped = std::mem::take(&mut self.stopped);
+        self.unpause(&stopped);
         let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
         let mut tpl = TopicPartitionList::new();
         for e in assigned.elements() {
             let p = e.partition();
-            if let (true, Some(&next)) = (self.stopped.contains(&p), self.next.get(&p)) {
+            if let (true, Some(&next)) = (stopped.contains(&p), self.next.get(&p)) {
                 let _ = tpl.add_partition_offset(e.topic(), p, Offset::Offset(next));
             }
         }
-        self.stopped.clear();
-        if let Err(e) = self.consumer.resume(&tpl) {
-            tracing::debug!(error = %e, "cannot resume partitions");
+        if tpl.count() == 0 {
+            return;
         }
         // From the message after the last one read, whatever position librdkafka (or a broker's
         // fetch session) kept: anything fetched before this seek is discarded by librdkafka.
         if let Err(e) = self.consumer.seek_partitions(tpl, Duration::ZERO) {
             tracing::debug!(error = %e, "cannot seek the resumed partitions");
+        }
+    }
+
+    /// Clears librdkafka's pause of `partitions`. A partition paused when it was revoked stays
+    /// paused in librdkafka when it is assigned again (the instance then reads nothing from
+    /// it, for ever: seen after a session timeout), so a revoked one is resumed too.
+    fn unpause(&self, partitions: &[i32]) {
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition(&self.topic, p);
+        }
+        if let Err(e) = self.consumer.resume(&tpl) {
+            tracing::debug!(error = %e, "cannot resume partitions");
         }
     }
 }

@@ -176,10 +176,11 @@ pub fn process(
             if cfg.feedback.is_some() && !record.id.is_null() {
                 summary.full = Some((comment.text, comment.target));
             }
-            let payload = match serde_json::to_vec(&record) {
-                Ok(p) => p,
-                Err(e) => return dead_letter(msg, &InputError::Internal(e.to_string()), cfg),
-            };
+            // Sized for the usual record (about the input plus the heads) in one allocation.
+            let mut payload = Vec::with_capacity(msg.size() + 1024);
+            if let Err(e) = serde_json::to_writer(&mut payload, &record) {
+                return dead_letter(msg, &InputError::Internal(e.to_string()), cfg);
+            }
             let mut out = Outbound {
                 destination: Destination::Output,
                 key: msg.key.clone(),
