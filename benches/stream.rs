@@ -11,7 +11,8 @@
 //! - for each, the CPU time per comment of the service, the broker and this bench's own
 //!   clients (from `/proc`), so a rate can be checked against what the cores can give.
 //!
-//! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--rate N` (5000),
+//! Options (after `--`): `--backlog N` (default 200000), `--runs N` (3), `--warmup-runs N` (1:
+//! drains before the counted ones, which warm the broker's JVM), `--rate N` (5000),
 //! `--seconds N` (10), `--warmup-seconds N` (30, offered load left out of the latency figures
 //! first: the broker's JIT compiler works on its low-rate paths for about 25 s), `--producer-linger-ms N` (0: the offering producer's linger, which the latency
 //! includes), `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
@@ -43,6 +44,7 @@ const SAMPLES: &str = include_str!("../examples/comments.jsonl");
 struct Options {
     backlog: usize,
     runs: usize,
+    warmup_runs: usize,
     rate: usize,
     seconds: u64,
     poll_metrics: bool,
@@ -55,6 +57,7 @@ fn options() -> Options {
     let mut o = Options {
         backlog: 200_000,
         runs: 3,
+        warmup_runs: 1,
         rate: 5000,
         seconds: 10,
         poll_metrics: false,
@@ -69,6 +72,7 @@ fn options() -> Options {
         match args[i].as_str() {
             "--backlog" => o.backlog = next(i).unwrap_or(o.backlog),
             "--runs" => o.runs = next(i).unwrap_or(o.runs),
+            "--warmup-runs" => o.warmup_runs = next(i).unwrap_or(o.warmup_runs),
             "--rate" => o.rate = next(i).unwrap_or(o.rate),
             "--seconds" => o.seconds = next(i).map_or(o.seconds, |v| v as u64),
             "--poll-metrics" => o.poll_metrics = true,
@@ -319,7 +323,9 @@ async fn main() {
     produce(&broker, backlog).await;
     let total = o.backlog;
     let mut rates = Vec::new();
-    for run in 0..o.runs {
+    // The first drains warm the broker's JVM (its JIT compiler; a broker in service is warm):
+    // printed, not counted.
+    for run in 0..o.warmup_runs + o.runs {
         // Each run's outputs are told apart by the instance header, and read from where the
         // output topic ended before the run.
         let instance = format!("bench-{run}");
@@ -349,14 +355,18 @@ async fn main() {
         }
         let span = (last - first.unwrap_or(last)).max(1) as f64 / 1000.0;
         let rate = (n - 1) as f64 / span;
-        println!(
-            "  throughput run {}: {n} comments in {span:.2} s = {rate:.0} comments/s",
-            run + 1
-        );
+        let label = if run < o.warmup_runs {
+            format!("warm-up drain {} (not counted)", run + 1)
+        } else {
+            format!("throughput run {}", run + 1 - o.warmup_runs)
+        };
+        println!("  {label}: {n} comments in {span:.2} s = {rate:.0} comments/s");
         if let Some(cpu) = &cpu {
             println!("    {}", cpu.report(n - 1));
         }
-        rates.push(rate);
+        if run >= o.warmup_runs {
+            rates.push(rate);
+        }
         drop(serve);
     }
     let rate = median(&mut rates);
