@@ -39,14 +39,6 @@ fn run(msg: &Inbound, cfg: &ServeConfig) -> Outbound {
     process(msg, cfg, &model, &model_ref, &mut Default::default())
 }
 
-fn header<'a>(r: &'a Outbound, key: &str) -> Option<&'a str> {
-    r.headers
-        .iter()
-        .find(|(k, _)| k == key)
-        .and_then(|(_, v)| v.as_deref())
-        .and_then(|v| std::str::from_utf8(v).ok())
-}
-
 #[test]
 fn a_record_that_grows_past_the_limit_on_reserialization_stays_valid_json() {
     let cfg = cfg();
@@ -66,7 +58,8 @@ fn a_record_that_grows_past_the_limit_on_reserialization_stays_valid_json() {
     assert_eq!(record["target"], "Atheism", "the smaller fields stay");
     assert!(record["labels"].is_array() && record["heads"].is_object());
     assert_eq!(out.key.as_deref(), Some(&b"thread-1"[..]));
-    let length: usize = header(&out, fit::RECORD_LENGTH_HEADER)
+    let length: usize = out
+        .header(fit::RECORD_LENGTH_HEADER)
         .and_then(|v| v.parse().ok())
         .expect("the record's length before");
     assert!(length > cfg.max_record_bytes());
@@ -92,18 +85,18 @@ fn an_oversized_payload_is_read_only_in_part_and_dead_lettered_with_its_digest()
         "the key is kept"
     );
     assert_eq!(
-        header(&out, "trace"),
+        out.header("trace"),
         Some("abc"),
         "the input's headers are kept"
     );
     let length = payload.len().to_string();
     assert_eq!(
-        header(&out, fit::PAYLOAD_LENGTH_HEADER),
+        out.header(fit::PAYLOAD_LENGTH_HEADER),
         Some(length.as_str())
     );
     let digest = Whole::of(payload.as_bytes()).sha256;
     assert_eq!(
-        header(&out, fit::PAYLOAD_SHA256_HEADER),
+        out.header(fit::PAYLOAD_SHA256_HEADER),
         Some(digest.as_str())
     );
     let kept = std::str::from_utf8(&out.payload).expect("cut between characters");

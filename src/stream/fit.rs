@@ -201,14 +201,6 @@ mod tests {
         }
     }
 
-    fn header<'a>(r: &'a Outbound, key: &str) -> Option<&'a str> {
-        r.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-
     #[test]
     fn a_record_that_fits_is_left_alone() {
         let mut r = record(Destination::DeadLetter, b"small");
@@ -236,7 +228,7 @@ mod tests {
         );
         assert_eq!(v["labels"], serde_json::json!(["offensive"]));
         assert_eq!(
-            header(&r, RECORD_LENGTH_HEADER),
+            r.header(RECORD_LENGTH_HEADER),
             Some(original.to_string().as_str())
         );
         assert_eq!(r.key.as_deref(), Some(&b"thread-7"[..]));
@@ -256,20 +248,20 @@ mod tests {
         assert!(fit(&mut r, 1001, None));
         assert!(size(&r) <= 1001);
         assert_eq!(r.key.as_deref(), Some(&b"thread-7"[..]));
-        assert_eq!(header(&r, "trace"), Some("abc"));
-        assert_eq!(header(&r, PAYLOAD_LENGTH_HEADER), Some("6000"));
+        assert_eq!(r.header("trace"), Some("abc"));
+        assert_eq!(r.header(PAYLOAD_LENGTH_HEADER), Some("6000"));
         let digest = Whole::of(payload.as_bytes()).sha256;
-        assert_eq!(header(&r, PAYLOAD_SHA256_HEADER), Some(digest.as_str()));
+        assert_eq!(r.header(PAYLOAD_SHA256_HEADER), Some(digest.as_str()));
         let kept = std::str::from_utf8(&r.payload).expect("cut at a character boundary");
         assert!(payload.starts_with(kept) && kept.len() > 500);
         assert_eq!(
-            header(&r, PAYLOAD_CUT_HEADER),
+            r.header(PAYLOAD_CUT_HEADER),
             Some(kept.len().to_string().as_str())
         );
         // Cut again (a broker with a lower limit): the whole payload's length and digest stay.
         assert!(fit(&mut r, 700, None));
-        assert_eq!(header(&r, PAYLOAD_LENGTH_HEADER), Some("6000"));
-        assert_eq!(header(&r, PAYLOAD_SHA256_HEADER), Some(digest.as_str()));
+        assert_eq!(r.header(PAYLOAD_LENGTH_HEADER), Some("6000"));
+        assert_eq!(r.header(PAYLOAD_SHA256_HEADER), Some(digest.as_str()));
         assert_eq!(
             r.headers
                 .iter()
@@ -284,11 +276,8 @@ mod tests {
         let whole = Whole::of(&[7u8; 50_000]);
         let mut r = record(Destination::DeadLetter, &[7u8; 2000]);
         assert!(fit(&mut r, 1000, Some(&whole)));
-        assert_eq!(header(&r, PAYLOAD_LENGTH_HEADER), Some("50000"));
-        assert_eq!(
-            header(&r, PAYLOAD_SHA256_HEADER),
-            Some(whole.sha256.as_str())
-        );
+        assert_eq!(r.header(PAYLOAD_LENGTH_HEADER), Some("50000"));
+        assert_eq!(r.header(PAYLOAD_SHA256_HEADER), Some(whole.sha256.as_str()));
     }
 
     #[test]
@@ -296,14 +285,14 @@ mod tests {
         let mut r = record(Destination::DeadLetter, b"payload");
         r.headers.push(("huge".into(), Some(vec![b'h'; 5000])));
         assert!(fit(&mut r, 1000, None));
-        assert_eq!(header(&r, "huge"), None);
-        assert_eq!(header(&r, HEADERS_DROPPED_HEADER), Some("2"));
+        assert_eq!(r.header("huge"), None);
+        assert_eq!(r.header(HEADERS_DROPPED_HEADER), Some("2"));
         assert_eq!(r.key.as_deref(), Some(&b"thread-7"[..]));
         let mut r = record(Destination::DeadLetter, b"payload");
         r.key = Some(vec![b'k'; 5000]);
         assert!(fit(&mut r, 1000, None));
         assert_eq!(
-            (r.key.as_ref(), header(&r, KEY_DROPPED_HEADER)),
+            (r.key.as_ref(), r.header(KEY_DROPPED_HEADER)),
             (None, Some("5000"))
         );
         assert_eq!(r.payload, b"payload");

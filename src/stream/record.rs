@@ -73,6 +73,17 @@ pub struct Outbound {
     pub reason: Option<&'static str>,
 }
 
+impl Outbound {
+    /// The value of header `key`, if it is there and UTF-8.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
 /// The gist of a labelled record, for metrics and the live dashboard.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
