@@ -255,7 +255,10 @@ async fn a_second_instance_with_the_same_name_stops_the_first_with_a_clear_error
     let group = unique("eos-twin");
     let args = ["--guarantee", "exactly-once", "--batch-size", "200"];
     let mut first = Serve::start(&broker, &group, "eos-twin", &args);
-    let producer = tokio::spawn(steady_stream(broker.clone(), 20));
+    // Over 8 s, so that the first instance still has batches to commit once the second has
+    // registered: a producer learns it is fenced only at its next transaction.
+    let stream = paced_stream(broker.clone(), 40, Duration::from_millis(200));
+    let producer = tokio::spawn(stream);
     let some = collect(&broker, MINUTE, |g| g.len() >= 1000).await;
     assert!(some.len() >= 1000, "progress\n{}", first.log_text());
     let second = Serve::start(&broker, &group, "eos-twin", &args);
