@@ -60,7 +60,8 @@ pub fn size(r: &Outbound) -> usize {
     r.key.as_ref().map_or(0, Vec::len) + r.payload.len() + headers_size(&r.headers)
 }
 
-fn headers_size(headers: &[Header]) -> usize {
+/// The bytes of `headers`: keys and values.
+pub(super) fn headers_size(headers: &[Header]) -> usize {
     headers
         .iter()
         .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))

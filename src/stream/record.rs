@@ -36,12 +36,9 @@ pub struct Inbound {
 impl Inbound {
     /// Bytes it holds as read: payload, key and headers (what `max_inflight_bytes` counts).
     pub fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-            .sum();
-        self.payload.as_ref().map_or(0, Vec::len) + self.key.as_ref().map_or(0, Vec::len) + headers
+        self.payload.as_ref().map_or(0, Vec::len)
+            + self.key.as_ref().map_or(0, Vec::len)
+            + super::fit::headers_size(&self.headers)
     }
 }
 
