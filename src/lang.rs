@@ -44,6 +44,12 @@ impl Script {
     }
 }
 
+/// Whether `text`, of majority script `script`, has any letter (emoji, digits and punctuation
+/// alone are every head's to score).
+pub fn has_letters(text: &str, script: Script) -> bool {
+    script != Script::Other || text.chars().any(char::is_alphabetic)
+}
+
 /// Counts Arabic and Latin letters and returns the majority script.
 pub fn script(text: &str) -> Script {
     let (mut arabic, mut latin, mut other) = (0usize, 0usize, 0usize);

@@ -18,6 +18,8 @@ fn the_new_site_benchmark_runs_end_to_end_on_toy_sites() {
         .args([
             "--sizes",
             "30,48",
+            "--traffic",
+            "40",
             "--no-peers",
             "--exe",
             env!("CARGO_BIN_EXE_moderato"),
@@ -46,7 +48,7 @@ fn the_new_site_benchmark_runs_end_to_end_on_toy_sites() {
         .collect();
     assert_eq!(tasks, ["toy/label", "toysite/label"]);
     for r in rows.as_array().into_iter().flatten() {
-        for col in ["zero_label", "calibrated_30", "calibrated_48"] {
+        for col in ["zero_label", "traffic", "calibrated_30", "calibrated_48"] {
             let v = r[col].as_f64().unwrap_or(-1.0);
             assert!((0.0..=1.0).contains(&v), "{col} of {}: {v}", r["task"]);
         }

@@ -4,6 +4,9 @@ For each toxicity data set NAME of a training config (default: training/default.
   1. train the config without it:  moderato train --config CFG --skip-dataset NAME --out M
   2. score NAME's dev split with no domain (a new site, zero labels):
        moderato eval --config CFG --model M --no-domain
+  2b. calibrate M on T of NAME's *train* texts without their labels, as a site on its first day
+     with only its traffic (T = 1000), and score dev as that site:
+       moderato calibrate --model M --traffic T.jsonl --domain newsite:NAME --out M_T
   3. calibrate M on N of NAME's labelled *train* rows, as a site whose moderators label N
      comments (N = 100, 300, 1000), and score dev again as that site:
        moderato calibrate --model M --feedback N.jsonl --domain newsite:NAME --out M_N
@@ -84,6 +87,15 @@ def decisions(ds: dict, train_csv: Path, n: int, seed: int, domain: str) -> list
     return out
 
 
+def traffic(ds: dict, train_csv: Path, n: int, seed: int, domain: str) -> list[dict]:
+    """n shuffled train texts, without their labels: a site's unlabelled comments."""
+    with open(train_csv, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if (r.get(ds.get("text", "text")) or "").strip()]
+    random.Random(seed + 1).shuffle(rows)
+    return [{"id": r.get("id", ""), "text": r[ds.get("text", "text")], "domain": domain}
+            for r in rows[:n]]
+
+
 def eval_rows(exe: Path, cfg: Path, model: Path, domain_args: list[str], work: Path,
               name: str, data_root: Path) -> dict[str, float]:
     out = work / f"eval-{model.stem}-{'-'.join(domain_args).replace(':', '_') or 'own'}.json"
@@ -129,6 +141,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", help="comma-separated data sets (default: every toxicity set)")
     ap.add_argument("--sizes", default="100,300,1000")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--traffic", type=int, default=1000,
+                    help="unlabelled train texts of the traffic column")
     ap.add_argument("--no-peers", action="store_true", help="skip the per-set and sklearn columns")
     ap.add_argument("--json", help="write the table as JSON here")
     a = ap.parse_args(argv)
@@ -158,10 +172,17 @@ def main(argv=None) -> int:
         tasks = tasks_of(ds)
         zero = eval_rows(exe, cfg_path, skip, ["--no-domain"], work, name, data_root)
         site = f"newsite:{name}"
+        # A config's explicit paths are relative to the directory `moderato train` runs in.
+        train_csv = REPO / ds["train"] if "train" in ds else data_root / name / "train.csv"
+        tr = work / f"traffic-{name}-{a.traffic}.jsonl"
+        tr.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n"
+                              for l in traffic(ds, train_csv, a.traffic, a.seed, site)))
+        cal = work / f"traffic-{name}-{a.traffic}-{key}-{sha(exe)}.model"
+        run([str(exe), "calibrate", "--model", str(skip), "--traffic", str(tr), "--domain", site,
+             "--min-comments", str(min(a.traffic, 200)), "--out", str(cal)])
+        by_traffic = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name, data_root)
         curve = {}
         for n in sizes:
-            # A config's explicit paths are relative to the directory `moderato train` runs in.
-            train_csv = REPO / ds["train"] if "train" in ds else data_root / name / "train.csv"
             lines = decisions(ds, train_csv, n, a.seed, site)
             fb = work / f"decisions-{name}-{n}.jsonl"
             fb.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines))
@@ -177,15 +198,18 @@ def main(argv=None) -> int:
                 "per_set": peers.get(column, {}).get("per_set"),
                 "sklearn": peers.get(column, {}).get("sklearn"),
                 "zero_label": zero.get(row),
+                "traffic": by_traffic.get(row),
                 **{f"calibrated_{n}": curve[n].get(row) for n in sizes},
             })
-    cols = ["per_set", "sklearn", "zero_label", *[f"calibrated_{n}" for n in sizes]]
-    heads = ["per-set", "sklearn", "0 labels", *[f"+{n}" for n in sizes]]
+    cols = ["per_set", "sklearn", "zero_label", "traffic", *[f"calibrated_{n}" for n in sizes]]
+    heads = ["per-set", "sklearn", "0 labels", "traffic", *[f"+{n}" for n in sizes]]
     print(f"{'task (macro-F1 on dev)':<34}" + "".join(f"{h:>10}" for h in heads))
     for r in table:
         print(f"{r['task']:<34}" + "".join(f"{fmt(r[c]):>10}" for c in cols))
-    print("0 labels: trained without the set, scored with no domain; +N: calibrated on N of its "
-          "train rows (moderato calibrate); per-set and sklearn: trained on its train split.")
+    print("0 labels: trained without the set, scored with no domain; traffic: calibrated on "
+          f"{a.traffic} of its train texts, labels unread (moderato calibrate --traffic); +N: "
+          "calibrated on N of its labelled train rows (moderato calibrate --feedback); per-set "
+          "and sklearn: trained on its train split.")
     if a.json:
         Path(a.json).write_text(json.dumps(table, indent=2) + "\n")
     return 0

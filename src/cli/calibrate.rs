@@ -1,5 +1,6 @@
-//! `moderato calibrate`: a site's own calibration from its moderators' decisions (see
-//! `moderato::train::site`), written into a copy of the model.
+//! `moderato calibrate`: a site's own calibration, written into a copy of the model: from its
+//! moderators' decisions (`--feedback`, see `moderato::train::site`), or from its unlabelled
+//! comments alone (`--traffic`, see `moderato::train::traffic`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::Args;
 use moderato::model::file;
 use moderato::train::feedback::read_lines;
 use moderato::train::site::{self, Rule};
+use moderato::train::traffic;
 
 /// Arguments of `moderato calibrate`.
 #[derive(Args, Debug)]
@@ -18,8 +20,15 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
     /// Decisions: the JSONL of `serve --feedback-topic` or of `comments:suggestscore`
     /// (`{"id", "text", "head", "label", "domain"?}`). Lines of another domain are skipped.
+    #[arg(long, required_unless_present = "traffic", conflicts_with = "traffic")]
+    feedback: Option<PathBuf>,
+    /// Or, with no decisions yet: the site's comments as JSON lines with a `"text"` (the input
+    /// of `classify`); each binary head moves to the site's base rate, estimated from them.
     #[arg(long)]
-    feedback: PathBuf,
+    traffic: Option<PathBuf>,
+    /// With --traffic: fewest comments a head must cover to be calibrated.
+    #[arg(long, default_value_t = traffic::MIN_TRAFFIC)]
+    min_comments: usize,
     /// The site's domain: requests naming it (`"domain"`, `--domain`, a `communityId`) use
     /// the new calibration.
     #[arg(long)]
@@ -44,14 +53,49 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut model = super::load_model(a.model.as_deref())?;
-    let (lines, broken) = read_lines(&a.feedback)
-        .with_context(|| format!("cannot read --feedback {}", a.feedback.display()))?;
-    let reports = site::calibrate(&mut model, &lines, &a.domain, a.seed);
+    let (changed, reports) = match (&a.feedback, &a.traffic) {
+        (Some(feedback), _) => from_decisions(&mut model, feedback, &a)?,
+        (None, Some(traffic)) => from_traffic(&mut model, traffic, &a)?,
+        (None, None) => {
+            anyhow::bail!("give --feedback FILE (decisions) or --traffic FILE (comments)")
+        }
+    };
+    let mut training = model.info.training.clone();
+    if !training.is_object() {
+        training = serde_json::json!({});
+    }
+    training["site_calibrations"][&a.domain] = reports;
+    model.info.training = training;
+    if changed > 0 {
+        model.info.version = format!("{}+{}", model.info.version, version_tag(&a.domain));
+    }
+    file::save(&mut model, &a.out)
+        .with_context(|| format!("cannot write --out {}", a.out.display()))?;
+    println!(
+        "{changed} head(s) calibrated for {:?}; wrote {} (version {}, sha256 {})",
+        a.domain,
+        a.out.display(),
+        model.info.version,
+        model.sha256
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--feedback`: prints the rules compared per head; returns how many heads changed and the
+/// reports for the model card.
+fn from_decisions(
+    model: &mut moderato::model::Model,
+    path: &std::path::Path,
+    a: &CalibrateArgs,
+) -> anyhow::Result<(usize, serde_json::Value)> {
+    let (lines, broken) =
+        read_lines(path).with_context(|| format!("cannot read --feedback {}", path.display()))?;
+    let reports = site::calibrate(model, &lines, &a.domain, a.seed);
     if reports.is_empty() {
         anyhow::bail!(
             "{} has no usable decision for domain {:?} ({} lines, {broken} not feedback lines): \
              each needs a text, a binary head of the model and a true/false label",
-            a.feedback.display(),
+            path.display(),
             a.domain,
             lines.len()
         );
@@ -77,25 +121,49 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     }
     println!("(out-of-fold macro-F1 on the decisions; too few decisions keep the pooled rule)");
     let changed = reports.iter().filter(|r| r.calibration.is_some()).count();
-    let mut training = model.info.training.clone();
-    if !training.is_object() {
-        training = serde_json::json!({});
+    Ok((changed, serde_json::to_value(&reports)?))
+}
+
+/// `--traffic`: prints each head's base rate, trained and estimated; returns how many heads
+/// changed and the reports for the model card.
+fn from_traffic(
+    model: &mut moderato::model::Model,
+    path: &std::path::Path,
+    a: &CalibrateArgs,
+) -> anyhow::Result<(usize, serde_json::Value)> {
+    let (texts, broken) = traffic::read_texts(path, &a.domain)
+        .with_context(|| format!("cannot read --traffic {}", path.display()))?;
+    if texts.len() < a.min_comments.max(1) {
+        anyhow::bail!(
+            "{} has {} comments with a text for domain {:?} ({broken} other lines): at least {} \
+             are needed to estimate a base rate (--min-comments)",
+            path.display(),
+            texts.len(),
+            a.domain,
+            a.min_comments.max(1)
+        );
     }
-    training["site_calibrations"][&a.domain] = serde_json::to_value(&reports)?;
-    model.info.training = training;
-    if changed > 0 {
-        model.info.version = format!("{}+{}", model.info.version, version_tag(&a.domain));
+    let reports = traffic::calibrate(model, &texts, &a.domain, a.min_comments);
+    let pct = |v: Option<f32>| v.map_or("    -".to_string(), |v| format!("{:>4.1}%", v * 100.0));
+    println!("head       comments  trained rate  site rate  flagged before  after  threshold");
+    for r in &reports {
+        println!(
+            "{:<10} {:>8}  {:>12}  {:>9}  {:>14}  {:>5}  {}",
+            r.head,
+            r.comments,
+            pct(r.training_rate),
+            pct(r.site_rate),
+            pct(Some(r.flagged_before)),
+            pct(r.flagged_after),
+            r.calibration.as_ref().map_or_else(
+                || format!("kept: {}", r.kept_because.as_deref().unwrap_or("-")),
+                |c| format!("{:.2}", c.threshold)
+            ),
+        );
     }
-    file::save(&mut model, &a.out)
-        .with_context(|| format!("cannot write --out {}", a.out.display()))?;
-    println!(
-        "{changed} head(s) calibrated for {:?}; wrote {} (version {}, sha256 {})",
-        a.domain,
-        a.out.display(),
-        model.info.version,
-        model.sha256
-    );
-    Ok(ExitCode::SUCCESS)
+    println!("(site rate: EM over the model's probabilities on these comments; no labels read)");
+    let changed = reports.iter().filter(|r| r.calibration.is_some()).count();
+    Ok((changed, serde_json::to_value(&reports)?))
 }
 
 /// A short, header-safe tag for the domain in the model version.

@@ -24,6 +24,7 @@ pub fn model() -> Model {
             platt: (-1.5, 0.2),
             temperature: 0.8,
             threshold: 0.5,
+            prior: None,
             calibrations: Vec::new(),
             domains: Vec::new(),
             offsets: Vec::new(),

@@ -49,6 +49,10 @@ pub struct Head {
     pub temperature: f32,
     /// Decision threshold on the calibrated probability of a binary head (F1-optimal out of fold).
     pub threshold: f32,
+    /// Binary heads: share of positives among the rows `platt` was fit on (`None` in files
+    /// written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<f32>,
     /// Binary heads: calibrations for a named domain (a data set, e.g. `mpold`) or a script
     /// (`lang:ar`, `lang:latin`), used instead of `platt` / `threshold` when they apply.
     #[serde(default)]
@@ -91,6 +95,10 @@ pub struct Calibration {
     pub platt: (f32, f32),
     /// Decision threshold on the calibrated probability.
     pub threshold: f32,
+    /// Share of positives among the rows this calibration was fit on (its probabilities are
+    /// calibrated to that base rate; `calibrate --traffic` moves them to a site's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior: Option<f32>,
 }
 
 impl Head {
@@ -136,6 +144,28 @@ impl Head {
         domain: Option<&str>,
         script: crate::lang::Script,
     ) -> (f32, (f32, f32), f32) {
+        self.calibration_entry(domain, script)
+            .map_or((0.0, self.platt, self.threshold), |c| {
+                (c.bias, c.platt, c.threshold)
+            })
+    }
+
+    /// The base rate the calibration [`Head::calibration`] picks is calibrated to.
+    pub fn calibration_prior(
+        &self,
+        domain: Option<&str>,
+        script: crate::lang::Script,
+    ) -> Option<f32> {
+        self.calibration_entry(domain, script)
+            .map_or(self.prior, |c| c.prior)
+    }
+
+    /// The domain's calibration, else the script's; `None` means the pooled one.
+    fn calibration_entry(
+        &self,
+        domain: Option<&str>,
+        script: crate::lang::Script,
+    ) -> Option<&Calibration> {
         let by_name = |name: &str| self.calibrations.iter().find(|c| c.name == name);
         // `lang:<code>`, compared without building the string.
         let by_script = || {
@@ -143,12 +173,7 @@ impl Head {
                 .iter()
                 .find(|c| c.name.strip_prefix("lang:") == Some(script.code()))
         };
-        domain
-            .and_then(by_name)
-            .or_else(by_script)
-            .map_or((0.0, self.platt, self.threshold), |c| {
-                (c.bias, c.platt, c.threshold)
-            })
+        domain.and_then(by_name).or_else(by_script)
     }
 
     /// Whether the head has seen text in `script` in training. A binary head tells by its
@@ -529,8 +554,7 @@ impl Model {
         scratch: &mut Scratch,
     ) -> Vec<HeadOutcome> {
         let script = crate::lang::script(text);
-        let has_letters =
-            script != crate::lang::Script::Other || text.chars().any(char::is_alphabetic);
+        let has_letters = crate::lang::has_letters(text, script);
         let chunk_max = self.prepare(text, scratch);
         let mut out = Vec::with_capacity(self.heads.len());
         for (hi, head) in self.heads.iter().enumerate() {
@@ -853,6 +877,7 @@ mod tests {
             platt: (-1.0, 0.0),
             temperature: 1.0,
             threshold: 0.5,
+            prior: None,
             calibrations: Vec::new(),
             domains: Vec::new(),
             offsets: Vec::new(),

@@ -285,6 +285,7 @@ pub(crate) mod fixtures {
             platt: (-1.0, 0.0),
             temperature: 1.0,
             threshold: 0.5,
+            prior: None,
             calibrations: scripts
                 .iter()
                 .map(|s| Calibration {
@@ -292,6 +293,7 @@ pub(crate) mod fixtures {
                     bias: 0.0,
                     platt: (-1.0, 0.0),
                     threshold: 0.5,
+                    prior: None,
                 })
                 .collect(),
             domains: Vec::new(),

@@ -64,7 +64,14 @@ pub fn slice(
         bias,
         platt,
         threshold,
+        prior: Some(positive_rate(&t)),
     })
+}
+
+/// Share of `true` in `truth` (0 when empty): the base rate a Platt fit on these rows is
+/// calibrated to (its intercept makes the mean probability match it).
+pub fn positive_rate(truth: &[bool]) -> f32 {
+    truth.iter().filter(|&&t| t).count() as f32 / truth.len().max(1) as f32
 }
 
 /// The calibration of a slice that pools several data sets (a script): Platt on all its rows,

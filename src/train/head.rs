@@ -48,6 +48,8 @@ pub(super) struct Rule {
     pub(super) platt: (f32, f32),
     /// Binary: pooled threshold on the calibrated probability.
     pub(super) threshold: f32,
+    /// Binary: share of positives among the rows the pooled Platt was fit on.
+    pub(super) prior: Option<f32>,
     /// Multiclass: softmax temperature.
     pub(super) temperature: f32,
     /// Multiclass: per-class offsets.
@@ -61,6 +63,7 @@ impl Default for Rule {
         Self {
             platt: (-1.0, 0.0),
             threshold: 0.5,
+            prior: None,
             temperature: 1.0,
             offsets: Vec::new(),
             calibrations: Vec::new(),
@@ -391,6 +394,8 @@ fn binary_rule(
                 calibrate::binary(&raw, &truth, 0.0)
             }
         };
+    let real_truth: Vec<bool> = all.iter().map(|&i| truth[i]).collect();
+    let prior = Some(calibrate::positive_rate(&real_truth));
     let mut calibrations = Vec::new();
     for (d, col) in domain_cols.iter().enumerate() {
         let Some(col) = col else { continue };
@@ -419,6 +424,7 @@ fn binary_rule(
     Rule {
         platt,
         threshold,
+        prior,
         calibrations,
         ..Rule::default()
     }

@@ -15,6 +15,7 @@ mod select;
 pub mod site;
 pub mod solver;
 mod summary;
+pub mod traffic;
 
 use std::collections::BTreeMap;
 
@@ -140,6 +141,7 @@ pub fn train(config: &TrainConfig, progress: bool) -> Result<Trained, TrainError
             temperature: rule.temperature,
             offsets: rule.offsets,
             threshold: rule.threshold,
+            prior: rule.prior,
             calibrations: rule.calibrations,
             domains: fitted.domains,
             domain_scales: fitted.domain_scales,

@@ -127,8 +127,8 @@ struct Scored {
     probs: Vec<f32>,
     flags: Vec<bool>,
     truth: Vec<bool>,
-    /// The model's (bias, Platt) for the majority script of the decisions.
-    pooled: (f32, (f32, f32)),
+    /// The model's (bias, Platt, prior) for the majority script of the decisions.
+    pooled: (f32, (f32, f32), Option<f32>),
 }
 
 fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> Scored {
@@ -153,13 +153,14 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
         .max_by_key(|&(_, n)| n)
         .map_or(crate::lang::Script::Other, |(s, _)| s);
     let (bias, p, _) = h.calibration(Some(domain), major);
+    let prior = h.calibration_prior(Some(domain), major);
     let probs = margins.iter().map(|&m| platt(m + bias, p)).collect();
     Scored {
         margins,
         probs,
         flags,
         truth,
-        pooled: (bias, p),
+        pooled: (bias, p, prior),
     }
 }
 
@@ -226,25 +227,27 @@ pub fn calibrate(
             }
         }
         report.chosen = best.0;
-        let (bias, pooled_platt) = s.pooled;
+        let (bias, pooled_platt, pooled_prior) = s.pooled;
         let fitted = match best.0 {
             Rule::Pooled => None,
             Rule::Threshold => Some((
                 bias,
                 pooled_platt,
                 best_macro_f1_threshold(&s.probs, &s.truth),
+                pooled_prior,
             )),
             Rule::Platt => {
                 let (p, t) = platt_rule(&s.margins, &s.truth);
-                Some((0.0, p, t))
+                Some((0.0, p, t, Some(calibrate::positive_rate(&s.truth))))
             }
         };
-        if let Some((bias, platt, threshold)) = fitted {
+        if let Some((bias, platt, threshold, prior)) = fitted {
             let c = Calibration {
                 name: domain.to_string(),
                 bias,
                 platt,
                 threshold,
+                prior,
             };
             if model.set_calibration(head, c.clone()).is_ok() {
                 report.calibration = Some(c);
