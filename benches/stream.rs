@@ -217,6 +217,22 @@ struct Cpu {
     pids: [u32; 3],
     at: [f64; 3],
     wall: Instant,
+    steal: (u64, u64),
+}
+
+/// The machine's (steal, total) CPU ticks from `/proc/stat`: time a shared host gave this
+/// virtual machine's cores to others, the noise no run controls.
+fn steal_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
 }
 
 impl Cpu {
@@ -226,6 +242,7 @@ impl Cpu {
             pids,
             at: pids.map(cpu_seconds),
             wall: Instant::now(),
+            steal: steal_ticks(),
         }
     }
 
@@ -239,9 +256,13 @@ impl Cpu {
             .collect();
         let per = |s: f64| s * 1e6 / comments.max(1) as f64;
         let wall = self.wall.elapsed().as_secs_f64().max(1e-9);
+        let (steal, total) = steal_ticks();
+        let stolen = (steal.saturating_sub(self.steal.0)) as f64
+            / (total.saturating_sub(self.steal.1)).max(1) as f64;
         format!(
             "CPU per comment: service {:.1} µs, broker {:.1} µs, bench clients {:.1} µs (sum {:.1} µs); \
-             cores busy: service {:.2}, broker {:.2}, bench {:.2} over {wall:.1} s; load average {}",
+             cores busy: service {:.2}, broker {:.2}, bench {:.2} over {wall:.1} s; \
+             stolen by the host {:.1}%; load average {}",
             per(used[0]),
             per(used[1]),
             per(used[2]),
@@ -249,6 +270,7 @@ impl Cpu {
             used[0] / wall,
             used[1] / wall,
             used[2] / wall,
+            stolen * 100.0,
             std::fs::read_to_string("/proc/loadavg")
                 .unwrap_or_default()
                 .split_whitespace()
@@ -379,6 +401,8 @@ async fn main() {
     // broker is a JVM, and started moments before, its latency falls from hundreds of
     // milliseconds to tens while its code is compiled (a broker in service is warm). The first
     // seconds of offered load are left out of the figures too.
+    // The throughput broker goes first: an idle JVM still takes CPU from the two cores.
+    drop(broker);
     let lat = Broker::start();
     create_topics(&lat, 3).await;
     let group = unique("latency");
@@ -394,7 +418,7 @@ async fn main() {
     let reader = Arc::new(reader);
     let warmup = o.rate * o.warmup_seconds as usize;
     let count = o.rate * o.seconds as usize + warmup;
-    let pids = (serve.pid(), broker_pid(&broker));
+    let pids = (serve.pid(), broker_pid(&lat));
     let collector = tokio::spawn({
         let reader = Arc::clone(&reader);
         async move {

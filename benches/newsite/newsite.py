@@ -7,9 +7,10 @@ For each toxicity data set NAME of a training config (default: training/default.
   2b. calibrate M on T of NAME's *train* texts without their labels, as a site on its first day
      with only its traffic (T = 1000), and score dev as that site:
        moderato calibrate --model M --traffic T.jsonl --domain newsite:NAME --out M_T
-  3. calibrate M on N of NAME's labelled *train* rows, as a site whose moderators label N
+  3. calibrate M on N of NAME's labelled *train* rows (and the traffic of 2b, whose rule the
+     decisions judge beside the others), as a site whose moderators label N
      comments (N = 100, 300, 1000), and score dev again as that site:
-       moderato calibrate --model M --feedback N.jsonl --domain newsite:NAME --out M_N
+       moderato calibrate --model M --feedback N.jsonl --traffic T.jsonl --domain newsite:NAME --out M_N
        moderato eval --config CFG --model M_N --as-domain newsite:NAME
 and prints one table beside the per-set model (`moderato train --data NAME/train.csv`) and the
 untuned scikit-learn peer (benches/peers/peers.py), both trained on NAME's train split alone.
@@ -187,8 +188,10 @@ def main(argv=None) -> int:
             fb = work / f"decisions-{name}-{n}.jsonl"
             fb.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines))
             cal = work / f"cal-{name}-{n}-{key}-{sha(exe)}.model"
+            # The site's traffic too: its base-rate rule is one the decisions judge.
             run([str(exe), "calibrate", "--model", str(skip), "--feedback", str(fb), "--domain",
-                 site, "--out", str(cal), "--seed", str(a.seed)])
+                 site, "--traffic", str(tr), "--min-comments", str(min(a.traffic, 200)),
+                 "--out", str(cal), "--seed", str(a.seed)])
             curve[n] = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name, data_root)
         peers = ({} if a.no_peers
                  else peer_scores(name, [c for c, _ in tasks], data_root, train_exe, work))
@@ -208,7 +211,8 @@ def main(argv=None) -> int:
         print(f"{r['task']:<34}" + "".join(f"{fmt(r[c]):>10}" for c in cols))
     print("0 labels: trained without the set, scored with no domain; traffic: calibrated on "
           f"{a.traffic} of its train texts, labels unread (moderato calibrate --traffic); +N: "
-          "calibrated on N of its labelled train rows (moderato calibrate --feedback); per-set "
+          "calibrated on N of its labelled train rows (moderato calibrate --feedback, with the "
+          "traffic rule among those compared); per-set "
           "and sklearn: trained on its train split.")
     if a.json:
         Path(a.json).write_text(json.dumps(table, indent=2) + "\n")

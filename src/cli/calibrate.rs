@@ -2,12 +2,13 @@
 //! moderators' decisions (`--feedback`, see `moderato::train::site`), or from its unlabelled
 //! comments alone (`--traffic`, see `moderato::train::traffic`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Args;
-use moderato::model::file;
+use moderato::model::{file, Calibration};
 use moderato::train::feedback::read_lines;
 use moderato::train::site::{self, Rule};
 use moderato::train::traffic;
@@ -20,10 +21,11 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
     /// Decisions: the JSONL of `serve --feedback-topic` or of `comments:suggestscore`
     /// (`{"id", "text", "head", "label", "domain"?}`). Lines of another domain are skipped.
-    #[arg(long, required_unless_present = "traffic", conflicts_with = "traffic")]
+    #[arg(long, required_unless_present = "traffic")]
     feedback: Option<PathBuf>,
-    /// Or, with no decisions yet: the site's comments as JSON lines with a `"text"` (the input
-    /// of `classify`); each binary head moves to the site's base rate, estimated from them.
+    /// The site's comments as JSON lines with a `"text"` (the input of `classify`): each binary
+    /// head moves to the site's base rate, estimated from them. With --feedback too, that is one
+    /// more rule the decisions judge.
     #[arg(long)]
     traffic: Option<PathBuf>,
     /// With --traffic: fewest comments a head must cover to be calibrated.
@@ -54,7 +56,20 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     }
     let mut model = super::load_model(a.model.as_deref())?;
     let (changed, reports) = match (&a.feedback, &a.traffic) {
-        (Some(feedback), _) => from_decisions(&mut model, feedback, &a)?,
+        (Some(feedback), traffic) => {
+            // The traffic's calibrations, fit on a copy, become a rule the decisions judge.
+            let mut candidates = BTreeMap::new();
+            if let Some(path) = traffic {
+                let mut copy = model.clone();
+                from_traffic(&mut copy, path, &a)?;
+                for (head, h) in copy.heads().iter().enumerate() {
+                    if let Some(c) = h.calibrations.iter().find(|c| c.name == a.domain) {
+                        candidates.insert(head, c.clone());
+                    }
+                }
+            }
+            from_decisions(&mut model, feedback, &a, &candidates)?
+        }
         (None, Some(traffic)) => from_traffic(&mut model, traffic, &a)?,
         (None, None) => {
             anyhow::bail!("give --feedback FILE (decisions) or --traffic FILE (comments)")
@@ -87,10 +102,11 @@ fn from_decisions(
     model: &mut moderato::model::Model,
     path: &std::path::Path,
     a: &CalibrateArgs,
+    traffic: &BTreeMap<usize, Calibration>,
 ) -> anyhow::Result<(usize, serde_json::Value)> {
     let (lines, broken) =
         read_lines(path).with_context(|| format!("cannot read --feedback {}", path.display()))?;
-    let reports = site::calibrate(model, &lines, &a.domain, a.seed);
+    let reports = site::calibrate(model, &lines, &a.domain, a.seed, traffic);
     if reports.is_empty() {
         anyhow::bail!(
             "{} has no usable decision for domain {:?} ({} lines, {broken} not feedback lines): \
@@ -100,7 +116,7 @@ fn from_decisions(
             lines.len()
         );
     }
-    println!("head       decisions  positives  pooled  threshold  platt   chosen");
+    println!("head       decisions  positives  pooled  traffic  threshold  platt   chosen");
     for r in &reports {
         let f1 = |rule: Rule| {
             r.cv_macro_f1
@@ -109,11 +125,12 @@ fn from_decisions(
                 .map_or("   -  ".to_string(), |(_, f)| format!("{f:.3} "))
         };
         println!(
-            "{:<10} {:>9}  {:>9}  {}  {}     {}  {:?}",
+            "{:<10} {:>9}  {:>9}  {}  {}   {}     {}  {:?}",
             r.head,
             r.decisions,
             r.positives,
             f1(Rule::Pooled),
+            f1(Rule::Traffic),
             f1(Rule::Threshold),
             f1(Rule::Platt),
             r.chosen

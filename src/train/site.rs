@@ -6,7 +6,10 @@
 //! - `pooled`: keep the model's calibration (too few decisions, or nothing beats it);
 //! - `threshold`: the model's probabilities with a new threshold (one parameter: a site whose
 //!   base rate or notion of abuse differs);
-//! - `platt`: a new Platt scale fit on the site's margins, and its threshold (three).
+//! - `platt`: a new Platt scale fit on the site's margins, and its threshold (three);
+//! - `traffic`, when the site's unlabelled comments are given too: the calibration
+//!   `calibrate --traffic` estimates from them (`train::traffic`), which the decisions only
+//!   judge (none).
 //!
 //! Thresholds maximize macro-F1, the measure the rules are compared by.
 //!
@@ -38,6 +41,8 @@ pub enum Rule {
     Threshold,
     /// A new Platt scale and threshold.
     Platt,
+    /// The base rate estimated from the site's unlabelled comments.
+    Traffic,
 }
 
 /// What calibration found for one head.
@@ -164,8 +169,14 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
     }
 }
 
-/// Fits `rule` on `fit` rows and predicts `held` rows.
-fn fit_predict(s: &Scored, rule: Rule, fit: &[usize], held: &[usize]) -> Vec<bool> {
+/// Fits `rule` on `fit` rows and predicts `held` rows (`traffic`: that rule's calibration).
+fn fit_predict(
+    s: &Scored,
+    rule: Rule,
+    fit: &[usize],
+    held: &[usize],
+    traffic: Option<&Calibration>,
+) -> Vec<bool> {
     let pick = |v: &[f32], rows: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
     let truth: Vec<bool> = fit.iter().map(|&i| s.truth[i]).collect();
     match rule {
@@ -178,16 +189,25 @@ fn fit_predict(s: &Scored, rule: Rule, fit: &[usize], held: &[usize]) -> Vec<boo
             let (p, t) = platt_rule(&pick(&s.margins, fit), &truth);
             held.iter().map(|&i| platt(s.margins[i], p) >= t).collect()
         }
+        Rule::Traffic => match traffic {
+            Some(c) => held
+                .iter()
+                .map(|&i| platt(s.margins[i] + c.bias, c.platt) >= c.threshold)
+                .collect(),
+            None => held.iter().map(|&i| s.flags[i]).collect(),
+        },
     }
 }
 
 /// Calibrates every binary head with decisions for `domain` and writes the chosen calibrations
-/// into `model`; returns what was found per head.
+/// into `model`; returns what was found per head. `traffic` holds, by head, the calibration
+/// estimated from the site's unlabelled comments, a fourth rule to compare.
 pub fn calibrate(
     model: &mut Model,
     lines: &[FeedbackLine],
     domain: &str,
     seed: u64,
+    traffic: &BTreeMap<usize, Calibration>,
 ) -> Vec<HeadReport> {
     let mut reports = Vec::new();
     for (head, rows) in decisions(lines, model, domain) {
@@ -213,10 +233,19 @@ pub fn calibrate(
         let k = MAX_FOLDS.min(positives.min(negatives));
         let splits = folds::split(&folds::stratified(&strata, k, seed));
         let mut best = (Rule::Pooled, f64::NEG_INFINITY);
-        for rule in [Rule::Pooled, Rule::Threshold, Rule::Platt] {
+        let from_traffic = traffic.get(&head);
+        // Simplest first (a tie goes to the simpler): the traffic rule fits nothing here.
+        let rules = [Rule::Pooled, Rule::Traffic, Rule::Threshold, Rule::Platt];
+        for rule in rules
+            .into_iter()
+            .filter(|&r| r != Rule::Traffic || from_traffic.is_some())
+        {
             let mut pred = vec![false; rows.len()];
             for (fit, held) in &splits {
-                for (&i, p) in held.iter().zip(fit_predict(&s, rule, fit, held)) {
+                for (&i, p) in held
+                    .iter()
+                    .zip(fit_predict(&s, rule, fit, held, from_traffic))
+                {
                     pred[i] = p;
                 }
             }
@@ -240,6 +269,7 @@ pub fn calibrate(
                 let (p, t) = platt_rule(&s.margins, &s.truth);
                 Some((0.0, p, t, Some(calibrate::positive_rate(&s.truth))))
             }
+            Rule::Traffic => from_traffic.map(|c| (c.bias, c.platt, c.threshold, c.prior)),
         };
         if let Some((bias, platt, threshold, prior)) = fitted {
             let c = Calibration {
@@ -309,7 +339,7 @@ mod tests {
             .collect();
         let before = model.score_in(&texts[0], None, Some("elsewhere"), &mut scratch);
 
-        let reports = calibrate(&mut model, &lines, "strict", 7);
+        let reports = calibrate(&mut model, &lines, "strict", 7, &BTreeMap::new());
         let r = &reports[0];
         assert_eq!(
             (r.head.as_str(), r.decisions, r.positives),
@@ -348,12 +378,64 @@ mod tests {
         let lines: Vec<FeedbackLine> = (0..10)
             .map(|i| line(&format!("text {i}"), i % 2 == 0, None))
             .collect();
-        let reports = calibrate(&mut model, &lines, "tiny", 1);
+        let reports = calibrate(&mut model, &lines, "tiny", 1, &BTreeMap::new());
         assert_eq!(reports[0].chosen, Rule::Pooled);
         assert!(reports[0].cv_macro_f1.is_empty());
         assert!(model.heads()[0]
             .calibrations
             .iter()
             .all(|c| c.name != "tiny"));
+    }
+
+    #[test]
+    fn a_traffic_calibration_the_decisions_confirm_is_the_one_kept() {
+        let mut model = fixtures::model();
+        let mut scratch = Scratch::default();
+        let texts: Vec<String> = (0..150)
+            .map(|i| format!("comment number {i} says x{}", i * 37 % 101))
+            .collect();
+        let mut margins: Vec<f32> = texts
+            .iter()
+            .map(|t| model.margins_in(t, Some("busy"), &mut scratch)[0].unwrap_or(0.0))
+            .collect();
+        let sorted = {
+            margins.sort_by(|a, b| b.total_cmp(a));
+            margins.clone()
+        };
+        // The decisions: the top 40 by score are abuse. The traffic rule (as if estimated from
+        // the site's comments) puts its threshold exactly there; it fits nothing on the
+        // decisions, so it wins the tie with a fitted threshold.
+        let cut = (sorted[39] + sorted[40]) / 2.0;
+        let lines: Vec<FeedbackLine> = texts
+            .iter()
+            .map(|t| {
+                let m = model.margins_in(t, Some("busy"), &mut scratch)[0].unwrap_or(0.0);
+                line(t, m > cut, Some("busy"))
+            })
+            .collect();
+        let (bias, p, _) = model.heads()[0].calibration(Some("busy"), crate::lang::Script::Latin);
+        let candidate = Calibration {
+            name: "busy".into(),
+            bias,
+            platt: p,
+            threshold: platt(cut + bias, p),
+            prior: Some(40.0 / 150.0),
+        };
+        let traffic = BTreeMap::from([(0, candidate.clone())]);
+        let reports = calibrate(&mut model, &lines, "busy", 3, &traffic);
+        let r = &reports[0];
+        assert!(
+            r.cv_macro_f1.iter().any(|(k, _)| *k == Rule::Traffic),
+            "{r:?}"
+        );
+        assert_eq!(r.chosen, Rule::Traffic, "{r:?}");
+        assert_eq!(r.calibration.as_ref(), Some(&candidate));
+        // Without the traffic rule it is not among those compared.
+        let mut again = fixtures::model();
+        let plain = calibrate(&mut again, &lines, "busy", 3, &BTreeMap::new());
+        assert!(plain[0]
+            .cv_macro_f1
+            .iter()
+            .all(|(k, _)| *k != Rule::Traffic));
     }
 }
