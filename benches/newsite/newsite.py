@@ -141,6 +141,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="target/newsite", help="models and decisions (outside git)")
     ap.add_argument("--sets", help="comma-separated data sets (default: every toxicity set)")
     ap.add_argument("--sizes", default="100,300,1000")
+    ap.add_argument("--model", help="score this model in place of the skip-one models (no training; "
+                    "each set is then in its training, so the columns measure calibration alone)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--traffic", type=int, default=1000,
                     help="unlabelled train texts of the traffic column")
@@ -157,16 +159,18 @@ def main(argv=None) -> int:
     work = (REPO / a.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in a.sizes.split(",") if s]
-    toxic = [d for d in cfg["datasets"] if tasks_of(d) and "target" not in d]
+    # Augmentation rows (`augment = true`) are no site: they have no dev split to score.
+    toxic = [d for d in cfg["datasets"]
+             if tasks_of(d) and "target" not in d and not d.get("augment")]
     if a.sets:
         wanted = a.sets.split(",")
         toxic = [d for d in toxic if d["name"] in wanted]
-    key = f"{sha(cfg_path)}-{sha(train_exe)}"
+    key = f"{sha(cfg_path)}-{sha(train_exe)}" + (f"-{sha(Path(a.model))}" if a.model else "")
     table = []
     for ds in toxic:
         name = ds["name"]
         log(f"{name}: train without it")
-        skip = work / f"skip-{name}-{key}.model"
+        skip = Path(a.model).resolve() if a.model else work / f"skip-{name}-{key}.model"
         if not skip.exists():
             run([str(train_exe), "train", "--config", str(cfg_path), "--data-root", str(data_root),
                  "--skip-dataset", name, "--out", str(skip), "--quiet"])
@@ -209,7 +213,9 @@ def main(argv=None) -> int:
     print(f"{'task (macro-F1 on dev)':<34}" + "".join(f"{h:>10}" for h in heads))
     for r in table:
         print(f"{r['task']:<34}" + "".join(f"{fmt(r[c]):>10}" for c in cols))
-    print("0 labels: trained without the set, scored with no domain; traffic: calibrated on "
+    print(("0 labels: --model, which trained on every set, scored with no domain; "
+           if a.model else "0 labels: trained without the set, scored with no domain; ")
+          + "traffic: calibrated on "
           f"{a.traffic} of its train texts, labels unread (moderato calibrate --traffic); +N: "
           "calibrated on N of its labelled train rows (moderato calibrate --feedback, with the "
           "traffic rule among those compared); per-set "
