@@ -232,7 +232,11 @@ fn steal_ticks() -> (u64, u64) {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    (ticks.get(7).copied().unwrap_or(0), ticks.iter().sum())
+    // user … steal; guest and guest_nice (fields 9 and 10) are already counted in user and nice.
+    (
+        ticks.get(7).copied().unwrap_or(0),
+        ticks.iter().take(8).sum(),
+    )
 }
 
 impl Cpu {
@@ -401,8 +405,6 @@ async fn main() {
     // broker is a JVM, and started moments before, its latency falls from hundreds of
     // milliseconds to tens while its code is compiled (a broker in service is warm). The first
     // seconds of offered load are left out of the figures too.
-    // The throughput broker goes first: an idle JVM still takes CPU from the two cores.
-    drop(broker);
     let lat = Broker::start();
     create_topics(&lat, 3).await;
     let group = unique("latency");
@@ -418,7 +420,7 @@ async fn main() {
     let reader = Arc::new(reader);
     let warmup = o.rate * o.warmup_seconds as usize;
     let count = o.rate * o.seconds as usize + warmup;
-    let pids = (serve.pid(), broker_pid(&lat));
+    let pids = (serve.pid(), broker_pid(&broker));
     let collector = tokio::spawn({
         let reader = Arc::clone(&reader);
         async move {

@@ -16,7 +16,8 @@ and prints one table beside the per-set model (`moderato train --data NAME/train
 untuned scikit-learn peer (benches/peers/peers.py), both trained on NAME's train split alone.
 Nothing here reads NAME's dev split except to score; nothing is chosen on it.
 
-Run: benches/newsite/run.sh [--sets olid,lhsab] [--sizes 100,300,1000] [--no-peers]
+Run: benches/newsite/run.sh [--sets olid,lhsab] [--sizes 100,300,1000] [--traffic 1000]
+     [--model M] [--no-peers]
 Models are cached in --work (keyed by the config's and the binary's SHA-256).
 """
 
@@ -165,12 +166,12 @@ def main(argv=None) -> int:
     if a.sets:
         wanted = a.sets.split(",")
         toxic = [d for d in toxic if d["name"] in wanted]
-    key = f"{sha(cfg_path)}-{sha(train_exe)}" + (f"-{sha(Path(a.model))}" if a.model else "")
+    key = f"{sha(cfg_path)}-{sha(train_exe)}" + (f"-{sha(REPO / a.model)}" if a.model else "")
     table = []
     for ds in toxic:
         name = ds["name"]
         log(f"{name}: train without it")
-        skip = Path(a.model).resolve() if a.model else work / f"skip-{name}-{key}.model"
+        skip = (REPO / a.model).resolve() if a.model else work / f"skip-{name}-{key}.model"
         if not skip.exists():
             run([str(train_exe), "train", "--config", str(cfg_path), "--data-root", str(data_root),
                  "--skip-dataset", name, "--out", str(skip), "--quiet"])
@@ -180,12 +181,16 @@ def main(argv=None) -> int:
         # A config's explicit paths are relative to the directory `moderato train` runs in.
         train_csv = REPO / ds["train"] if "train" in ds else data_root / name / "train.csv"
         tr = work / f"traffic-{name}-{a.traffic}.jsonl"
-        tr.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n"
-                              for l in traffic(ds, train_csv, a.traffic, a.seed, site)))
-        cal = work / f"traffic-{name}-{a.traffic}-{key}-{sha(exe)}.model"
-        run([str(exe), "calibrate", "--model", str(skip), "--traffic", str(tr), "--domain", site,
-             "--min-comments", str(min(a.traffic, 200)), "--out", str(cal)])
-        by_traffic = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name, data_root)
+        comments = traffic(ds, train_csv, a.traffic, a.seed, site)
+        tr.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in comments))
+        least = str(min(len(comments), 200))
+        by_traffic = {}
+        if comments:
+            cal = work / f"traffic-{name}-{a.traffic}-{key}-{sha(exe)}.model"
+            run([str(exe), "calibrate", "--model", str(skip), "--traffic", str(tr), "--domain",
+                 site, "--min-comments", least, "--out", str(cal)])
+            by_traffic = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name,
+                                   data_root)
         curve = {}
         for n in sizes:
             lines = decisions(ds, train_csv, n, a.seed, site)
@@ -193,9 +198,9 @@ def main(argv=None) -> int:
             fb.write_text("".join(json.dumps(l, ensure_ascii=False) + "\n" for l in lines))
             cal = work / f"cal-{name}-{n}-{key}-{sha(exe)}.model"
             # The site's traffic too: its base-rate rule is one the decisions judge.
+            with_traffic = ["--traffic", str(tr), "--min-comments", least] if comments else []
             run([str(exe), "calibrate", "--model", str(skip), "--feedback", str(fb), "--domain",
-                 site, "--traffic", str(tr), "--min-comments", str(min(a.traffic, 200)),
-                 "--out", str(cal), "--seed", str(a.seed)])
+                 site, *with_traffic, "--out", str(cal), "--seed", str(a.seed)])
             curve[n] = eval_rows(exe, cfg_path, cal, ["--as-domain", site], work, name, data_root)
         peers = ({} if a.no_peers
                  else peer_scores(name, [c for c, _ in tasks], data_root, train_exe, work))

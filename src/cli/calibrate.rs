@@ -58,6 +58,7 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let (changed, reports) = match (&a.feedback, &a.traffic) {
         (Some(feedback), traffic) => {
             // The traffic's calibrations, fit on a copy, become a rule the decisions judge.
+            // Heads without decisions keep the model's calibration, as with --feedback alone.
             let mut candidates = BTreeMap::new();
             if let Some(path) = traffic {
                 let mut copy = model.clone();
@@ -78,6 +79,10 @@ pub fn run(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let mut training = model.info.training.clone();
     if !training.is_object() {
         training = serde_json::json!({});
+    }
+    // Indexing a JSON value that is not an object panics: the file's own value is replaced.
+    if !training["site_calibrations"].is_object() {
+        training["site_calibrations"] = serde_json::json!({});
     }
     training["site_calibrations"][&a.domain] = reports;
     model.info.training = training;

@@ -37,12 +37,12 @@ const MAX_FOLDS: usize = 5;
 pub enum Rule {
     /// The model's own calibration.
     Pooled,
+    /// The base rate estimated from the site's unlabelled comments (nothing fit here).
+    Traffic,
     /// The model's probabilities, a new threshold.
     Threshold,
     /// A new Platt scale and threshold.
     Platt,
-    /// The base rate estimated from the site's unlabelled comments.
-    Traffic,
 }
 
 /// What calibration found for one head.

@@ -3,7 +3,7 @@
 //!
 //! A head's probabilities are calibrated to the base rate of the rows its calibration was fit
 //! on (the `prior` the model file records). A site with another base rate (Al Jazeera's
-//! deleted comments are 80% offensive; a pooled Arabic calibration has about 40%) gets
+//! deleted comments are 82% offensive or obscene; a pooled Arabic calibration has about 40%) gets
 //! probabilities that are too low, and a threshold set for the mixture flags too little.
 //! Per binary head, on the comments it covers:
 //! 1. the site's base rate is estimated by EM over the model's own probabilities (Saerens,
@@ -11,13 +11,14 @@
 //!    probabilities");
 //! 2. the probabilities move to that base rate: the logit shifts by
 //!    `logit(site) − logit(training)`, which is a new Platt intercept;
-//! 3. the threshold maximizes the macro-F1 expected under those probabilities (each comment
-//!    counts as positive with its probability), as `calibrate --feedback` maximizes the
-//!    observed one.
+//! 3. the threshold maximizes the macro-F1 of the counts expected under those probabilities
+//!    (each comment counts as positive with its probability), as `calibrate --feedback`
+//!    maximizes the observed one.
 //!
 //! This trusts the model's ranking and its calibration's shape on the new site; only decisions
 //! (`--feedback`) can correct those. The new-site benchmark measures what it buys.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -82,8 +83,8 @@ pub fn adjust(p: f64, from: f64, to: f64) -> f64 {
     }
 }
 
-/// The threshold on `probs` (a grid of 99) that maximizes the expected macro-F1 when each
-/// comment is positive with its probability.
+/// The threshold on `probs` (a grid of 99) that maximizes the macro-F1 of the expected counts
+/// (each comment positive with its probability: an approximation of the expected macro-F1).
 pub fn expected_macro_f1_threshold(probs: &[f64]) -> f32 {
     let mut best = (0.5f32, f64::NEG_INFINITY);
     for step in 1..100 {
@@ -171,7 +172,7 @@ pub fn calibrate(
         // A calibration this domain got before is set aside: the model's own is the start.
         model.remove_calibration(head, domain);
         let h = &model.heads()[head];
-        let mut scripts = std::collections::BTreeMap::new();
+        let mut scripts = BTreeMap::new();
         let mut rows = Vec::new();
         for (text, m) in texts.iter().zip(&margins) {
             let s = script(text);
@@ -180,10 +181,11 @@ pub fn calibrate(
             };
             *scripts.entry(s).or_insert(0usize) += 1;
             let (bias, p, threshold) = h.calibration(Some(domain), s);
-            rows.push((m, crate::model::platt(m + bias, p) >= threshold));
+            rows.push((m, crate::model::platt(m + bias, p) >= threshold, s));
         }
         // One calibration is written for the site: that of its majority script, as for
-        // decisions (`site::calibrate`).
+        // decisions (`site::calibrate`). Only that script's comments estimate it: the others'
+        // probabilities were calibrated to another base rate.
         let major = scripts
             .into_iter()
             .max_by_key(|&(_, n)| n)
@@ -201,25 +203,40 @@ pub fn calibrate(
             calibration: None,
             kept_because: None,
         };
-        let Some(trained) = trained.filter(|_| rows.len() >= min_comments.max(1)) else {
-            report.kept_because = Some(if rows.len() < min_comments.max(1) {
-                format!("{} covered comments, fewer than {min_comments}", rows.len())
+        let major_rows: Vec<&(f32, bool, _)> = rows.iter().filter(|r| r.2 == major).collect();
+        let least = min_comments.max(1);
+        let Some(trained) = trained.filter(|_| major_rows.len() >= least) else {
+            report.kept_because = Some(if major_rows.len() < least {
+                format!(
+                    "{} covered comments in the majority script, fewer than {least}",
+                    major_rows.len()
+                )
             } else {
                 "the model file does not record its training base rate: retrain it with this version".into()
             });
             reports.push(report);
             continue;
         };
-        let probs: Vec<f64> = rows
+        let probs: Vec<f64> = major_rows
             .iter()
             .map(|r| f64::from(crate::model::platt(r.0 + bias, platt)))
             .collect();
-        let trained = f64::from(trained);
+        let trained = f64::from(trained).clamp(MIN_RATE, 1.0 - MIN_RATE);
         let rate = site_rate(&probs, trained);
+        if rate <= MIN_RATE + 1e-6 || rate >= 1.0 - MIN_RATE - 1e-6 {
+            // EM runs to a bound when the probabilities tell the classes apart too little, or
+            // the domain shifted more than the base rate: no estimate to trust.
+            report.kept_because = Some(format!(
+                "the estimate ran to the bound ({:.1}%): the model's probabilities on these comments do not tell a base rate",
+                rate * 100.0
+            ));
+            reports.push(report);
+            continue;
+        }
         let adjusted: Vec<f64> = probs.iter().map(|&p| adjust(p, trained, rate)).collect();
         let threshold = expected_macro_f1_threshold(&adjusted);
         // p = 1 / (1 + exp(a·f + b)): a logit shift of δ is b − δ.
-        let shift = logit(rate) - logit(trained.clamp(MIN_RATE, 1.0 - MIN_RATE));
+        let shift = logit(rate) - logit(trained);
         let c = Calibration {
             name: domain.to_string(),
             bias,
@@ -267,21 +284,28 @@ mod tests {
     #[test]
     fn traffic_moves_one_domains_calibration_towards_its_base_rate_and_no_other() {
         let mut model = fixtures::model();
-        // The Latin calibration of `offensive` says its rows were 5% positive, and these
-        // comments score about even: the site's base rate is far above the training one.
-        let (bias, platt, threshold) =
-            model.heads()[0].calibration(None, crate::lang::Script::Latin);
-        let c = Calibration {
-            name: "lang:latin".into(),
-            bias,
-            platt,
-            threshold,
-            prior: Some(0.05),
-        };
-        model.set_calibration(0, c).expect("binary head");
         let texts: Vec<String> = (0..300)
             .map(|i| format!("comment number {i} says x{}", i * 37 % 101))
             .collect();
+        // The Latin calibration of `offensive`, made steep around these comments' median
+        // margin (so its probabilities tell them apart), says its rows were 5% positive:
+        // about half of these comments score high, a base rate far above the training one.
+        let mut scratch = Scratch::default();
+        let mut margins: Vec<f32> = texts
+            .iter()
+            .map(|t| model.margins_in(t, Some("busy"), &mut scratch)[0].unwrap_or(0.0))
+            .collect();
+        margins.sort_by(f32::total_cmp);
+        let (median, spread) = (margins[150], (margins[225] - margins[75]).max(1e-3));
+        let platt = (-8.0 / spread, 8.0 * median / spread);
+        let c = Calibration {
+            name: "lang:latin".into(),
+            bias: 0.0,
+            platt,
+            threshold: 0.9,
+            prior: Some(0.05),
+        };
+        model.set_calibration(0, c).expect("binary head");
         let before_elsewhere = flagged(&model, &texts, "elsewhere");
         let before = flagged(&model, &texts, "busy");
 
@@ -295,6 +319,17 @@ mod tests {
         assert!(rate > 0.2, "{r:?}");
         let c = r.calibration.as_ref().expect("a calibration");
         assert_eq!((c.name.as_str(), c.prior), ("busy", Some(rate)));
+        assert!(rate < 0.8, "{r:?}");
+        // The new calibration is the old probability moved to the new base rate (Bayes).
+        for &m in &margins {
+            let moved = adjust(
+                f64::from(crate::model::platt(m, platt)),
+                0.05,
+                f64::from(rate),
+            );
+            let new = f64::from(crate::model::platt(m + c.bias, c.platt));
+            assert!((moved - new).abs() < 1e-3, "{m}: {moved} against {new}");
+        }
         // The site's comments are judged by the new calibration; any other domain as before.
         assert!(flagged(&model, &texts, "busy") > before, "{r:?}");
         assert_eq!(flagged(&model, &texts, "elsewhere"), before_elsewhere);
@@ -337,6 +372,9 @@ mod tests {
         let mut even = vec![0.9; 500];
         even.extend(vec![0.1; 500]);
         assert!((site_rate(&even, 0.5) - 0.5).abs() < 1e-3);
+        // Probabilities that tell nothing apart run EM to a bound, which `calibrate` refuses.
+        let flat = vec![0.6; 500];
+        assert!(site_rate(&flat, 0.05) >= 1.0 - MIN_RATE - 1e-6);
     }
 
     #[test]
@@ -347,10 +385,13 @@ mod tests {
     }
 
     #[test]
-    fn the_expected_f1_threshold_sits_between_confident_classes() {
-        let mut probs = vec![0.95; 300];
-        probs.extend(vec![0.05; 700]);
+    fn the_expected_f1_threshold_takes_the_middle_group_in_when_that_pays() {
+        // Three groups: 300 at 0.9, 200 at 0.5, 500 at 0.1. Flagging the first two gives
+        // expected counts of macro-F1 0.819, the first alone 0.805, all or none far less.
+        let mut probs = vec![0.9; 300];
+        probs.extend(vec![0.5; 200]);
+        probs.extend(vec![0.1; 500]);
         let t = expected_macro_f1_threshold(&probs);
-        assert!(t > 0.05 && t <= 0.95, "{t}");
+        assert!(t > 0.1 && t <= 0.5, "{t}");
     }
 }
