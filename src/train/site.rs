@@ -84,6 +84,11 @@ fn decisions(
             continue;
         };
         let h = &model.heads()[head];
+        // A comment the head does not score (a script it never saw) calibrates nothing.
+        let s = script(text);
+        if h.uncovered(s, crate::lang::has_letters(text, s)).is_some() {
+            continue;
+        }
         let Some(class) = super::feedback::class(h.kind, &h.classes, &line.label) else {
             continue;
         };
@@ -437,5 +442,23 @@ mod tests {
             .cv_macro_f1
             .iter()
             .all(|(k, _)| *k != Rule::Traffic));
+    }
+
+    #[test]
+    fn decisions_in_a_script_the_head_never_saw_calibrate_nothing() {
+        // `obscene` covers Arabic only: English decisions on it are not its to learn from.
+        let mut model = fixtures::model();
+        let lines: Vec<FeedbackLine> = (0..60)
+            .map(|i| FeedbackLine {
+                head: "obscene".into(),
+                ..line(
+                    &format!("plain english comment {i}"),
+                    i % 3 == 0,
+                    Some("en-site"),
+                )
+            })
+            .collect();
+        let reports = calibrate(&mut model, &lines, "en-site", 1, &BTreeMap::new());
+        assert!(reports.iter().all(|r| r.head != "obscene"), "{reports:?}");
     }
 }
