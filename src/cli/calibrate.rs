@@ -25,7 +25,7 @@ pub struct CalibrateArgs {
     feedback: Option<PathBuf>,
     /// The site's comments as JSON lines with a `"text"` (the input of `classify`): each binary
     /// head moves to the site's base rate, estimated from them. With --feedback too, that is one
-    /// more rule the decisions judge.
+    /// more rule the decisions judge, and a head without decisions keeps its calibration.
     #[arg(long)]
     traffic: Option<PathBuf>,
     /// With --traffic: fewest comments a head must cover to be calibrated.
