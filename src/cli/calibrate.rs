@@ -153,18 +153,21 @@ fn from_traffic(
     path: &std::path::Path,
     a: &CalibrateArgs,
 ) -> anyhow::Result<(usize, serde_json::Value)> {
-    let (texts, broken) = traffic::read_texts(path, &a.domain)
+    let t = traffic::read_texts(path, &a.domain)
         .with_context(|| format!("cannot read --traffic {}", path.display()))?;
-    if texts.len() < a.min_comments.max(1) {
+    if t.texts.len() < a.min_comments.max(1) {
         anyhow::bail!(
-            "{} has {} comments with a text for domain {:?} ({broken} other lines): at least {} \
-             are needed to estimate a base rate (--min-comments)",
+            "{} has {} comments with a text for domain {:?} ({} of another domain, {} not \
+             comments): at least {} are needed to estimate a base rate (--min-comments)",
             path.display(),
-            texts.len(),
+            t.texts.len(),
             a.domain,
+            t.other_domain,
+            t.not_comments,
             a.min_comments.max(1)
         );
     }
+    let texts = t.texts;
     let reports = traffic::calibrate(model, &texts, &a.domain, a.min_comments);
     let pct = |v: Option<f32>| v.map_or("    -".to_string(), |v| format!("{:>4.1}%", v * 100.0));
     println!("head       comments  trained rate  site rate  flagged before  after  threshold");

@@ -114,40 +114,54 @@ pub fn expected_macro_f1_threshold(probs: &[f64]) -> f32 {
     best.0
 }
 
+/// What [`read_texts`] found in a traffic file.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// The comments' texts, of the domain asked for or of none.
+    pub texts: Vec<String>,
+    /// Lines naming another `"domain"`.
+    pub other_domain: usize,
+    /// Lines that are not a JSON object with a non-empty `"text"`.
+    pub not_comments: usize,
+}
+
 /// Reads a site's comments: JSON lines with a `"text"` (the input of `classify` and `serve`;
-/// feedback lines do too). A line naming another `"domain"` is skipped; returns the texts and
-/// how many lines were not comments.
-pub fn read_texts(path: &Path, domain: &str) -> Result<(Vec<String>, usize), DataError> {
+/// feedback lines do too). A line naming another `"domain"` is counted and skipped, and so is
+/// a line that is not a comment (logged with its number, never its text).
+pub fn read_texts(path: &Path, domain: &str) -> Result<Traffic, DataError> {
     let err = |message: String| DataError::Csv {
         path: path.to_path_buf(),
         message,
     };
     let file = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
-    let (mut texts, mut broken) = (Vec::new(), 0);
-    for line in std::io::BufReader::new(file).lines() {
-        let line = line.map_err(|e| err(e.to_string()))?;
+    let mut out = Traffic::default();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| err(format!("line {}: {e}", n + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(_) => {
-                broken += 1;
-                continue;
-            }
-        };
-        if v.get("domain")
+        let v: Option<serde_json::Value> = serde_json::from_str(&line).ok();
+        if v.as_ref()
+            .and_then(|v| v.get("domain"))
             .and_then(|d| d.as_str())
             .is_some_and(|d| d != domain)
         {
+            out.other_domain += 1;
             continue;
         }
-        match v.get("text").and_then(|t| t.as_str()) {
-            Some(t) if !t.trim().is_empty() => texts.push(t.to_string()),
-            _ => broken += 1,
+        match v
+            .as_ref()
+            .and_then(|v| v.get("text"))
+            .and_then(|t| t.as_str())
+        {
+            Some(t) if !t.trim().is_empty() => out.texts.push(t.to_string()),
+            _ => {
+                tracing::warn!(line = n + 1, file = %path.display(), "not a comment with a text; skipped");
+                out.not_comments += 1;
+            }
         }
     }
-    Ok((texts, broken))
+    Ok(out)
 }
 
 /// Calibrates every binary head of `model` to the base rate of `texts` (a site's comments of
@@ -340,6 +354,28 @@ mod tests {
             .expect("obscene");
         assert_eq!(o.comments, 0);
         assert!(o.calibration.is_none() && o.kept_because.is_some());
+    }
+
+    #[test]
+    fn a_traffic_file_keeps_its_domains_comments_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("traffic.jsonl");
+        std::fs::write(
+            &path,
+            concat!(
+                "{\"id\": 1, \"text\": \"mine\", \"domain\": \"site\"}\n",
+                "{\"text\": \"no domain is mine too\"}\n",
+                "{\"text\": \"theirs\", \"domain\": \"other\"}\n",
+                "\n",
+                "not json\n",
+                "{\"text\": \"  \"}\n",
+            ),
+        )
+        .expect("write");
+        let t = read_texts(&path, "site").expect("read");
+        assert_eq!(t.texts, ["mine", "no domain is mine too"]);
+        assert_eq!((t.other_domain, t.not_comments), (1, 2));
+        assert!(read_texts(&dir.path().join("missing"), "site").is_err());
     }
 
     #[test]
