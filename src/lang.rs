@@ -50,6 +50,19 @@ pub fn has_letters(text: &str, script: Script) -> bool {
     script != Script::Other || text.chars().any(char::is_alphabetic)
 }
 
+/// The script most of `scripts` are in (`Other` when there are none): the one a site's
+/// single calibration is fit for.
+pub fn majority(scripts: impl IntoIterator<Item = Script>) -> Script {
+    let mut counts = std::collections::BTreeMap::new();
+    for s in scripts {
+        *counts.entry(s).or_insert(0usize) += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map_or(Script::Other, |(s, _)| s)
+}
+
 /// Counts Arabic and Latin letters and returns the majority script.
 pub fn script(text: &str) -> Script {
     let (mut arabic, mut latin, mut other) = (0usize, 0usize, 0usize);

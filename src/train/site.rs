@@ -145,11 +145,11 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
     let h = &model.heads()[head];
     let mut scratch = Scratch::default();
     let (mut margins, mut flags, mut truth) = (vec![], vec![], vec![]);
-    let mut scripts = BTreeMap::new();
+    let mut scripts = Vec::with_capacity(rows.len());
     for (text, label) in rows {
         let m = model.margins_in(text, Some(domain), &mut scratch)[head].unwrap_or(0.0);
         let s = script(text);
-        *scripts.entry(s).or_insert(0usize) += 1;
+        scripts.push(s);
         // The model's own rule: each comment by its script's calibration.
         let (bias, p, threshold) = h.calibration(Some(domain), s);
         margins.push(m);
@@ -158,10 +158,7 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
     }
     // One calibration is written for the site: the one of its majority script. The threshold
     // rule is scored with it, so cross-validation judges the rule that is deployed.
-    let major = scripts
-        .into_iter()
-        .max_by_key(|&(_, n)| n)
-        .map_or(crate::lang::Script::Other, |(s, _)| s);
+    let major = crate::lang::majority(scripts);
     let (bias, p, _) = h.calibration(Some(domain), major);
     let prior = h.calibration_prior(Some(domain), major);
     let probs = margins.iter().map(|&m| platt(m + bias, p)).collect();

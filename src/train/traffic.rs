@@ -18,7 +18,6 @@
 //! This trusts the model's ranking and its calibration's shape on the new site; only decisions
 //! (`--feedback`) can correct those. The new-site benchmark measures what it buys.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::Path;
 
@@ -186,24 +185,19 @@ pub fn calibrate(
         // A calibration this domain got before is set aside: the model's own is the start.
         model.remove_calibration(head, domain);
         let h = &model.heads()[head];
-        let mut scripts = BTreeMap::new();
         let mut rows = Vec::new();
         for (text, m) in texts.iter().zip(&margins) {
             let s = script(text);
             let (Some(m), None) = (m[head], h.uncovered(s, has_letters(text, s))) else {
                 continue;
             };
-            *scripts.entry(s).or_insert(0usize) += 1;
             let (bias, p, threshold) = h.calibration(Some(domain), s);
             rows.push((m, crate::model::platt(m + bias, p) >= threshold, s));
         }
         // One calibration is written for the site: that of its majority script, as for
         // decisions (`site::calibrate`). Only that script's comments estimate it: the others'
         // probabilities were calibrated to another base rate.
-        let major = scripts
-            .into_iter()
-            .max_by_key(|&(_, n)| n)
-            .map_or(crate::lang::Script::Other, |(s, _)| s);
+        let major = crate::lang::majority(rows.iter().map(|r| r.2));
         let (bias, platt, _) = h.calibration(Some(domain), major);
         let trained = h.calibration_prior(Some(domain), major);
         let flagged = |n: usize| n as f32 / rows.len().max(1) as f32;
