@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use moderato::model::{file, Calibration};
 use moderato::train::feedback::read_lines;
-use moderato::train::site::{self, Rule};
+use moderato::train::site::{self, Rule, MIN_COPY_DECISIONS};
 use moderato::train::traffic;
 
 /// Arguments of `moderato calibrate`.
@@ -121,7 +121,7 @@ fn from_decisions(
             lines.len()
         );
     }
-    println!("head       decisions  positives  pooled  traffic  threshold  platt   chosen");
+    println!("head       decisions  positives  pooled  traffic  threshold  platt   copy    chosen");
     for r in &reports {
         let f1 = |rule: Rule| {
             r.cv_macro_f1
@@ -130,7 +130,7 @@ fn from_decisions(
                 .map_or("   -  ".to_string(), |(_, f)| format!("{f:.3} "))
         };
         println!(
-            "{:<10} {:>9}  {:>9}  {}  {}   {}     {}  {:?}",
+            "{:<10} {:>9}  {:>9}  {}  {}   {}     {}  {}  {:?}",
             r.head,
             r.decisions,
             r.positives,
@@ -138,10 +138,14 @@ fn from_decisions(
             f1(Rule::Traffic),
             f1(Rule::Threshold),
             f1(Rule::Platt),
+            f1(Rule::Copy),
             r.chosen
         );
     }
-    println!("(out-of-fold macro-F1 on the decisions; too few decisions keep the pooled rule)");
+    println!(
+        "(out-of-fold macro-F1 on the decisions; too few decisions keep the pooled rule; \
+         copy, the site's own n-gram weights, is tried from {MIN_COPY_DECISIONS} decisions)"
+    );
     let changed = reports.iter().filter(|r| r.calibration.is_some()).count();
     Ok((changed, serde_json::to_value(&reports)?))
 }

@@ -99,6 +99,28 @@ pub struct Calibration {
     /// calibrated to that base rate; `calibrate --traffic` moves them to a site's own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prior: Option<f32>,
+    /// A site's own feature weights, `(bucket, weight)` sorted by bucket (empty for every
+    /// calibration training fits). `calibrate --feedback` learns them from the site's decisions
+    /// when cross-validation on those says they help (`train::site_copy`). Their dot product
+    /// with the comment's weighted features is added to the Platt intercept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<(u32, f32)>,
+}
+
+impl Calibration {
+    /// The site weights' term for a comment's weighted features (0 when there are none).
+    pub fn site_term(&self, values: &[(u32, f32)]) -> f32 {
+        if self.weights.is_empty() {
+            return 0.0;
+        }
+        values
+            .iter()
+            .filter_map(|&(bucket, v)| {
+                let i = self.weights.binary_search_by_key(&bucket, |w| w.0).ok()?;
+                Some(v * self.weights[i].1)
+            })
+            .sum()
+    }
 }
 
 impl Head {
@@ -148,6 +170,18 @@ impl Head {
             .map_or((0.0, self.platt, self.threshold), |c| {
                 (c.bias, c.platt, c.threshold)
             })
+    }
+
+    /// The site weights' term of the calibration [`Head::calibration`] picks (0 for all but a
+    /// site calibrated with its own feature copy).
+    pub fn site_term(
+        &self,
+        domain: Option<&str>,
+        script: crate::lang::Script,
+        values: &[(u32, f32)],
+    ) -> f32 {
+        self.calibration_entry(domain, script)
+            .map_or(0.0, |c| c.site_term(values))
     }
 
     /// The base rate the calibration [`Head::calibration`] picks is calibrated to.
@@ -323,6 +357,14 @@ pub struct Scratch {
     raw: Vec<f32>,
 }
 
+impl Scratch {
+    /// The whole comment's normalized TF-IDF `(bucket, value)` features, as the last
+    /// [`Model::margins_in`] or [`Model::score_in`] computed them (what site weights multiply).
+    pub fn comment_features(&self) -> &[(u32, f32)] {
+        &self.values
+    }
+}
+
 /// The outcome of one head for one comment.
 #[derive(Clone, Debug, PartialEq)]
 pub enum HeadOutcome {
@@ -440,6 +482,21 @@ impl Model {
                     "head `{}` has a non-finite calibration value",
                     h.name
                 ));
+            }
+            for c in &h.calibrations {
+                let sorted = c.weights.windows(2).all(|w| w[0].0 < w[1].0);
+                let fits = c
+                    .weights
+                    .iter()
+                    .all(|&(b, w)| (b as usize) < table.rows() && sane(&w));
+                if !(sorted && fits) {
+                    return Err(format!(
+                        "head `{}`'s calibration `{}` has site weights that are not sorted \
+                         unique buckets of this table with finite values; run \
+                         `moderato calibrate` again",
+                        h.name, c.name
+                    ));
+                }
             }
         }
         for (field, value) in [("name", &info.name), ("version", &info.version)] {
@@ -575,8 +632,9 @@ impl Model {
                 };
             out.push(match head.kind {
                 HeadKind::Binary => {
-                    let (bias, calibration, threshold) = head.calibration(domain, script);
-                    let score = platt(raw[0] + bias, calibration);
+                    let (bias, (a, b), threshold) = head.calibration(domain, script);
+                    let site = head.site_term(domain, script, &scratch.values);
+                    let score = platt(raw[0] + bias, (a, b + site));
                     HeadOutcome::Binary {
                         score,
                         flag: score >= threshold,

@@ -294,6 +294,7 @@ pub(crate) mod fixtures {
                     platt: (-1.0, 0.0),
                     threshold: 0.5,
                     prior: None,
+                    weights: Vec::new(),
                 })
                 .collect(),
             domains: Vec::new(),

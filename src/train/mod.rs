@@ -13,6 +13,7 @@ mod head;
 mod learner;
 mod select;
 pub mod site;
+mod site_copy;
 pub mod solver;
 mod summary;
 pub mod traffic;

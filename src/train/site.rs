@@ -1,12 +1,15 @@
 //! A site's own calibration from its moderators' decisions (`moderato calibrate`), in seconds
-//! and without retraining: the weights are untouched, only how a head's margin becomes a
-//! probability and a flag changes, for comments of that site's domain.
+//! and without retraining, for comments of that site's domain.
 //!
-//! Per binary head, cross-validation on the decisions picks the rule the data supports:
+//! Per binary head, cross-validation on the decisions picks the rule the data supports (the
+//! first four change only how a head's margin becomes a probability and a flag):
 //! - `pooled`: keep the model's calibration (too few decisions, or nothing beats it);
 //! - `threshold`: the model's probabilities with a new threshold (one parameter: a site whose
 //!   base rate or notion of abuse differs);
 //! - `platt`: a new Platt scale fit on the site's margins, and its threshold (three);
+//! - `copy`, from `MIN_COPY_DECISIONS` decisions on: the site's own feature copy
+//!   (`train::site_copy`), a logistic regression over the comments' n-grams beside the model's
+//!   logit, which learns the site's own words of abuse;
 //! - `traffic`, when the site's unlabelled comments are given too: the calibration
 //!   `calibrate --traffic` estimates from them (`train::traffic`), which the decisions only
 //!   judge (none).
@@ -15,21 +18,24 @@
 //!
 //! The winner, fit on all the decisions, becomes the head's calibration named after the domain,
 //! which `"domain": NAME`, `classify --domain NAME`, `serve --domain NAME` and a Perspective
-//! `communityId` select. (A per-domain feature copy would need the head retrained: not done.)
+//! `communityId` select. The model's weights are never touched: a copy's weights live in that
+//! calibration, and only the domain's comments read them.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::calibrate::{self, MIN_SLICE_CLASS, MIN_SLICE_ROWS};
+use super::calibrate::{self, best_macro_f1_threshold, macro_f1, MIN_SLICE_CLASS, MIN_SLICE_ROWS};
 use super::folds;
-use crate::eval::metrics::classification;
+use super::site_copy::Decisions;
 use crate::lang::script;
 use crate::model::{platt, Calibration, HeadKind, Model, Scratch};
 use crate::stream::feedback::FeedbackLine;
 
 /// Most folds the rules are compared on.
 const MAX_FOLDS: usize = 5;
+/// Fewest decisions a site's feature copy is tried on (fewer cannot pay for the n-grams).
+pub const MIN_COPY_DECISIONS: usize = 100;
 
 /// The calibration rules compared, simplest first (a tie goes to the simpler).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -43,6 +49,8 @@ pub enum Rule {
     Threshold,
     /// A new Platt scale and threshold.
     Platt,
+    /// The site's own feature copy, its Platt scale and threshold.
+    Copy,
 }
 
 /// What calibration found for one head.
@@ -101,34 +109,11 @@ fn decisions(
     out
 }
 
-/// The threshold on `probs` that maximizes macro-F1 (the benchmark's measure, and what a
-/// site's moderators weigh: both wrong removals and missed abuse), over a grid of 99.
-/// (The positive-class F1 optimum of `calibrate::binary` over-flags on a site with few abusive
-/// comments, where it loses to the model's own threshold.)
-fn best_macro_f1_threshold(probs: &[f32], truth: &[bool]) -> f32 {
-    let mut best = (0.5, f64::NEG_INFINITY);
-    for step in 1..100 {
-        let t = step as f32 / 100.0;
-        let pred: Vec<bool> = probs.iter().map(|&p| p >= t).collect();
-        let f = macro_f1(truth, &pred);
-        if f > best.1 {
-            best = (t, f);
-        }
-    }
-    best.0
-}
-
 /// A new Platt scale on `margins` and its macro-F1-optimal threshold.
 fn platt_rule(margins: &[f32], truth: &[bool]) -> ((f32, f32), f32) {
     let p = calibrate::platt(margins, truth);
     let probs: Vec<f32> = margins.iter().map(|&m| platt(m, p)).collect();
     (p, best_macro_f1_threshold(&probs, truth))
-}
-
-fn macro_f1(truth: &[bool], pred: &[bool]) -> f64 {
-    let t: Vec<usize> = truth.iter().map(|&b| usize::from(b)).collect();
-    let p: Vec<usize> = pred.iter().map(|&b| usize::from(b)).collect();
-    classification(&t, &p, &["no".to_string(), "yes".to_string()]).macro_f1
 }
 
 /// One head's margins, the model's probabilities and flags for them, and the truth.
@@ -137,6 +122,9 @@ struct Scored {
     probs: Vec<f32>,
     flags: Vec<bool>,
     truth: Vec<bool>,
+    /// The model's logit under `pooled`, and the comment's weighted features: what a copy fits.
+    logits: Vec<f32>,
+    features: Vec<Vec<(u32, f32)>>,
     /// The model's (bias, Platt, prior) for the majority script of the decisions.
     pooled: (f32, (f32, f32), Option<f32>),
 }
@@ -146,8 +134,10 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
     let mut scratch = Scratch::default();
     let (mut margins, mut flags, mut truth) = (vec![], vec![], vec![]);
     let mut scripts = Vec::with_capacity(rows.len());
+    let mut features = Vec::with_capacity(rows.len());
     for (text, label) in rows {
         let m = model.margins_in(text, Some(domain), &mut scratch)[head].unwrap_or(0.0);
+        features.push(scratch.comment_features().to_vec());
         let s = script(text);
         scripts.push(s);
         // The model's own rule: each comment by its script's calibration.
@@ -162,12 +152,27 @@ fn score(model: &Model, head: usize, rows: &[(String, bool)], domain: &str) -> S
     let (bias, p, _) = h.calibration(Some(domain), major);
     let prior = h.calibration_prior(Some(domain), major);
     let probs = margins.iter().map(|&m| platt(m + bias, p)).collect();
+    // `platt` is 1 / (1 + exp(a·f + b)): the logit is −(a·f + b).
+    let logits = margins.iter().map(|&m| -(p.0 * (m + bias) + p.1)).collect();
     Scored {
         margins,
         probs,
         flags,
         truth,
+        logits,
+        features,
         pooled: (bias, p, prior),
+    }
+}
+
+impl Scored {
+    /// The decisions as a site copy fits them.
+    fn decisions(&self) -> Decisions<'_> {
+        Decisions {
+            logits: &self.logits,
+            features: &self.features,
+            truth: &self.truth,
+        }
     }
 }
 
@@ -178,6 +183,7 @@ fn fit_predict(
     fit: &[usize],
     held: &[usize],
     traffic: Option<&Calibration>,
+    seed: u64,
 ) -> Vec<bool> {
     let pick = |v: &[f32], rows: &[usize]| rows.iter().map(|&i| v[i]).collect::<Vec<_>>();
     let truth: Vec<bool> = fit.iter().map(|&i| s.truth[i]).collect();
@@ -198,6 +204,13 @@ fn fit_predict(
                 .collect(),
             None => held.iter().map(|&i| s.flags[i]).collect(),
         },
+        Rule::Copy => {
+            let d = s.decisions();
+            let copy = d.fit(fit, seed);
+            held.iter()
+                .map(|&i| copy.probability(&d, i) >= copy.threshold)
+                .collect()
+        }
     }
 }
 
@@ -237,16 +250,24 @@ pub fn calibrate(
         let mut best = (Rule::Pooled, f64::NEG_INFINITY);
         let from_traffic = traffic.get(&head);
         // Simplest first (a tie goes to the simpler): the traffic rule fits nothing here.
-        let rules = [Rule::Pooled, Rule::Traffic, Rule::Threshold, Rule::Platt];
-        for rule in rules
-            .into_iter()
-            .filter(|&r| r != Rule::Traffic || from_traffic.is_some())
-        {
+        let rules = [
+            Rule::Pooled,
+            Rule::Traffic,
+            Rule::Threshold,
+            Rule::Platt,
+            Rule::Copy,
+        ];
+        let tried = |r: &Rule| match r {
+            Rule::Traffic => from_traffic.is_some(),
+            Rule::Copy => rows.len() >= MIN_COPY_DECISIONS,
+            _ => true,
+        };
+        for rule in rules.into_iter().filter(tried) {
             let mut pred = vec![false; rows.len()];
             for (fit, held) in &splits {
                 for (&i, p) in held
                     .iter()
-                    .zip(fit_predict(&s, rule, fit, held, from_traffic))
+                    .zip(fit_predict(&s, rule, fit, held, from_traffic, seed))
                 {
                     pred[i] = p;
                 }
@@ -259,9 +280,18 @@ pub fn calibrate(
         }
         report.chosen = best.0;
         let (bias, pooled_platt, pooled_prior) = s.pooled;
+        let prior = Some(calibrate::positive_rate(&s.truth));
+        let calibration = |bias, platt, threshold, prior| Calibration {
+            name: domain.to_string(),
+            bias,
+            platt,
+            threshold,
+            prior,
+            weights: Vec::new(),
+        };
         let fitted = match best.0 {
             Rule::Pooled => None,
-            Rule::Threshold => Some((
+            Rule::Threshold => Some(calibration(
                 bias,
                 pooled_platt,
                 best_macro_f1_threshold(&s.probs, &s.truth),
@@ -269,18 +299,19 @@ pub fn calibrate(
             )),
             Rule::Platt => {
                 let (p, t) = platt_rule(&s.margins, &s.truth);
-                Some((0.0, p, t, Some(calibrate::positive_rate(&s.truth))))
+                Some(calibration(0.0, p, t, prior))
             }
-            Rule::Traffic => from_traffic.map(|c| (c.bias, c.platt, c.threshold, c.prior)),
-        };
-        if let Some((bias, platt, threshold, prior)) = fitted {
-            let c = Calibration {
+            Rule::Traffic => from_traffic.map(|c| Calibration {
                 name: domain.to_string(),
-                bias,
-                platt,
-                threshold,
-                prior,
-            };
+                ..c.clone()
+            }),
+            Rule::Copy => {
+                let all: Vec<usize> = (0..rows.len()).collect();
+                let copy = s.decisions().fit(&all, seed);
+                Some(copy.calibration(domain, (bias, pooled_platt), prior))
+            }
+        };
+        if let Some(c) = fitted {
             if model.set_calibration(head, c.clone()).is_ok() {
                 report.calibration = Some(c);
             }
@@ -375,6 +406,59 @@ mod tests {
     }
 
     #[test]
+    fn a_word_only_the_sites_moderators_know_is_learned_by_its_feature_copy() {
+        let mut model = fixtures::model();
+        let mut scratch = Scratch::default();
+        // The site's abuse is one word the model has never seen: no threshold can find it.
+        let text = |i: usize| {
+            let word = if i % 4 == 0 { "zorblax" } else { "weather" };
+            format!("reader {i} writes {word} today")
+        };
+        let lines: Vec<FeedbackLine> = (0..160)
+            .map(|i| line(&text(i), i % 4 == 0, Some("zsite")))
+            .collect();
+        let unseen = "another reader writes zorblax today";
+        let elsewhere = model.score_in(unseen, None, Some("elsewhere"), &mut scratch);
+        let reports = calibrate(&mut model, &lines, "zsite", 5, &BTreeMap::new());
+        let r = &reports[0];
+        assert_eq!(r.chosen, Rule::Copy, "{r:?}");
+        let copy = r.cv_macro_f1.iter().find(|(k, _)| *k == Rule::Copy);
+        assert!(copy.is_some_and(|(_, f)| *f > 0.95), "{r:?}");
+        let c = r.calibration.as_ref().expect("a calibration was written");
+        assert!(!c.weights.is_empty());
+        // A new comment with the word is flagged on the site, and only there.
+        let flag = |m: &Model, domain: &str, scratch: &mut Scratch| {
+            matches!(
+                m.score_in(unseen, None, Some(domain), scratch)[0],
+                crate::model::HeadOutcome::Binary { flag: true, .. }
+            )
+        };
+        assert!(flag(&model, "zsite", &mut scratch));
+        let benign = "another reader writes weather today";
+        assert!(!matches!(
+            model.score_in(benign, None, Some("zsite"), &mut scratch)[0],
+            crate::model::HeadOutcome::Binary { flag: true, .. }
+        ));
+        assert_eq!(
+            model.score_in(unseen, None, Some("elsewhere"), &mut scratch),
+            elsewhere
+        );
+        // The weights survive the model file.
+        let (bytes, _) = crate::model::file::to_bytes(&model);
+        let back = crate::model::file::from_bytes(&bytes, std::path::Path::new("site.model"))
+            .expect("the file loads");
+        assert!(flag(&back, "zsite", &mut scratch));
+        // A file whose site weights are out of order is refused, with what to do.
+        let mut reversed = c.clone();
+        reversed.weights.reverse();
+        model.set_calibration(0, reversed).expect("binary head");
+        let (bytes, _) = crate::model::file::to_bytes(&model);
+        let refused = crate::model::file::from_bytes(&bytes, std::path::Path::new("bad.model"));
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains("site weights"), "{message}");
+    }
+
+    #[test]
     fn too_few_decisions_keep_the_pooled_calibration() {
         let mut model = fixtures::model();
         let lines: Vec<FeedbackLine> = (0..10)
@@ -422,6 +506,7 @@ mod tests {
             platt: p,
             threshold: platt(cut + bias, p),
             prior: Some(40.0 / 150.0),
+            weights: Vec::new(),
         };
         let traffic = BTreeMap::from([(0, candidate.clone())]);
         let reports = calibrate(&mut model, &lines, "busy", 3, &traffic);

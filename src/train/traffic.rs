@@ -251,6 +251,7 @@ pub fn calibrate(
             platt: (platt.0, platt.1 - shift as f32),
             threshold,
             prior: Some(rate as f32),
+            weights: Vec::new(),
         };
         let after = rows
             .iter()
@@ -312,6 +313,7 @@ mod tests {
             platt,
             threshold: 0.9,
             prior: Some(0.05),
+            weights: Vec::new(),
         };
         model.set_calibration(0, c).expect("binary head");
         let before_elsewhere = flagged(&model, &texts, "elsewhere");
