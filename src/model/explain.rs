@@ -51,6 +51,14 @@ pub fn explain(
         None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
         None => (None, (1.0, 1.0)),
     };
+    // A site's own feature copy (`moderato calibrate`) adds its weights to the Platt intercept;
+    // divided by the Platt slope they are in the raw score's units.
+    let script = crate::lang::script(text);
+    let (_, (slope, _), _) = h.calibration(domain, script);
+    let site = match h.kind {
+        HeadKind::Binary if slope != 0.0 => h.site_weights(domain, script),
+        _ => &[],
+    };
     let mut terms: Vec<(u32, f32)> = values
         .iter()
         .map(|&(b, v)| {
@@ -58,12 +66,15 @@ pub fn explain(
             if let Some(k) = key {
                 w += table.get(featurizer.cross(b, k), col) * own;
             }
+            if let Ok(i) = site.binary_search_by_key(&b, |s| s.0) {
+                w += site[i].1 / slope;
+            }
             (b, v * w)
         })
         .collect();
     // For a binary head a positive raw score means "flag" only through Platt's negative slope;
     // rank by the direction that raises the calibrated probability.
-    let sign = if h.kind == HeadKind::Binary && h.platt.0 > 0.0 {
+    let sign = if h.kind == HeadKind::Binary && slope > 0.0 {
         -1.0
     } else {
         1.0

@@ -184,6 +184,12 @@ impl Head {
             .map_or(0.0, |c| c.site_term(values))
     }
 
+    /// The site weights of the calibration [`Head::calibration`] picks (empty for most).
+    pub fn site_weights(&self, domain: Option<&str>, script: crate::lang::Script) -> &[(u32, f32)] {
+        self.calibration_entry(domain, script)
+            .map_or(&[], |c| c.weights.as_slice())
+    }
+
     /// The base rate the calibration [`Head::calibration`] picks is calibrated to.
     pub fn calibration_prior(
         &self,

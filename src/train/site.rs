@@ -443,6 +443,13 @@ mod tests {
             model.score_in(unseen, None, Some("elsewhere"), &mut scratch),
             elsewhere
         );
+        // `--explain` names the site's word as what flagged it.
+        let top = crate::model::explain::explain(&model, unseen, 0, 0, None, Some("zsite"), 3);
+        assert!(
+            top.iter()
+                .any(|c| c.ngrams.iter().any(|g| g.contains("orb"))),
+            "{top:?}"
+        );
         // The weights survive the model file.
         let (bytes, _) = crate::model::file::to_bytes(&model);
         let back = crate::model::file::from_bytes(&bytes, std::path::Path::new("site.model"))
