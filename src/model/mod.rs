@@ -166,22 +166,14 @@ impl Head {
         domain: Option<&str>,
         script: crate::lang::Script,
     ) -> (f32, (f32, f32), f32) {
-        self.calibration_entry(domain, script)
-            .map_or((0.0, self.platt, self.threshold), |c| {
-                (c.bias, c.platt, c.threshold)
-            })
+        self.parts(self.calibration_entry(domain, script))
     }
 
-    /// The site weights' term of the calibration [`Head::calibration`] picks (0 for all but a
-    /// site calibrated with its own feature copy).
-    pub fn site_term(
-        &self,
-        domain: Option<&str>,
-        script: crate::lang::Script,
-        values: &[(u32, f32)],
-    ) -> f32 {
-        self.calibration_entry(domain, script)
-            .map_or(0.0, |c| c.site_term(values))
+    /// (bias, Platt, threshold) of a calibration, or the pooled ones for `None`.
+    fn parts(&self, entry: Option<&Calibration>) -> (f32, (f32, f32), f32) {
+        entry.map_or((0.0, self.platt, self.threshold), |c| {
+            (c.bias, c.platt, c.threshold)
+        })
     }
 
     /// The site weights of the calibration [`Head::calibration`] picks (empty for most).
@@ -638,8 +630,9 @@ impl Model {
                 };
             out.push(match head.kind {
                 HeadKind::Binary => {
-                    let (bias, (a, b), threshold) = head.calibration(domain, script);
-                    let site = head.site_term(domain, script, &scratch.values);
+                    let entry = head.calibration_entry(domain, script);
+                    let (bias, (a, b), threshold) = head.parts(entry);
+                    let site = entry.map_or(0.0, |c| c.site_term(&scratch.values));
                     let score = platt(raw[0] + bias, (a, b + site));
                     HeadOutcome::Binary {
                         score,
