@@ -1,6 +1,7 @@
 //! Connecting `moderato serve` to a cluster the way managed Kafka requires, against Apache Kafka
 //! (`scripts/broker`): SASL_SSL with SCRAM-SHA-512 and the broker's certificate verified, the
-//! password from the environment or a file; and the start-up check, which stops the service
+//! password from the environment or a file; SASL_SSL with OAUTHBEARER tokens that librdkafka
+//! fetches from an OIDC token endpoint; and the start-up check, which stops the service
 //! with a clear message on a wrong password, an untrusted certificate, unreachable brokers or a
 //! missing topic instead of retrying quietly forever.
 
@@ -217,4 +218,158 @@ async fn unreachable_brokers_stop_the_start_after_the_timeout() {
         "{log}"
     );
     assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
+}
+
+/// Base64 (RFC 4648): the URL alphabet without padding for tokens (`url`), else the standard one
+/// with padding, as HTTP basic authentication uses.
+fn base64(bytes: &[u8], url: bool) -> String {
+    const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            let c = char::from(STANDARD[(n >> (18 - 6 * i) & 63) as usize]);
+            out.push(match (url, c) {
+                (true, '+') => '-',
+                (true, '/') => '_',
+                _ => c,
+            });
+        }
+        if !url {
+            out.extend(std::iter::repeat_n('=', 3 - chunk.len()));
+        }
+    }
+    out
+}
+
+/// A stand-in OIDC token endpoint (the client-credentials grant): every POST gets an unsigned
+/// JWT for `sub` valid for an hour, which the broker's unsecured validator accepts. Returns its
+/// URL and the requests it answered (their request lines and headers).
+fn token_endpoint(sub: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/oauth2/token",
+        listener.local_addr().expect("address")
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let header = base64(br#"{"alg":"none"}"#, true);
+            let claims = format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600);
+            let jwt = format!("{header}.{}.", base64(claims.as_bytes(), true));
+            let body =
+                format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if let Ok(mut l) = log.lock() {
+                l.push(String::from_utf8_lossy(&request).to_string());
+            }
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_from_an_oidc_endpoint_carry_comments_through() {
+    let broker = Broker::start();
+    create_topics(&broker, 1).await;
+    let (url, requests) = token_endpoint("moderato");
+    let secret = "client-secret-7781";
+    let args: Vec<String> = [
+        "security.protocol=SASL_SSL".to_string(),
+        "sasl.mechanism=OAUTHBEARER".to_string(),
+        "sasl.oauthbearer.method=oidc".to_string(),
+        "sasl.oauthbearer.client.id=moderato-client".to_string(),
+        format!("sasl.oauthbearer.token.endpoint.url={url}"),
+        format!("ssl.ca.location={}", broker.ca.display()),
+        "ssl.endpoint.identification.algorithm=https".to_string(),
+    ]
+    .into_iter()
+    .flat_map(|p| ["-X".to_string(), p])
+    .collect();
+    let mut serve = Serve::start_on(
+        &broker,
+        &broker.sasl_brokers,
+        &unique("oidc"),
+        "oidc",
+        &refs(&args),
+        &[(
+            "MODERATO_LIBRDKAFKA__SASL_OAUTHBEARER_CLIENT_SECRET",
+            secret,
+        )],
+    );
+    let sent = produce(
+        &broker,
+        (0..20).map(|i| (format!("k{i}"), comment(i))).collect(),
+    )
+    .await;
+    let got = collect(&broker, Duration::from_secs(60), |g| g.len() >= sent.len()).await;
+    assert_eq!(
+        got.len(),
+        20,
+        "comments in, records out\n{}",
+        serve.log_text()
+    );
+    serve.signal("TERM");
+    assert!(serve
+        .wait(Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    // librdkafka asked the endpoint with the client's credentials (HTTP basic auth).
+    let seen = requests.lock().map(|r| r.clone()).unwrap_or_default();
+    let basic = base64(format!("moderato-client:{secret}").as_bytes(), false);
+    assert!(!seen.is_empty(), "the token endpoint was asked");
+    assert!(
+        seen.iter().all(|r| r.starts_with("POST ")
+            && r.contains("grant_type=client_credentials")
+            && r.contains(&format!("Basic {basic}"))),
+        "{seen:?}"
+    );
+    assert!(
+        !serve.log_text().contains(secret),
+        "the secret is never logged"
+    );
+}
+
+#[test]
+fn the_tests_base64_is_rfc_4648s() {
+    assert_eq!(base64(b"Man", false), "TWFu");
+    assert_eq!(base64(b"Ma", false), "TWE=");
+    assert_eq!(base64(b"M", false), "TQ==");
+    assert_eq!(base64(&[0xfb, 0xff], true), "-_8");
 }
