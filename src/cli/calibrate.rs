@@ -21,6 +21,8 @@ pub struct CalibrateArgs {
     model: Option<PathBuf>,
     /// Decisions: the JSONL of `serve --feedback-topic` or of `comments:suggestscore`
     /// (`{"id", "text", "head", "label", "domain"?}`). Lines of another domain are skipped.
+    /// Per binary head, cross-validation on them picks the model's own calibration, a new
+    /// threshold, a new Platt scale, or (from 100 decisions) the site's own n-gram weights.
     #[arg(long, required_unless_present = "traffic")]
     feedback: Option<PathBuf>,
     /// The site's comments as JSON lines with a `"text"` (the input of `classify`): each binary
