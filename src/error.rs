@@ -56,7 +56,7 @@ pub enum ModelError {
     #[error("{0} is not a moderato model file (bad magic bytes); train one with `moderato train`")]
     BadMagic(PathBuf),
     /// The file was written by an incompatible format version.
-    #[error("model file {path} has format version {found}, this build reads version {supported}; retrain it with this version of moderato")]
+    #[error("model file {path} has format version {found}, this build reads versions 1 to {supported}; retrain it (or, for a newer file, upgrade moderato)")]
     Version {
         /// The file.
         path: PathBuf,

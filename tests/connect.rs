@@ -249,7 +249,6 @@ fn base64(bytes: &[u8], url: bool) -> String {
 /// JWT for `sub` valid for an hour, which the broker's unsecured validator accepts. Returns its
 /// URL and the requests it answered (their request lines and headers).
 fn token_endpoint(sub: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/oauth2/token",
@@ -259,50 +258,57 @@ fn token_endpoint(sub: &'static str) -> (String, std::sync::Arc<std::sync::Mutex
     let log = seen.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            // Headers, then as many body bytes as Content-Length says.
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= end + 4 + length {
-                        break;
-                    }
-                }
-            }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let header = base64(br#"{"alg":"none"}"#, true);
-            let claims = format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600);
-            let jwt = format!("{header}.{}.", base64(claims.as_bytes(), true));
-            let body =
-                format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-                 Connection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if let Ok(mut l) = log.lock() {
-                l.push(String::from_utf8_lossy(&request).to_string());
-            }
+            let log = log.clone();
+            // One thread per connection, with a read timeout: a stalled client holds up no other.
+            std::thread::spawn(move || answer(stream, sub, &log));
         }
     });
     (url, seen)
+}
+
+/// Reads one token request from `stream` and answers it with an unsigned JWT for `sub`.
+fn answer(mut stream: std::net::TcpStream, sub: &str, log: &std::sync::Mutex<Vec<String>>) {
+    use std::io::{Read, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Headers, then as many body bytes as Content-Length says.
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = base64(br#"{"alg":"none"}"#, true);
+    let claims = format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600);
+    let jwt = format!("{header}.{}.", base64(claims.as_bytes(), true));
+    let body = format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if let Ok(mut l) = log.lock() {
+        l.push(String::from_utf8_lossy(&request).to_string());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -355,14 +361,15 @@ async fn oauthbearer_tokens_from_an_oidc_endpoint_carry_comments_through() {
     let basic = base64(format!("moderato-client:{secret}").as_bytes(), false);
     assert!(!seen.is_empty(), "the token endpoint was asked");
     assert!(
-        seen.iter().all(|r| r.starts_with("POST ")
+        seen.iter().all(|r| r.starts_with("POST /oauth2/token ")
             && r.contains("grant_type=client_credentials")
             && r.contains(&format!("Basic {basic}"))),
         "{seen:?}"
     );
+    let log = serve.log_text();
     assert!(
-        !serve.log_text().contains(secret),
-        "the secret is never logged"
+        !log.contains(secret) && !log.contains(&basic),
+        "the secret is never logged, plain or encoded"
     );
 }
 

@@ -11,7 +11,10 @@ use crate::features;
 pub struct Contribution {
     /// The n-grams that hash to this feature (character n-grams as is, word n-grams in brackets).
     pub ngrams: Vec<String>,
-    /// TF-IDF value times weight: its exact addition to the head's raw score for the class.
+    /// TF-IDF value times weight: its addition to the head's raw score for the class (for a
+    /// site with its own feature copy, the site weight divided by the site's Platt slope is
+    /// added, so the terms are in raw-score units; long comments are scored by their highest
+    /// chunk, which these whole-comment terms do not show).
     pub contribution: f32,
 }
 
@@ -56,7 +59,9 @@ pub fn explain(
     let script = crate::lang::script(text);
     let (_, (slope, _), _) = h.calibration(domain, script);
     let site = match h.kind {
-        HeadKind::Binary if slope != 0.0 => h.site_weights(domain, script),
+        // (A slope near 0 would blow the terms up: such a calibration flags by its weights
+        // alone, and they are left out rather than shown at a meaningless scale.)
+        HeadKind::Binary if slope.abs() > 1e-3 => h.site_weights(domain, script),
         _ => &[],
     };
     let mut terms: Vec<(u32, f32)> = values

@@ -1,4 +1,4 @@
-//! The model file format (version 1), little-endian throughout:
+//! The model file format (versions 1 and 2), little-endian throughout:
 //!
 //! ```text
 //! offset  size  content
@@ -16,6 +16,10 @@
 //! The table is stored exactly as it is scored (see `table`): a 2^20-bucket, 8-column model is
 //! 16 MB, and what was evaluated at training time is what loads. Loading checks magic, version,
 //! size and checksum before it parses anything, then checks the header against the table.
+//!
+//! Version 2 is version 1 with a site's own feature weights in some calibration
+//! (`Calibration::weights`, written by `moderato calibrate`). It is written only then, so that
+//! a build older than those weights refuses the file instead of scoring it without them.
 
 use std::path::Path;
 
@@ -29,8 +33,10 @@ use crate::features::FeaturizerConfig;
 
 /// Magic bytes at the start of every model file.
 pub const MAGIC: &[u8; 8] = b"MODERATO";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this build writes and reads (it reads 1 too).
+pub const FORMAT_VERSION: u32 = 2;
+/// The version of a file without site weights, which every build since version 1 reads.
+const PLAIN_VERSION: u32 = 1;
 /// The largest model file this build loads, in bytes (1 GiB: a 2^24-bucket table of 32
 /// columns); a larger file is refused before it is read.
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
@@ -62,8 +68,17 @@ pub fn to_bytes(model: &Model) -> (Vec<u8>, String) {
     let json = serde_json::to_vec(&header).unwrap_or_default();
     let table = model.table().data();
     let mut out = Vec::with_capacity(PREFIX + json.len() + 2 * table.len() + DIGEST);
+    let site_weights = model
+        .heads()
+        .iter()
+        .any(|h| h.calibrations.iter().any(|c| !c.weights.is_empty()));
+    let version = if site_weights {
+        FORMAT_VERSION
+    } else {
+        PLAIN_VERSION
+    };
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
     out.extend_from_slice(&(table.len() as u64).to_le_bytes());
@@ -140,7 +155,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
         return Err(truncated((PREFIX + DIGEST) as u64));
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
-    if version != FORMAT_VERSION {
+    if !(PLAIN_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(ModelError::Version {
             path: path_buf,
             found: version,

@@ -66,8 +66,11 @@ pub struct HeadReport {
     pub cv_macro_f1: Vec<(Rule, f64)>,
     /// The rule kept.
     pub chosen: Rule,
-    /// The calibration written (`None` for `pooled`).
+    /// The calibration written (`None` for `pooled`), without its site weights (they are in
+    /// the head's calibration; the model card keeps only their number).
     pub calibration: Option<Calibration>,
+    /// Number of site weights written (the `copy` rule; 0 for the others).
+    pub site_weights: usize,
 }
 
 /// Decisions by head: (text, label), the latest per text, from lines of `domain` or of none.
@@ -87,7 +90,7 @@ fn decisions(
         let Some(head) = model
             .heads()
             .iter()
-            .position(|h| h.name == line.head && h.kind == HeadKind::Binary)
+            .position(|h| h.name == line.head && h.kind == HeadKind::Binary && !h.conditioned())
         else {
             continue;
         };
@@ -239,6 +242,7 @@ pub fn calibrate(
             cv_macro_f1: Vec::new(),
             chosen: Rule::Pooled,
             calibration: None,
+            site_weights: 0,
         };
         if rows.len() < MIN_SLICE_ROWS || positives.min(negatives) < MIN_SLICE_CLASS {
             reports.push(report);
@@ -311,9 +315,12 @@ pub fn calibrate(
                 Some(copy.calibration(domain, (bias, pooled_platt), prior))
             }
         };
-        if let Some(c) = fitted {
+        if let Some(mut c) = fitted {
+            let weights = c.weights.len();
             if model.set_calibration(head, c.clone()).is_ok() {
+                c.weights.clear();
                 report.calibration = Some(c);
+                report.site_weights = weights;
             }
         }
         reports.push(report);
@@ -424,8 +431,14 @@ mod tests {
         assert_eq!(r.chosen, Rule::Copy, "{r:?}");
         let copy = r.cv_macro_f1.iter().find(|(k, _)| *k == Rule::Copy);
         assert!(copy.is_some_and(|(_, f)| *f > 0.95), "{r:?}");
-        let c = r.calibration.as_ref().expect("a calibration was written");
-        assert!(!c.weights.is_empty());
+        assert!(r.calibration.is_some() && r.site_weights > 0, "{r:?}");
+        let c = model.heads()[0]
+            .calibrations
+            .iter()
+            .find(|c| c.name == "zsite")
+            .cloned()
+            .expect("the site's calibration");
+        assert_eq!(c.weights.len(), r.site_weights);
         // A new comment with the word is flagged on the site, and only there.
         let flag = |m: &Model, domain: &str, scratch: &mut Scratch| {
             matches!(
@@ -454,6 +467,10 @@ mod tests {
         let (bytes, _) = crate::model::file::to_bytes(&model);
         let back = crate::model::file::from_bytes(&bytes, std::path::Path::new("site.model"))
             .expect("the file loads");
+        // Format version 2, which builds older than site weights refuse; a plain model stays 1.
+        assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+        let (plain, _) = crate::model::file::to_bytes(&fixtures::model());
+        assert_eq!(plain[8..12], 1u32.to_le_bytes());
         assert!(flag(&back, "zsite", &mut scratch));
         // A file whose site weights are out of order is refused, with what to do.
         let mut reversed = c.clone();

@@ -1,11 +1,14 @@
 //! A site's own feature copy, learned from its moderators' decisions: a logistic regression over
-//! the model's weighted n-gram features of the site's comments, beside the model's own logit
-//! (Daumé's feature augmentation, fit on the residual). Where the site's notion of abuse has
+//! the model's weighted n-gram features of the site's comments, with the model's own logit as
+//! one more feature (in the spirit of Daumé's feature augmentation: the site gets its own copy of
+//! the features, the model's opinion stays one input). Where the site's notion of abuse has
 //! words the training sets lack, a threshold cannot learn them; this can, from a few hundred
 //! decisions.
 //!
-//! The model's logit enters at a small scale, so that under the L2 penalty its weight is cheap
-//! and the fit starts from the model's opinion; the n-gram weights are paid for. The scale and
+//! The fit starts from zero and every weight is L2-penalized, the logit's too. The logit enters
+//! at a fifth of its scale, so its weight must be 5 to repeat the model: the penalty leans
+//! towards the decisions more than at unit scale (a grid found a half and a fifth about equal,
+//! a twentieth worse). The scale and
 //! `C` are what a grid over both favoured in a prototype on the skip-one models' logits: 300 and
 //! 1,000 decisions drawn from the train rows of OLID and of Al Jazeera, scored on 3,000 other
 //! train rows of the same set (no dev row read). `benches/newsite` measures the result.
@@ -44,7 +47,7 @@ pub struct Decisions<'a> {
 
 /// A fitted copy: `z = logit_weight · LOGIT_SCALE · logit + bias + Σ weight[bucket] · value`.
 #[derive(Clone, Debug)]
-pub struct Copy {
+pub struct SiteCopy {
     logit_weight: f64,
     bias: f64,
     weights: BTreeMap<u32, f64>,
@@ -54,7 +57,7 @@ pub struct Copy {
 
 impl Decisions<'_> {
     /// The copy fit on rows `picked`, with its threshold chosen on their out-of-fold scores.
-    pub fn fit(&self, picked: &[usize], seed: u64) -> Copy {
+    pub fn fit(&self, picked: &[usize], seed: u64) -> SiteCopy {
         let strata: Vec<u64> = picked.iter().map(|&i| u64::from(self.truth[i])).collect();
         let positives = strata.iter().filter(|&&s| s == 1).count();
         let k = THRESHOLD_FOLDS.min(positives.min(picked.len() - positives));
@@ -69,14 +72,14 @@ impl Decisions<'_> {
             }
         }
         let truth: Vec<bool> = picked.iter().map(|&i| self.truth[i]).collect();
-        Copy {
+        SiteCopy {
             threshold: best_macro_f1_threshold(&probs, &truth),
             ..self.solve(picked)
         }
     }
 
     /// The L2-regularized fit on rows `picked` (threshold 0.5).
-    fn solve(&self, picked: &[usize]) -> Copy {
+    fn solve(&self, picked: &[usize]) -> SiteCopy {
         // Column 0 is the logit; every bucket the rows hold gets the next free column.
         let mut columns: BTreeMap<u32, u32> = BTreeMap::new();
         for &i in picked {
@@ -100,7 +103,8 @@ impl Decisions<'_> {
             outputs: 1,
             dim,
         };
-        // A few hundred rows: one thread is quicker than spawning more, and reproducible.
+        // A few hundred rows: one loss-and-gradient thread is quicker than spawning more (the
+        // solver's sums are in a fixed order either way).
         let (w, _) = problem.solve(
             C,
             None,
@@ -109,7 +113,7 @@ impl Decisions<'_> {
                 ..Lbfgs::default()
             },
         );
-        Copy {
+        SiteCopy {
             logit_weight: w[0],
             bias: w[dim],
             weights: columns
@@ -121,7 +125,7 @@ impl Decisions<'_> {
     }
 }
 
-impl Copy {
+impl SiteCopy {
     /// `sigmoid(z)` of row `i` of `d`.
     pub fn probability(&self, d: &Decisions, i: usize) -> f32 {
         let mut z = self.logit_weight * f64::from(d.logits[i] * LOGIT_SCALE) + self.bias;
