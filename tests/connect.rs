@@ -1,7 +1,8 @@
 //! Connecting `moderato serve` to a cluster the way managed Kafka requires, against Apache Kafka
 //! (`scripts/broker`): SASL_SSL with SCRAM-SHA-512 and the broker's certificate verified, the
 //! password from the environment or a file; SASL_SSL with OAUTHBEARER tokens that librdkafka
-//! fetches from an OIDC token endpoint; and the start-up check, which stops the service
+//! fetches from an OIDC token endpoint (a refused client stops the start); and the start-up
+//! check, which stops the service
 //! with a clear message on a wrong password, an untrusted certificate, unreachable brokers or a
 //! missing topic instead of retrying quietly forever.
 
@@ -248,7 +249,10 @@ fn base64(bytes: &[u8], url: bool) -> String {
 /// A stand-in OIDC token endpoint (the client-credentials grant): every POST gets an unsigned
 /// JWT for `sub` valid for an hour, which the broker's unsecured validator accepts. Returns its
 /// URL and the requests it answered (their request lines and headers).
-fn token_endpoint(sub: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+fn token_endpoint(
+    sub: &'static str,
+    refuse: bool,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!(
         "http://{}/oauth2/token",
@@ -260,14 +264,20 @@ fn token_endpoint(sub: &'static str) -> (String, std::sync::Arc<std::sync::Mutex
         for stream in listener.incoming().flatten() {
             let log = log.clone();
             // One thread per connection, with a read timeout: a stalled client holds up no other.
-            std::thread::spawn(move || answer(stream, sub, &log));
+            std::thread::spawn(move || answer(stream, sub, refuse, &log));
         }
     });
     (url, seen)
 }
 
-/// Reads one token request from `stream` and answers it with an unsigned JWT for `sub`.
-fn answer(mut stream: std::net::TcpStream, sub: &str, log: &std::sync::Mutex<Vec<String>>) {
+/// Reads one token request from `stream` and answers it with an unsigned JWT for `sub`, or
+/// with 401 `invalid_client` when `refuse` (a wrong client secret).
+fn answer(
+    mut stream: std::net::TcpStream,
+    sub: &str,
+    refuse: bool,
+    log: &std::sync::Mutex<Vec<String>>,
+) {
     use std::io::{Read, Write};
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut request = Vec::new();
@@ -299,10 +309,20 @@ fn answer(mut stream: std::net::TcpStream, sub: &str, log: &std::sync::Mutex<Vec
     let header = base64(br#"{"alg":"none"}"#, true);
     let claims = format!(r#"{{"sub":"{sub}","iat":{now},"exp":{}}}"#, now + 3600);
     let jwt = format!("{header}.{}.", base64(claims.as_bytes(), true));
-    let body = format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#);
+    let (status, body) = if refuse {
+        (
+            "401 Unauthorized",
+            r#"{"error":"invalid_client"}"#.to_string(),
+        )
+    } else {
+        (
+            "200 OK",
+            format!(r#"{{"access_token":"{jwt}","token_type":"bearer","expires_in":3600}}"#),
+        )
+    };
     let _ = write!(
         stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
     );
@@ -311,13 +331,10 @@ fn answer(mut stream: std::net::TcpStream, sub: &str, log: &std::sync::Mutex<Vec
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauthbearer_tokens_from_an_oidc_endpoint_carry_comments_through() {
-    let broker = Broker::start();
-    create_topics(&broker, 1).await;
-    let (url, requests) = token_endpoint("moderato");
-    let secret = "client-secret-7781";
-    let args: Vec<String> = [
+/// The `-X` arguments of an OAUTHBEARER client of the broker that fetches its tokens from the
+/// OIDC endpoint `url` (the client secret comes from the environment).
+fn oidc_args(broker: &Broker, url: &str) -> Vec<String> {
+    [
         "security.protocol=SASL_SSL".to_string(),
         "sasl.mechanism=OAUTHBEARER".to_string(),
         "sasl.oauthbearer.method=oidc".to_string(),
@@ -328,7 +345,52 @@ async fn oauthbearer_tokens_from_an_oidc_endpoint_carry_comments_through() {
     ]
     .into_iter()
     .flat_map(|p| ["-X".to_string(), p])
-    .collect();
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_oidc_client_stops_the_start() {
+    let broker = Broker::start();
+    create_topics(&broker, 1).await;
+    let (url, requests) = token_endpoint("moderato", true);
+    let serve = Serve::start_on(
+        &broker,
+        &broker.sasl_brokers,
+        &unique("oidc-refused"),
+        "oidc-refused",
+        &refs(&oidc_args(&broker, &url)),
+        &[(
+            "MODERATO_LIBRDKAFKA__SASL_OAUTHBEARER_CLIENT_SECRET",
+            "wrong-secret-5512",
+        )],
+    );
+    let log = refused(serve);
+    assert!(
+        log.contains(&format!(
+            "authentication failed against {}",
+            broker.sasl_brokers
+        )),
+        "{log}"
+    );
+    assert!(
+        log.contains("invalid_client"),
+        "the endpoint's answer: {log}"
+    );
+    assert!(
+        log.contains("check sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret"),
+        "{log}"
+    );
+    assert!(requests.lock().is_ok_and(|r| !r.is_empty()), "it asked");
+    assert!(!log.contains("wrong-secret-5512"), "no secret in the log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_tokens_from_an_oidc_endpoint_carry_comments_through() {
+    let broker = Broker::start();
+    create_topics(&broker, 1).await;
+    let (url, requests) = token_endpoint("moderato", false);
+    let secret = "client-secret-7781";
+    let args = oidc_args(&broker, &url);
     let mut serve = Serve::start_on(
         &broker,
         &broker.sasl_brokers,

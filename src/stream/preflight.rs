@@ -19,16 +19,14 @@ use super::config::ServeConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
     /// The brokers refused the SASL credentials.
-    #[error(
-        "authentication failed against {brokers}: {reason}; check sasl.username and \
-         sasl.password (MODERATO_LIBRDKAFKA__SASL_PASSWORD or -X sasl.password=@FILE), and that \
-         sasl.mechanism matches the cluster's (e.g. SCRAM-SHA-512 or PLAIN)"
-    )]
+    #[error("authentication failed against {brokers}: {reason}; {hint}")]
     Authentication {
         /// The bootstrap servers.
         brokers: String,
         /// librdkafka's description (it holds no secret).
         reason: String,
+        /// What to check, for the configured `sasl.mechanism`.
+        hint: &'static str,
     },
     /// The TLS handshake failed, e.g. the broker's certificate is not trusted.
     #[error(
@@ -207,7 +205,11 @@ pub fn check(cfg: &ServeConfig) -> Result<(), PreflightError> {
                 let brokers = cfg.brokers.clone();
                 return Err(match code {
                     RDKafkaErrorCode::SSL => PreflightError::Tls { brokers, reason },
-                    _ => PreflightError::Authentication { brokers, reason },
+                    _ => PreflightError::Authentication {
+                        brokers,
+                        reason,
+                        hint: credentials_hint(cfg),
+                    },
                 });
             }
             let now = Instant::now();
@@ -265,6 +267,23 @@ pub fn check(cfg: &ServeConfig) -> Result<(), PreflightError> {
 }
 
 /// What the client's context has seen so far (empty if its lock is poisoned).
+/// What to check when the brokers refuse the credentials of `cfg`'s `sasl.mechanism`.
+fn credentials_hint(cfg: &ServeConfig) -> &'static str {
+    let oauth = cfg
+        .client_properties("producer")
+        .into_iter()
+        .any(|(k, v)| k == "sasl.mechanism" && v.eq_ignore_ascii_case("OAUTHBEARER"));
+    if oauth {
+        "check sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret \
+         (MODERATO_LIBRDKAFKA__SASL_OAUTHBEARER_CLIENT_SECRET or -X \
+         sasl.oauthbearer.client.secret=@FILE) and sasl.oauthbearer.token.endpoint.url"
+    } else {
+        "check sasl.username and sasl.password (MODERATO_LIBRDKAFKA__SASL_PASSWORD or -X \
+         sasl.password=@FILE), and that sasl.mechanism matches the cluster's (e.g. \
+         SCRAM-SHA-512 or PLAIN)"
+    }
+}
+
 fn watched(client: &BaseProducer<Watch>) -> Seen {
     client
         .context()
