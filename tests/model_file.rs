@@ -301,8 +301,8 @@ fn other_format_version_is_refused_naming_both_versions() {
         "names the file's version: {msg}"
     );
     assert!(
-        msg.contains(&format!("version {FORMAT_VERSION}")),
-        "names the supported version: {msg}"
+        msg.contains(&format!("versions 1 to {FORMAT_VERSION}")),
+        "names the supported versions: {msg}"
     );
     assert!(msg.contains("retrain"), "says what to do: {msg}");
 }
