@@ -16,18 +16,61 @@ use common::kafka::{collect, comment, create_topics, produce, unique, Broker, Se
 /// 30 s leaves room for a loaded machine.
 const START_BOUND: Duration = Duration::from_secs(30);
 
-/// The `-X` arguments of a SASL_SSL client of the broker, without the password.
+/// The `-X` arguments of a client of the broker's SASL_SSL listener, verifying its certificate,
+/// with the mechanism's own `properties`.
+fn sasl_ssl_args(broker: &Broker, properties: Vec<String>) -> Vec<String> {
+    ["security.protocol=SASL_SSL".to_string()]
+        .into_iter()
+        .chain(properties)
+        .chain([
+            format!("ssl.ca.location={}", broker.ca.display()),
+            "ssl.endpoint.identification.algorithm=https".to_string(),
+        ])
+        .flat_map(|p| ["-X".to_string(), p])
+        .collect()
+}
+
+/// The `-X` arguments of a SCRAM-SHA-512 client of the broker, without the password.
 fn sasl_args(broker: &Broker) -> Vec<String> {
-    [
-        "security.protocol=SASL_SSL".to_string(),
-        "sasl.mechanism=SCRAM-SHA-512".to_string(),
-        format!("sasl.username={}", broker.sasl_user),
-        format!("ssl.ca.location={}", broker.ca.display()),
-        "ssl.endpoint.identification.algorithm=https".to_string(),
-    ]
-    .into_iter()
-    .flat_map(|p| ["-X".to_string(), p])
-    .collect()
+    sasl_ssl_args(
+        broker,
+        vec![
+            "sasl.mechanism=SCRAM-SHA-512".to_string(),
+            format!("sasl.username={}", broker.sasl_user),
+        ],
+    )
+}
+
+/// Starts `serve` on the SASL_SSL listener with credentials the brokers (or the token endpoint)
+/// refuse, waits for the refused start, and checks that it names the authentication failure
+/// and `hint`, and never the `secret`; returns the log.
+fn authentication_refused(
+    broker: &Broker,
+    name: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    secret: &str,
+    hint: &str,
+) -> String {
+    let serve = Serve::start_on(
+        broker,
+        &broker.sasl_brokers,
+        &unique(name),
+        name,
+        &refs(args),
+        env,
+    );
+    let log = refused(serve);
+    assert!(
+        log.contains(&format!(
+            "authentication failed against {}",
+            broker.sasl_brokers
+        )),
+        "{log}"
+    );
+    assert!(log.contains(hint), "{log}");
+    assert!(!log.contains(secret), "no secret in the log");
+    log
 }
 
 fn refs(v: &[String]) -> Vec<&str> {
@@ -128,29 +171,13 @@ async fn a_wrong_password_stops_the_start_naming_the_authentication_failure() {
     std::fs::write(&file, "not-the-password-0451\n").expect("write");
     let mut args = sasl_args(&broker);
     args.extend(["-X".into(), format!("sasl.password=@{}", file.display())]);
-    let serve = Serve::start_on(
+    authentication_refused(
         &broker,
-        &broker.sasl_brokers,
-        &unique("wrong"),
         "wrong",
-        &refs(&args),
+        &args,
         &[],
-    );
-    let log = refused(serve);
-    assert!(
-        log.contains(&format!(
-            "authentication failed against {}",
-            broker.sasl_brokers
-        )),
-        "{log}"
-    );
-    assert!(
-        log.contains("check sasl.username and sasl.password"),
-        "{log}"
-    );
-    assert!(
-        !log.contains("not-the-password-0451"),
-        "no secret in the log"
+        "not-the-password-0451",
+        "check sasl.username and sasl.password",
     );
 }
 
@@ -334,18 +361,15 @@ fn answer(
 /// The `-X` arguments of an OAUTHBEARER client of the broker that fetches its tokens from the
 /// OIDC endpoint `url` (the client secret comes from the environment).
 fn oidc_args(broker: &Broker, url: &str) -> Vec<String> {
-    [
-        "security.protocol=SASL_SSL".to_string(),
-        "sasl.mechanism=OAUTHBEARER".to_string(),
-        "sasl.oauthbearer.method=oidc".to_string(),
-        "sasl.oauthbearer.client.id=moderato-client".to_string(),
-        format!("sasl.oauthbearer.token.endpoint.url={url}"),
-        format!("ssl.ca.location={}", broker.ca.display()),
-        "ssl.endpoint.identification.algorithm=https".to_string(),
-    ]
-    .into_iter()
-    .flat_map(|p| ["-X".to_string(), p])
-    .collect()
+    sasl_ssl_args(
+        broker,
+        vec![
+            "sasl.mechanism=OAUTHBEARER".to_string(),
+            "sasl.oauthbearer.method=oidc".to_string(),
+            "sasl.oauthbearer.client.id=moderato-client".to_string(),
+            format!("sasl.oauthbearer.token.endpoint.url={url}"),
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,35 +377,22 @@ async fn a_refused_oidc_client_stops_the_start() {
     let broker = Broker::start();
     create_topics(&broker, 1).await;
     let (url, requests) = token_endpoint("moderato", true);
-    let serve = Serve::start_on(
+    let log = authentication_refused(
         &broker,
-        &broker.sasl_brokers,
-        &unique("oidc-refused"),
         "oidc-refused",
-        &refs(&oidc_args(&broker, &url)),
+        &oidc_args(&broker, &url),
         &[(
             "MODERATO_LIBRDKAFKA__SASL_OAUTHBEARER_CLIENT_SECRET",
             "wrong-secret-5512",
         )],
-    );
-    let log = refused(serve);
-    assert!(
-        log.contains(&format!(
-            "authentication failed against {}",
-            broker.sasl_brokers
-        )),
-        "{log}"
+        "wrong-secret-5512",
+        "check sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret",
     );
     assert!(
         log.contains("invalid_client"),
         "the endpoint's answer: {log}"
     );
-    assert!(
-        log.contains("check sasl.oauthbearer.client.id, sasl.oauthbearer.client.secret"),
-        "{log}"
-    );
     assert!(requests.lock().is_ok_and(|r| !r.is_empty()), "it asked");
-    assert!(!log.contains("wrong-secret-5512"), "no secret in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
