@@ -1,21 +1,119 @@
 //! Exact explanations: a linear head's score is a sum of one term per hashed feature, so the
 //! n-grams behind the largest terms are precisely why a comment was flagged.
+//!
+//! The terms come from the scoring path itself (`Model::each_part` and
+//! `Model::score_counts`): for a long comment they are those of the sentence chunk whose score
+//! won, as the score was pooled, so they sum to the score that was reported.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{HeadKind, Model};
-use crate::features;
+use super::{HeadKind, Model, Scratch};
 
 /// One feature's share of a head's raw score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Contribution {
     /// The n-grams that hash to this feature (character n-grams as is, word n-grams in brackets).
     pub ngrams: Vec<String>,
-    /// TF-IDF value times weight: its addition to the head's raw score for the class (for a
-    /// site with its own feature copy, the site weight divided by the site's Platt slope is
-    /// added, so the terms are in raw-score units; long comments are scored by their highest
-    /// chunk, which these whole-comment terms do not show).
+    /// TF-IDF value times weight: its addition to the head's raw score for the class. For a
+    /// long comment these are the terms of the part its score came from (the highest-scoring
+    /// sentence chunk, or the whole comment). For a site with its own feature copy, the site
+    /// weight divided by the site's Platt slope is added, so the terms are in raw-score units.
     pub contribution: f32,
+}
+
+/// Every term of one head's raw score for one comment, as it was scored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Terms {
+    /// `(bucket, contribution)` for every feature with a term, in bucket order.
+    pub terms: Vec<(u32, f32)>,
+    /// The head's bias for the class, plus a binary head's calibration bias: `Σ terms + bias`
+    /// is the raw score, and for a binary head `platt(Σ terms + bias, platt)` is its score.
+    pub bias: f32,
+    /// A binary head's Platt parameters as scored (the domain's or script's calibration).
+    pub platt: (f32, f32),
+    /// The sentence chunk the terms come from (`chunks(text, CHUNK_CHARS)[i]`); `None`: the
+    /// whole comment.
+    pub chunk: Option<usize>,
+}
+
+/// Every term of head `head`'s raw score towards class `class` (0 for a binary head), with
+/// `target` the index of the target of a conditioned head and `domain` the comment's site.
+pub fn terms(
+    model: &Model,
+    text: &str,
+    head: usize,
+    class: usize,
+    target: Option<usize>,
+    domain: Option<&str>,
+) -> Terms {
+    let h = &model.heads()[head];
+    let binary = h.kind == HeadKind::Binary;
+    let col = h.column + if binary { 0 } else { class };
+    let table = model.table();
+    let featurizer = model.featurizer();
+    // The part whose column scored highest, as `Model::prepare` pools a binary head (the first
+    // of equal ones: their sums are equal); a multiclass head is scored on the whole comment.
+    let mut scratch = Scratch::default();
+    let mut scores = Vec::new();
+    let (mut best, mut chunk, mut part_values) = (None, None, Vec::new());
+    model.each_part(text, &mut scratch, |part, s| {
+        if !binary && part.is_some() {
+            return;
+        }
+        model.score_counts(s, &mut scores);
+        let score = scores.get(col).copied().unwrap_or(0.0);
+        if best.is_none_or(|b| score > b) {
+            (best, chunk) = (Some(score), part);
+            part_values.clone_from(&s.values);
+        }
+    });
+    // `scratch.values` now holds the whole comment's features: what crossed copies and site
+    // weights multiply.
+    let whole = &scratch.values;
+    // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
+    let (key, (shared, own)) = match target {
+        Some(t) => (Some(model.target_key(head, t)), h.domain_scales),
+        None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
+        None => (None, (1.0, 1.0)),
+    };
+    let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
+    for &(b, v) in &part_values {
+        *sum.entry(b).or_default() += v * table.get(b, col) * shared;
+    }
+    if let Some(k) = key {
+        for &(b, v) in whole {
+            *sum.entry(b).or_default() += v * table.get(featurizer.cross(b, k), col) * own;
+        }
+    }
+    let bias_at = target.unwrap_or(0) * h.outputs();
+    let mut bias = h.bias.get(bias_at + class).copied().unwrap_or(0.0);
+    let mut platt = h.platt;
+    if binary {
+        let entry = h.calibration_entry(domain, crate::lang::script(text));
+        let (cal_bias, (a, b), _) = h.parts(entry);
+        bias += cal_bias;
+        platt = (a, b);
+        // A site's own feature copy (`moderato calibrate`) adds its weights to the Platt
+        // intercept; divided by the Platt slope they are in the raw score's units. (A slope
+        // near 0 would blow the terms up: such a calibration flags by its weights alone, and
+        // they are left out rather than shown at a meaningless scale.)
+        let site = entry.map_or(&[][..], |c| c.weights.as_slice());
+        if a.abs() > 1e-3 {
+            for &(b, v) in whole {
+                if let Ok(i) = site.binary_search_by_key(&b, |s| s.0) {
+                    *sum.entry(b).or_default() += v * site[i].1 / a;
+                }
+            }
+        }
+    }
+    Terms {
+        terms: sum.into_iter().collect(),
+        bias,
+        platt,
+        chunk,
+    }
 }
 
 /// The `top` features that push head `head` hardest towards class `class` (0 for a binary head),
@@ -29,64 +127,27 @@ pub fn explain(
     domain: Option<&str>,
     top: usize,
 ) -> Vec<Contribution> {
-    let featurizer = model.featurizer();
-    let h = &model.heads()[head];
-    let col = h.column
-        + match h.kind {
-            HeadKind::Binary => 0,
-            HeadKind::Multiclass => class,
-        };
-    let table = model.table();
-    let mut scratch = features::Scratch::default();
-    featurizer.count(text, &mut scratch);
-    let cfg = featurizer.config();
-    let mut values = Vec::new();
-    features::weigh(
-        &scratch.features,
-        |b| model.idf(b),
-        cfg.sublinear_tf,
-        cfg.block_norm,
-        &mut values,
-    );
-    // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
-    let (key, (shared, own)) = match target {
-        Some(t) => (Some(model.target_key(head, t)), h.domain_scales),
-        None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
-        None => (None, (1.0, 1.0)),
-    };
-    // A site's own feature copy (`moderato calibrate`) adds its weights to the Platt intercept;
-    // divided by the Platt slope they are in the raw score's units.
-    let script = crate::lang::script(text);
-    let (_, (slope, _), _) = h.calibration(domain, script);
-    let site = match h.kind {
-        // (A slope near 0 would blow the terms up: such a calibration flags by its weights
-        // alone, and they are left out rather than shown at a meaningless scale.)
-        HeadKind::Binary if slope.abs() > 1e-3 => h.site_weights(domain, script),
-        _ => &[],
-    };
-    let mut terms: Vec<(u32, f32)> = values
-        .iter()
-        .map(|&(b, v)| {
-            let mut w = table.get(b, col) * shared;
-            if let Some(k) = key {
-                w += table.get(featurizer.cross(b, k), col) * own;
-            }
-            if let Ok(i) = site.binary_search_by_key(&b, |s| s.0) {
-                w += site[i].1 / slope;
-            }
-            (b, v * w)
-        })
-        .collect();
+    let all = terms(model, text, head, class, target, domain);
+    let mut terms = all.terms;
     // For a binary head a positive raw score means "flag" only through Platt's negative slope;
     // rank by the direction that raises the calibrated probability.
-    let sign = if h.kind == HeadKind::Binary && slope > 0.0 {
+    let binary = model.heads()[head].kind == HeadKind::Binary;
+    let sign = if binary && all.platt.0 > 0.0 {
         -1.0
     } else {
         1.0
     };
     terms.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
     terms.truncate(top);
-    let grams = featurizer.grams(text);
+    // The n-grams of the part the terms come from, and of the whole comment (crossed copies
+    // and site weights read its features).
+    let featurizer = model.featurizer();
+    let mut grams = featurizer.grams(text);
+    if let Some(i) = all.chunk {
+        if let Some(piece) = super::chunks(text, super::CHUNK_CHARS).get(i) {
+            grams.extend(featurizer.grams(piece));
+        }
+    }
     terms
         .into_iter()
         .map(|(bucket, contribution)| {
@@ -103,4 +164,98 @@ pub fn explain(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{file, platt, HeadOutcome, CHUNK_CHARS, LONG_COMMENT};
+
+    /// `ln(p / (1 - p))`, in f64 so a score near 0 or 1 keeps its digits.
+    fn logit(p: f32) -> f64 {
+        let p = f64::from(p);
+        (p / (1.0 - p)).ln()
+    }
+
+    #[test]
+    fn the_terms_of_a_long_comment_sum_to_the_logit_of_its_reported_score() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model");
+        let model = file::load(&path).expect("the shipped default model");
+        // A 2,000-character comment: polite reporting, then one insulting sentence (the chunk
+        // that wins the long-comment rule), then more polite text.
+        let polite =
+            "Thanks for the thorough reporting on the council budget, it was a good read. ";
+        let insult = "You are a complete idiot and a disgusting liar, shut up. ";
+        let mut text = polite.repeat(12);
+        text.push_str(insult);
+        while text.chars().count() < 2_000 {
+            text.push_str(polite);
+        }
+        assert!(text.chars().count() >= 2_000 && text.chars().count() > LONG_COMMENT);
+        let outcomes = model.score(&text, None, &mut Scratch::default());
+        let mut checked = 0;
+        for (hi, outcome) in outcomes.iter().enumerate() {
+            let HeadOutcome::Binary { score, .. } = *outcome else {
+                continue;
+            };
+            let t = terms(&model, &text, hi, 0, None, None);
+            let raw = t.terms.iter().map(|&(_, c)| c).sum::<f32>() + t.bias;
+            let (a, b) = t.platt;
+            // platt(x) = 1 / (1 + e^(a·x + b)), so its logit is −(a·x + b).
+            let want = logit(score);
+            let got = -(f64::from(a) * f64::from(raw) + f64::from(b));
+            let head = &model.heads()[hi].name;
+            assert!(
+                (got - want).abs() < 1e-3 * want.abs().max(1.0),
+                "{head}: terms give logit {got}, the reported score {score} has {want}"
+            );
+            assert!((platt(raw, t.platt) - score).abs() < 1e-4, "{head}");
+            if head == "offensive" {
+                let chunk = t.chunk.expect("a chunk, not the whole comment, wins");
+                let chunks = crate::model::chunks(&text, CHUNK_CHARS);
+                assert!(chunks[chunk].contains("idiot"), "{:?}", chunks[chunk]);
+                let top = explain(&model, &text, hi, 0, None, None, 5);
+                assert!(
+                    top.iter()
+                        .flat_map(|c| &c.ngrams)
+                        .any(|g| g.contains("idiot")),
+                    "{top:?}"
+                );
+            }
+            checked += 1;
+        }
+        assert!(
+            checked >= 3,
+            "the default model's binary heads were checked"
+        );
+    }
+
+    #[test]
+    fn the_terms_of_a_stance_head_sum_to_its_raw_score_for_each_class() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model");
+        let model = file::load(&path).expect("the shipped default model");
+        let text = "Hillary Clinton will make a great president, she has my vote. ".repeat(10);
+        let outcomes = model.score(&text, Some("Hillary Clinton"), &mut Scratch::default());
+        let (hi, probs, target) = outcomes
+            .iter()
+            .enumerate()
+            .find_map(|(hi, o)| match o {
+                HeadOutcome::Multiclass { probs, target, .. } => Some((hi, probs, *target)),
+                _ => None,
+            })
+            .expect("the stance head scores the Clinton target");
+        let head = &model.heads()[hi];
+        let raw: Vec<f32> = (0..head.classes.len())
+            .map(|k| {
+                let t = terms(&model, &text, hi, k, target, None);
+                assert_eq!(t.chunk, None, "stance is scored on the whole comment");
+                t.terms.iter().map(|&(_, c)| c).sum::<f32>() + t.bias
+            })
+            .collect();
+        let mut want = Vec::new();
+        head.probabilities(&raw, &mut want);
+        for (w, p) in want.iter().zip(probs) {
+            assert!((w - p).abs() < 1e-4, "{want:?} against {probs:?}");
+        }
+    }
 }

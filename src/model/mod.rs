@@ -176,12 +176,6 @@ impl Head {
         })
     }
 
-    /// The site weights of the calibration [`Head::calibration`] picks (empty for most).
-    pub fn site_weights(&self, domain: Option<&str>, script: crate::lang::Script) -> &[(u32, f32)] {
-        self.calibration_entry(domain, script)
-            .map_or(&[], |c| c.weights.as_slice())
-    }
-
     /// The base rate the calibration [`Head::calibration`] picks is calibrated to.
     pub fn calibration_prior(
         &self,
@@ -706,15 +700,39 @@ impl Model {
     /// Featurizes a comment into `scratch.base` (the whole comment), and returns the maximum
     /// over its sentence chunks per column when it is long (empty otherwise).
     fn prepare(&self, text: &str, scratch: &mut Scratch) -> Vec<f32> {
+        let mut chunk_max: Vec<f32> = Vec::new();
+        let mut scores = std::mem::take(&mut scratch.base);
+        self.each_part(text, scratch, |part, scratch| {
+            self.score_counts(scratch, &mut scores);
+            if part.is_some() && chunk_max.is_empty() {
+                chunk_max = scores.clone();
+            }
+            for (m, c) in chunk_max.iter_mut().zip(&scores) {
+                *m = m.max(*c);
+            }
+        });
+        // The whole comment is the last part, so `scores` holds its columns.
+        scratch.base = scores;
+        chunk_max
+    }
+
+    /// Counts every part of `text` a binary head is scored by into `scratch.features`, and calls
+    /// `visit` after each: the sentence chunks of a long comment (`Some(i)`), then the whole
+    /// comment (`None`, always last, so the scratch ends up holding its features for the
+    /// crossed copies). [`Model::prepare`] scores them; `explain` finds the one a head's score
+    /// came from.
+    fn each_part(
+        &self,
+        text: &str,
+        scratch: &mut Scratch,
+        mut visit: impl FnMut(Option<usize>, &mut Scratch),
+    ) {
         // Long comments (a paragraph, not a tweet): a binary head also scores every
         // sentence-sized chunk and keeps the highest score, so one hateful sentence in a long
         // prayer is not averaged away by L2 normalization. (Crossed copies — a target's or a
         // known domain's — are added for the whole comment only.)
-        let mut chunk_max = Vec::new();
-        let mut base = std::mem::take(&mut scratch.base);
         if text.chars().count() > LONG_COMMENT {
             let pieces = chunks(text, CHUNK_CHARS);
-            let mut chunk_scores = Vec::new();
             // Normally the text is normalized and hashed once, and each chunk counts its slice
             // of the text's n-grams (the same counts as featurizing it alone, in the same
             // order, so the same scores to the bit): this halved the featurizing of a long
@@ -728,15 +746,8 @@ impl Model {
                 } else {
                     self.featurizer.count(chunk, &mut scratch.features);
                 }
-                self.score_counts(scratch, &mut chunk_scores);
-                if chunk_max.is_empty() {
-                    chunk_max = chunk_scores.clone();
-                }
-                for (m, c) in chunk_max.iter_mut().zip(&chunk_scores) {
-                    *m = m.max(*c);
-                }
+                visit(Some(i), scratch);
             }
-            // The whole comment last, so the scratch holds its features for the target pass.
             if hashed {
                 self.featurizer.count_hashed(&mut scratch.features);
             } else {
@@ -745,12 +756,7 @@ impl Model {
         } else {
             self.featurizer.count(text, &mut scratch.features);
         }
-        self.score_counts(scratch, &mut base);
-        for (m, b) in chunk_max.iter_mut().zip(&base) {
-            *m = m.max(*b);
-        }
-        scratch.base = base;
-        chunk_max
+        visit(None, scratch);
     }
 
     /// Head `hi`'s raw scores (bias included) into `raw`, after [`Model::prepare`]; the target
