@@ -38,21 +38,24 @@ COPY Cargo.toml Cargo.lock ./
 COPY deploy/cargo-stub-targets.sh /usr/local/bin/cargo-stub-targets.sh
 RUN set -eux; \
     sh /usr/local/bin/cargo-stub-targets.sh > /tmp/stubs; \
-    cargo build --release --locked; \
+    cargo build --release --locked --no-default-features --features service; \
     xargs rm -f < /tmp/stubs
 
+# Without the default `embedded-model` feature: the image carries the model as a file
+# (MODERATO_MODEL below), which a mounted newer model replaces and `serve` hot-reloads.
 # The real sources. src/cli/demo.rs embeds examples/comments.jsonl with include_str!, so
 # examples/ is a build input; benches/ must be there for the manifest (benches/peers is
 # kept out by .dockerignore), and targets kept out of the context (tests/) get stubs again.
 # The sources are touched so cargo rebuilds the crate even when the copied files are older
 # than the stub build above.
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
 RUN set -eux; \
     sh /usr/local/bin/cargo-stub-targets.sh; \
-    find src -name '*.rs' -exec touch {} +; \
-    cargo build --release --locked; \
+    find src -name '*.rs' -exec touch build.rs {} +; \
+    cargo build --release --locked --no-default-features --features service; \
     install -D -m 0755 target/release/moderato /out/moderato
 
 # ---------------------------------------------------------------------------------------
@@ -62,7 +65,7 @@ FROM debian:bookworm-slim
 
 LABEL org.opencontainers.image.title="moderato" \
       org.opencontainers.image.description="Streaming stance and toxicity classifier for reader comments" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.licenses="(MIT OR Apache-2.0) AND LicenseRef-moderato-model-weights"
 
 # Runtime libraries: libc, libgcc_s, libm and libz.so.1 are in bookworm-slim; libssl3
 # (libssl.so.3, libcrypto.so.3), libsasl2-2 (libsasl2.so.2) and libcurl4 (libcurl.so.4) are not. The GSSAPI plugin

@@ -207,6 +207,7 @@ impl InputError {
 }
 
 /// A failure of the streaming service that stops it (bad input never does: it is dead-lettered).
+#[cfg(feature = "service")]
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
     /// The service settings are unusable.

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod classify;
+pub mod clock;
 pub mod error;
 pub mod eval;
 pub mod features;
@@ -28,11 +29,14 @@ pub mod fuzz;
 pub mod lang;
 pub mod model;
 pub mod normalize;
+#[cfg(feature = "service")]
 pub mod perspective;
 pub mod plot;
 pub mod policy;
 pub mod record;
+#[cfg(feature = "service")]
 pub mod serve;
+#[cfg(feature = "service")]
 pub mod stream;
 pub mod train;
 

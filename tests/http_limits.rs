@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{comment, free_port, produce, Broker};
 use common::{http_get, wait_for, KillOnDrop};
+use moderato::clock::now;
 use moderato::serve::drift::DriftConfig;
 use moderato::serve::http::{router, App};
-use moderato::serve::live::{now, Item, Live};
+use moderato::serve::live::{Item, Live};
 use moderato::serve::{serve_on, HttpLimits, Telemetry};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

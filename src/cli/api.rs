@@ -85,8 +85,8 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("--public-url {url:?} must start with http:// or https://");
         }
     }
-    let path = super::model_path(a.model.as_deref())?;
-    let model = super::load_model(Some(&path))?;
+    let source = super::ModelSource::find(a.model.as_deref())?;
+    let model = source.load()?;
     let attributes = Attributes::new(&a.attribute);
     attributes
         .check(&model)
@@ -96,7 +96,10 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
         let mut telemetry = Telemetry::new(live, true);
         telemetry.health.needs_kafka = false;
         let telemetry = Arc::new(telemetry);
-        let slot = Arc::new(ModelSlot::new(model, Some(path)));
+        let slot = Arc::new(ModelSlot::new(
+            model,
+            source.file().map(std::path::Path::to_path_buf),
+        ));
         let _ = telemetry.health.model.set(Arc::clone(&slot));
         let mut app = App::new(
             Arc::clone(&telemetry),

@@ -68,7 +68,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
         model: a.model.clone(),
         ..cfg
     };
-    let path = super::model_path(cfg.model.as_deref())?;
+    let source = super::ModelSource::find(cfg.model.as_deref())?;
     let cfg = ServeConfig {
         http: match a.http.as_str() {
             "off" => None,
@@ -87,12 +87,16 @@ pub fn run(a: DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(addr) = cfg.http {
         println!("  dashboard: http://{addr}/   metrics: http://{addr}/metrics\n");
     }
-    let code = super::runtime()?.block_on(demo(cfg, path, a))?;
+    let code = super::runtime()?.block_on(demo(cfg, source, a))?;
     drop(broker);
     Ok(code)
 }
 
-async fn demo(cfg: ServeConfig, model: PathBuf, a: DemoArgs) -> anyhow::Result<ExitCode> {
+async fn demo(
+    cfg: ServeConfig,
+    model: super::ModelSource,
+    a: DemoArgs,
+) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(super::serve::serve(cfg.clone(), model, async move {
         let _ = stop_rx.await;

@@ -5,15 +5,18 @@ mod calibrate;
 mod classify;
 mod demo;
 mod eval;
+mod model_source;
 mod monitor;
 mod serve;
 mod train;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use model_source::ModelSource;
 
 /// Exit status of a runtime error (a usage error exits 2, from clap).
 pub const EXIT_RUNTIME: u8 = 1;
@@ -114,40 +117,9 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
-/// Where the shipped default model is looked for when `--model` is not given.
-pub fn default_model_candidates() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(p) = std::env::var("MODERATO_MODEL") {
-        v.push(PathBuf::from(p));
-    }
-    v.push(PathBuf::from("models/default.model"));
-    if let Ok(exe) = std::env::current_exe() {
-        // target/release/moderato → repository root.
-        if let Some(root) = exe.parent().and_then(Path::parent).and_then(Path::parent) {
-            v.push(root.join("models/default.model"));
-        }
-    }
-    v.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.model"));
-    v
-}
-
-/// `--model`, or the first default-model candidate that exists.
-pub fn model_path(path: Option<&Path>) -> anyhow::Result<PathBuf> {
-    match path {
-        Some(p) => Ok(p.to_path_buf()),
-        None => default_model_candidates()
-            .into_iter()
-            .find(|p| p.exists())
-            .context("no --model given and no models/default.model found; train one with `moderato train --config training/default.toml`"),
-    }
-}
-
-/// Loads `--model`, or the default model from the first candidate that exists.
+/// Loads `--model`, or the default model from where [`ModelSource::find`] finds it.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<moderato::Model> {
-    let path = model_path(path)?;
-    let model = moderato::model::file::load(&path)?;
-    tracing::info!(path = %path.display(), name = %model.info.name, version = %model.info.version, "model loaded");
-    Ok(model)
+    ModelSource::find(path)?.load()
 }
 
 /// The async runtime of `serve` and `demo`: enough workers that a rebalance callback, which

@@ -77,8 +77,8 @@ pub fn run(a: ServeArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let cfg = settings.resolve()?;
-    let path = super::model_path(cfg.model.as_deref())?;
-    let summary = super::runtime()?.block_on(serve(cfg, path, super::stop_signal()))?;
+    let source = super::ModelSource::find(cfg.model.as_deref())?;
+    let summary = super::runtime()?.block_on(serve(cfg, source, super::stop_signal()))?;
     drop(embedded);
     if summary.drained {
         Ok(ExitCode::SUCCESS)
@@ -131,7 +131,7 @@ fn http_routes(
 /// and the Kafka loop.
 pub async fn serve(
     cfg: ServeConfig,
-    model_path: PathBuf,
+    model: super::ModelSource,
     stop: impl Future<Output = ()>,
 ) -> anyhow::Result<stream::RunSummary> {
     let live = Live::new("serve", cfg.instance.clone(), DriftConfig::default());
@@ -149,8 +149,8 @@ pub async fn serve(
         }),
         None => None,
     };
-    let loading = model_path.clone();
-    let model = tokio::task::spawn_blocking(move || super::load_model(Some(&loading)))
+    let loading = model.clone();
+    let loaded = tokio::task::spawn_blocking(move || loading.load())
         .await
         .context("model loading task")??;
     // The brokers accept these settings and the topics exist, or the start stops here.
@@ -158,7 +158,10 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || stream::preflight::check(&check))
         .await
         .context("start-up check task")??;
-    let slot = Arc::new(ModelSlot::new(model, Some(model_path)));
+    let slot = Arc::new(ModelSlot::new(
+        loaded,
+        model.file().map(std::path::Path::to_path_buf),
+    ));
     let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
     let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));

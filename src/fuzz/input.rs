@@ -17,6 +17,7 @@ impl<'a> Input<'a> {
     }
 
     /// A chunk prefixed by its length byte (shorter when the input ends first).
+    #[cfg(feature = "service")]
     pub(crate) fn chunk(&mut self) -> &'a [u8] {
         let len = usize::from(self.byte());
         self.take(len)
@@ -35,7 +36,8 @@ impl<'a> Input<'a> {
     }
 }
 
-/// Writes a chunk as [`Input::chunk`] reads it (at most 255 bytes of `bytes`).
+/// Writes a chunk as `Input::chunk` reads it (at most 255 bytes of `bytes`).
+#[cfg(feature = "service")]
 pub(crate) fn push_chunk(out: &mut Vec<u8>, bytes: &[u8]) {
     let bytes = &bytes[..bytes.len().min(255)];
     out.push(bytes.len() as u8);

@@ -12,6 +12,7 @@
 //! | `message`    | [`message::check`]    | [`crate::stream::inbound::from_parts`] → `process` |
 //! | `text`       | [`text::check`]       | [`crate::normalize`] and [`crate::features`]       |
 
+#[cfg(feature = "service")]
 pub mod message;
 pub mod model_file;
 pub mod text;
@@ -26,6 +27,7 @@ pub const TARGETS: [&str; 3] = ["model_file", "message", "text"];
 pub fn run(target: &str, data: &[u8]) -> bool {
     match target {
         "model_file" => model_file::check(data),
+        #[cfg(feature = "service")]
         "message" => message::check(data),
         "text" => text::check(data),
         _ => return false,

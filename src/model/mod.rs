@@ -9,6 +9,8 @@
 
 pub mod explain;
 pub mod file;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod table;
 
 use serde::{Deserialize, Serialize};

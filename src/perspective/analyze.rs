@@ -205,7 +205,7 @@ fn utf16_len(s: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perspective::fixtures;
+    use crate::model::fixtures;
     use crate::perspective::wire::{AttributeParameters, TextEntry};
 
     fn request(text: &str, attributes: &[&str]) -> AnalyzeCommentRequest {

@@ -132,7 +132,7 @@ pub fn parse_override(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perspective::fixtures;
+    use crate::model::fixtures;
 
     #[test]
     fn defaults_overrides_and_own_names_resolve_to_binary_heads() {

@@ -14,7 +14,7 @@ use super::error::{comment_text, ApiError};
 use super::wire::{SuggestCommentScoreRequest, SuggestCommentScoreResponse};
 use crate::lang::language;
 use crate::model::Model;
-use crate::stream::feedback::FeedbackLine;
+use crate::record::feedback::FeedbackLine;
 
 /// Coral's `clientToken` for a comment: `comment:<id>`.
 const CORAL_PREFIX: &str = "comment:";
@@ -108,7 +108,7 @@ pub fn suggestion(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perspective::fixtures;
+    use crate::model::fixtures;
     use crate::perspective::wire::{AttributeScores, Score, TextEntry};
 
     fn coral(value: f32) -> SuggestCommentScoreRequest {

@@ -4,8 +4,10 @@
 //! - [`Record`]: the typed record, serde both ways, with [`SCHEMA_VERSION`] in every record.
 //! - [`classify`]: one comment through the whole path as every producer runs it: the
 //!   [`InputPolicy`], the model, the record.
+//! - [`feedback`]: a moderator's decision as the feedback file holds it.
 //! - [`schema`]: the record's JSON Schema (`docs/record.schema.json`), from the same type.
 
+pub mod feedback;
 pub mod schema;
 
 use std::collections::BTreeMap;

@@ -22,10 +22,11 @@ use tokio_stream::StreamExt;
 
 use super::admission::Admission;
 use super::limits::{HttpLimits, DEFAULT_MAX_BODY_BYTES};
-use super::live::{now, FeedEvent};
+use super::live::FeedEvent;
 use super::shutdown::Shutdown;
 use super::telemetry::Telemetry;
 use crate::classify::Comment;
+use crate::clock::now;
 use crate::model::Scratch;
 use crate::policy::InputPolicy;
 use crate::record::classify as record_of;

@@ -5,12 +5,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::drift::{assess, DriftConfig, DriftStatus};
+use crate::clock::now;
 
 /// Bucket length, in seconds.
 pub const BUCKET_SECS: i64 = 10;
@@ -18,13 +18,6 @@ pub const BUCKET_SECS: i64 = 10;
 const FEED_LEN: usize = 50;
 /// Most live events sent to browsers per second (the rest are counted, not shown).
 const EVENTS_PER_SEC: f64 = 20.0;
-
-/// Seconds since the epoch.
-pub fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// One event of the live feed, shared by every page that receives it (one copy in memory).
 #[derive(Clone, Debug)]

@@ -7,9 +7,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::live::{now, Item};
+use super::live::Item;
 use super::telemetry::Telemetry;
 use crate::classify::HeadResult;
+use crate::clock::now;
 use crate::error::StreamError;
 use crate::lang::Script;
 use crate::record::Record;

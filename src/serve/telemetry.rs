@@ -10,8 +10,9 @@ use std::time::Duration;
 use rdkafka::Statistics;
 use serde_json::{json, Value};
 
-use super::live::{now, used_heads, Item, Live};
+use super::live::{used_heads, Item, Live};
 use super::metrics::Metrics;
+use crate::clock::now;
 use crate::stream::feedback::RecentTexts;
 use crate::stream::observe::{Observe, ProduceFault};
 use crate::stream::record::{Destination, Outbound};

@@ -12,12 +12,13 @@ use std::sync::Mutex;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::{FeedbackConfig, ServeConfig};
 use crate::classify::Id;
 use crate::error::StreamError;
+use crate::record::feedback::FeedbackLine;
 
 /// A comment's text and target.
 type Remembered = (String, Option<String>);
@@ -111,37 +112,6 @@ pub struct Decision {
     pub label: Value,
 }
 
-/// One line of the feedback file.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct FeedbackLine {
-    /// Comment id, as text.
-    pub id: String,
-    /// The comment's text (`None`: not found; training skips the line).
-    pub text: Option<String>,
-    /// Target, for stance.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    /// Head.
-    pub head: String,
-    /// Label as sent.
-    pub label: Value,
-    /// The site or community the decision comes from (Perspective's `communityId`), which
-    /// `moderato calibrate --domain` can learn a calibration for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    /// Where the text came from: `message`, `recent` or `missing` (absent in a file written
-    /// by hand: read as `message`).
-    #[serde(default = "from_message")]
-    pub joined: String,
-    /// When it was written (seconds since the epoch; absent in a file written by hand: 0).
-    #[serde(default)]
-    pub at: f64,
-}
-
-fn from_message() -> String {
-    "message".into()
-}
-
 /// Joins a decision with its comment's text.
 pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
     let id = d.id.text();
@@ -226,7 +196,7 @@ pub async fn run(
                 continue;
             }
         };
-        let line = join(decision, recent, crate::serve::live::now());
+        let line = join(decision, recent, crate::clock::now());
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {

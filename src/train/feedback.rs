@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::config::{DatasetSpec, LabelSpec, TrainConfig};
 use crate::error::DataError;
 use crate::model::HeadKind;
-use crate::stream::feedback::FeedbackLine;
+use crate::record::feedback::FeedbackLine;
 
 /// What a feedback file contributed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

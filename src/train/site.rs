@@ -30,7 +30,7 @@ use super::folds;
 use super::site_copy::Decisions;
 use crate::lang::script;
 use crate::model::{platt, Calibration, HeadKind, Model, Scratch};
-use crate::stream::feedback::FeedbackLine;
+use crate::record::feedback::FeedbackLine;
 
 /// Most folds the rules are compared on.
 const MAX_FOLDS: usize = 5;
@@ -331,7 +331,7 @@ pub fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::perspective::fixtures;
+    use crate::model::fixtures;
     use serde_json::Value;
 
     fn line(text: &str, label: bool, domain: Option<&str>) -> FeedbackLine {

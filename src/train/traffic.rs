@@ -274,8 +274,8 @@ fn logit(p: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fixtures;
     use crate::model::HeadOutcome;
-    use crate::perspective::fixtures;
 
     fn flagged(model: &Model, texts: &[String], domain: &str) -> usize {
         let mut scratch = Scratch::default();
