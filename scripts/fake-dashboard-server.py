@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fake backend for the moderato live dashboard (src/serve/dashboard.html).
+"""Fake backend for the moderato live dashboard (src/ops/dashboard.html).
 
 Serves the page at / and FAKE data at /api/state and /events, following the exact contract
 that the Rust server implements. Use it to develop and eyeball the page without Kafka:

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use moderato::http_api;
 use moderato::model::file;
+use moderato::ops::drift::DriftConfig;
+use moderato::ops::http::App;
+use moderato::ops::live::Live;
+use moderato::ops::Telemetry;
 use moderato::perspective::attributes::Attributes;
-use moderato::perspective::{self, Perspective};
+use moderato::perspective::Perspective;
 use moderato::record::schema::json_schema;
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::http::{router, App};
-use moderato::serve::live::Live;
-use moderato::serve::{openapi, Telemetry};
 use moderato::stream::record::{process, Destination, Inbound, Source};
 use moderato::stream::{ModelSlot, ServeConfig};
 use serde_json::{json, Value};
@@ -53,7 +54,7 @@ fn pretty(value: &Value) -> String {
 
 #[test]
 fn the_checked_in_documents_are_what_the_code_generates() {
-    check_doc("docs/openapi.json", &openapi::json());
+    check_doc("docs/openapi.json", &http_api::json());
     check_doc("docs/record.schema.json", &pretty(&json_schema()));
 }
 
@@ -86,14 +87,14 @@ fn load(t: &Telemetry, model: &Path) {
 
 async fn call(t: &Arc<Telemetry>, method: &str, uri: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
     let app = App::new(Arc::clone(t), None, 10_000);
-    let perspective = perspective::routes(Arc::new(Perspective {
+    let perspective = Arc::new(Perspective {
         app: app.clone(),
         attributes: Attributes::default(),
         feedback: None,
         keys: None,
         public_url: None,
-    }));
-    common::oneshot(router(app).merge(perspective), method, uri, body).await
+    });
+    common::oneshot(http_api::router(app, perspective), method, uri, body).await
 }
 
 /// The records `classify` prints for `input` (JSON lines) with `model`.
@@ -228,7 +229,7 @@ fn the_schema_refuses_what_is_not_a_record() {
 
 #[tokio::test]
 async fn every_documented_route_is_served() {
-    let doc: Value = serde_json::from_str(&openapi::json()).expect("JSON document");
+    let doc: Value = serde_json::from_str(&http_api::json()).expect("JSON document");
     let paths = doc["paths"].as_object().expect("paths");
     for path in [
         "/v1/classify",
@@ -254,7 +255,7 @@ async fn every_documented_route_is_served() {
     }
     let (status, body) = call(&t, "GET", "/openapi.json", vec![]).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(String::from_utf8(body).expect("UTF-8"), openapi::json());
+    assert_eq!(String::from_utf8(body).expect("UTF-8"), http_api::json());
 }
 
 /// `tests/fixtures/toy.toml` (one binary `offensive` head) trained into `dir`.

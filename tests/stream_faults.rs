@@ -26,9 +26,9 @@ fn view(brokers: &str) -> Broker {
     }
 }
 use moderato::model::file;
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::live::Live;
-use moderato::serve::telemetry::{Readiness, Telemetry};
+use moderato::ops::drift::DriftConfig;
+use moderato::ops::live::Live;
+use moderato::ops::telemetry::{Readiness, Telemetry};
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::pipeline::{Observe, ProduceFault};
 use moderato::stream::record::Outbound;

@@ -10,14 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use moderato::ops::drift::DriftConfig;
+use moderato::ops::http::App;
+use moderato::ops::keys::ApiKeys;
+use moderato::ops::live::Live;
+use moderato::ops::telemetry::watch_drift;
+use moderato::ops::{check_auth, start_router, Telemetry};
 use moderato::perspective::attributes::{parse_override, Attributes};
 use moderato::perspective::suggest::FeedbackSink;
-use moderato::perspective::{self, Perspective};
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::http::{self, App};
-use moderato::serve::keys::ApiKeys;
-use moderato::serve::live::Live;
-use moderato::serve::{check_auth, monitor, start_router, Telemetry};
+use moderato::perspective::Perspective;
 use moderato::stream::{reload, ModelSlot};
 
 /// Arguments of `moderato api`.
@@ -107,20 +108,20 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
             a.max_text_chars as usize,
         );
         app.keys = keys.clone().map(Arc::new);
-        let routes = perspective::routes(Arc::new(Perspective {
+        let perspective = Arc::new(Perspective {
             app: app.clone(),
             attributes,
             feedback,
             keys,
             public_url: a.public_url.clone(),
-        }));
-        let router = http::router(app.clone()).merge(routes);
+        });
+        let router = moderato::http_api::router(app.clone(), perspective);
         let server = start_router(a.http, &app, router)
             .await
             .with_context(|| format!("cannot listen on --http {}", a.http))?;
         println!("moderato api listening on http://{}", server.addr);
         let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
-        let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));
+        let drift = tokio::spawn(watch_drift(Arc::clone(&telemetry)));
         let poll = (a.reload_poll_ms > 0).then(|| {
             let every = Duration::from_millis(a.reload_poll_ms);
             tokio::spawn(reload::watch_file(Arc::clone(&slot), every))

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::http::App;
-use moderato::serve::live::Live;
-use moderato::serve::monitor::{self, MonitorConfig};
-use moderato::serve::{start_http, Telemetry};
+use moderato::monitor::{self, MonitorConfig};
+use moderato::ops::drift::DriftConfig;
+use moderato::ops::http::App;
+use moderato::ops::live::Live;
+use moderato::ops::{start_http, Telemetry};
 
 /// Arguments of `moderato monitor`.
 #[derive(Args, Debug)]
@@ -91,7 +91,9 @@ pub fn run(a: MonitorArgs) -> anyhow::Result<ExitCode> {
         let http = start_http(a.http, App::new(Arc::clone(&telemetry), None, 10_000))
             .await
             .with_context(|| format!("cannot listen on --http {}", a.http))?;
-        let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));
+        let drift = tokio::spawn(moderato::ops::telemetry::watch_drift(Arc::clone(
+            &telemetry,
+        )));
         let read = monitor::run(cfg, telemetry, super::stop_signal()).await;
         drift.abort();
         let _ = http.stop.send(());

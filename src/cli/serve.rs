@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use moderato::ops::drift::DriftConfig;
+use moderato::ops::http::App;
+use moderato::ops::keys::ApiKeys;
+use moderato::ops::live::Live;
+use moderato::ops::telemetry::watch_drift;
+use moderato::ops::{check_auth, start_router, Telemetry};
 use moderato::perspective::attributes::Attributes;
 use moderato::perspective::suggest::FeedbackSink;
-use moderato::perspective::{self, Perspective};
-use moderato::serve::drift::DriftConfig;
-use moderato::serve::http::App;
-use moderato::serve::keys::ApiKeys;
-use moderato::serve::live::Live;
-use moderato::serve::{check_auth, monitor, start_router, Telemetry};
+use moderato::perspective::Perspective;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::feedback::{self, RecentTexts};
 use moderato::stream::{self, reload, ModelSlot, ServeConfig, ServeSettings};
@@ -115,14 +116,14 @@ fn http_routes(
     )
     .with_limits(cfg.http_limits);
     app.keys = keys.clone().map(Arc::new);
-    let routes = perspective::routes(Arc::new(Perspective {
+    let perspective = Arc::new(Perspective {
         app: app.clone(),
         attributes: Attributes::default(),
         feedback,
         keys,
         public_url: None,
-    }));
-    let router = moderato::serve::http::router(app.clone()).merge(routes);
+    });
+    let router = moderato::http_api::router(app.clone(), perspective);
     Ok((app, router))
 }
 
@@ -164,7 +165,7 @@ pub async fn serve(
     ));
     let _ = telemetry.health.model.set(Arc::clone(&slot));
     let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
-    let drift = tokio::spawn(monitor::watch_drift(Arc::clone(&telemetry)));
+    let drift = tokio::spawn(watch_drift(Arc::clone(&telemetry)));
     let file = cfg
         .reload_poll
         .map(|every| tokio::spawn(reload::watch_file(Arc::clone(&slot), every)));

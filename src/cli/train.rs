@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use moderato::csv_file::CsvFile;
 use moderato::model::{file, HeadKind};
 use moderato::train::config::{
     DatasetSpec, HeadSpec, LabelSpec, Learners, SolverConfig, TrainConfig,
 };
-use moderato::train::data::Table;
 use moderato::train::{self, DevScore};
 
 /// Arguments of `moderato train`.
@@ -241,7 +241,7 @@ fn best_variant(
 /// training rows.
 fn one_head_config(a: &TrainArgs, data: &Path) -> anyhow::Result<(TrainConfig, usize)> {
     let label = a.label.clone().context("--label is required with --data")?;
-    let table = Table::read(data)?;
+    let table = CsvFile::read(data)?;
     let classes = table.values(table.column(&label)?);
     if classes.len() < 2 {
         bail!(

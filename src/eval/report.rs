@@ -8,10 +8,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::metrics::{self, Report};
+use crate::csv_file::CsvFile;
 use crate::error::DataError;
 use crate::model::{HeadKind, HeadOutcome, Model, Scratch};
 use crate::plot::{line_chart_svg, Curve};
-use crate::train::data::Table;
 
 /// What to evaluate.
 #[derive(Clone, Debug)]
@@ -110,7 +110,7 @@ pub fn evaluate(model: &Model, spec: &EvalSpec) -> Result<Evaluation, EvalError>
     if head.kind == HeadKind::Binary && spec.positive.is_empty() {
         return Err(EvalError::NoPositive(head.name.clone()));
     }
-    let table = Table::read(&spec.data)?;
+    let table = CsvFile::read(&spec.data)?;
     let text_col = table.column(&spec.text)?;
     let label_col = table.column(&spec.label)?;
     let target_col = spec

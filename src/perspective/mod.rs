@@ -33,11 +33,11 @@ use serde_json::json;
 
 use crate::clock::now;
 use crate::model::Scratch;
+use crate::ops::admission::RETRY_AFTER_SECS;
+use crate::ops::http::App;
+use crate::ops::keys::{self, ApiKeys};
+use crate::ops::live::Item;
 use crate::policy::InputPolicy;
-use crate::serve::admission::RETRY_AFTER_SECS;
-use crate::serve::http::App;
-use crate::serve::keys::{self, ApiKeys};
-use crate::serve::live::Item;
 use crate::stream::reload::Loaded;
 use analyze::Analysis;
 use attributes::Attributes;
@@ -71,7 +71,7 @@ pub fn routes(p: Arc<Perspective>) -> Router {
         .route("/v1alpha1/comments:suggestscore", post(suggest_route))
         .route_layer(axum::middleware::from_fn_with_state(
             p.keys.clone().map(Arc::new),
-            keys::require,
+            require_key,
         ));
     Router::new()
         .route("/v1alpha1/attributes", get(attributes_route))
@@ -266,4 +266,17 @@ async fn discovery_route(
         }
     };
     Json(discovery::document(&root)).into_response()
+}
+
+/// Middleware of the Perspective routes: a request without an accepted key gets 403 in
+/// Google's error shape. Use with `axum::middleware::from_fn_with_state(keys, require_key)`.
+pub async fn require_key(
+    axum::extract::State(keys): axum::extract::State<Option<Arc<ApiKeys>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match keys::refusal(keys.as_deref(), req.headers(), req.uri()) {
+        Some(message) => ApiError::permission_denied(message).into_response(),
+        None => next.run(req).await,
+    }
 }

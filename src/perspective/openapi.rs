@@ -1,6 +1,6 @@
 //! The Perspective routes in the OpenAPI document (`/openapi.json`, `docs/openapi.json`), from
 //! the message types in [`super::wire`]; merged into the HTTP side's document by
-//! `serve::openapi::document`. (Google's own clients read the discovery document instead.)
+//! `crate::http_api::document`. (Google's own clients read the discovery document instead.)
 
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};

@@ -11,8 +11,12 @@ use serde::Deserialize;
 use super::guarantee::Guarantee;
 use super::properties;
 use crate::error::ConfigError;
+use crate::http_limits::HttpLimits;
 use crate::policy::{InputPolicy, DEFAULT_MAX_TEXT_CHARS};
-use crate::serve::limits::HttpLimits;
+
+/// The producer's queue (`queue.buffering.max.kbytes`) and the consumer's pre-fetch queue
+/// (`queued.max.messages.kbytes`), in KiB: 32 MiB each, what the README's memory budget counts.
+pub const QUEUE_KBYTES: usize = 32 << 10;
 
 /// Default of `max_inflight_bytes`: 64 MiB.
 pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 64 << 20;

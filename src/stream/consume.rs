@@ -211,7 +211,8 @@ pub(super) fn is_no_offset(r: &Result<(), KafkaError>) -> bool {
     )
 }
 
-pub(super) type Consumer_ = StreamConsumer<FlowContext>;
+/// The group consumer every stage of the pipeline shares, with its rebalance context.
+pub(super) type GroupConsumer = StreamConsumer<FlowContext>;
 
 /// The Kafka consumer settings of the service.
 pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
@@ -232,7 +233,7 @@ pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set(
             "queued.max.messages.kbytes",
-            super::deliver::QUEUE_KBYTES.to_string(),
+            super::config::QUEUE_KBYTES.to_string(),
         )
         .set("statistics.interval.ms", "5000");
     for (k, v) in cfg.client_properties("consumer") {
@@ -244,7 +245,7 @@ pub fn consumer_config(cfg: &ServeConfig) -> ClientConfig {
 /// Reads messages into batches of up to `batch_size` or `batch_timeout`, until `shutdown`;
 /// returns how many it read and the deadline of the drain that follows.
 pub(super) async fn consume_stage(
-    consumer: &Consumer_,
+    consumer: &GroupConsumer,
     cfg: &ServeConfig,
     inflight: &InFlight,
     batch_tx: mpsc::Sender<Batch>,
@@ -435,7 +436,7 @@ async fn wait_for_room(
 
 /// The batch being filled, and whether the assignment is paused.
 struct Held<'a> {
-    consumer: &'a Consumer_,
+    consumer: &'a GroupConsumer,
     messages: Vec<Inbound>,
     /// The messages' bytes (see [`Inbound::size`]).
     bytes: usize,
@@ -455,7 +456,7 @@ struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
-    fn new(consumer: &'a Consumer_, cfg: &ServeConfig) -> Self {
+    fn new(consumer: &'a GroupConsumer, cfg: &ServeConfig) -> Self {
         let capacity = cfg.batch_size;
         Self {
             consumer,

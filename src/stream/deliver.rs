@@ -2,7 +2,7 @@
 //! and the stage that finishes each round (a classified batch, with those queued behind it, up
 //! to `batch_size` records), one at a time, before it takes the next: every record
 //! acknowledged, then the input offsets stored (at-least-once), or records and offsets
-//! committed in one transaction (exactly-once, [`super::transact`]). So a transaction holds at
+//! committed in one transaction (exactly-once, [`transact`]). So a transaction holds at
 //! most `batch_size` records and, at a low rate, what arrived within `batch_timeout` plus one
 //! commit.
 //!
@@ -14,6 +14,8 @@
 //!
 //! Recovery bound: once the broker is back, a batch is delivered within one backoff (≤ 5 s)
 //! plus the time to send one batch; the stages behind hold at most a few batches.
+
+pub mod transact;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +29,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
-use super::consume::{Consumer_, InFlight, Load};
+use super::consume::{GroupConsumer, InFlight, Load};
 use super::fit;
 use super::observe::{Counts, Observe, ProduceFault};
 use super::record::{Destination, Outbound};
@@ -43,10 +45,6 @@ pub(super) struct Classified {
     pub(super) group: Option<rdkafka::consumer::ConsumerGroupMetadata>,
 }
 
-/// The producer's queue (`queue.buffering.max.kbytes`) and the consumer's pre-fetch queue
-/// (`queued.max.messages.kbytes`), in KiB: 32 MiB each, what the README's memory budget counts.
-pub const QUEUE_KBYTES: usize = 32 << 10;
-
 /// The Kafka producer settings of the service: idempotent, so retries neither duplicate nor
 /// reorder a partition's records; transactional for exactly-once.
 pub fn producer_config(cfg: &ServeConfig) -> ClientConfig {
@@ -58,7 +56,10 @@ pub fn producer_config(cfg: &ServeConfig) -> ClientConfig {
         .set("message.timeout.ms", "30000")
         .set("message.max.bytes", cfg.producer_max_bytes().to_string())
         // Bounded by the bytes in flight anyway; librdkafka's default is 1 GiB.
-        .set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string());
+        .set(
+            "queue.buffering.max.kbytes",
+            super::config::QUEUE_KBYTES.to_string(),
+        );
     if cfg.guarantee.transactional() {
         c.set("transactional.id", transactional_id(cfg))
             .set("transaction.timeout.ms", "30000");
@@ -90,7 +91,7 @@ pub(super) enum Outcome {
 /// The stage that owns the producer and finishes each batch before it takes the next.
 pub(super) struct Deliverer {
     pub(super) producer: FutureProducer,
-    pub(super) consumer: Arc<Consumer_>,
+    pub(super) consumer: Arc<GroupConsumer>,
     pub(super) cfg: Arc<ServeConfig>,
     pub(super) observer: Arc<dyn Observe>,
     pub(super) counts: Arc<Counts>,
@@ -143,7 +144,7 @@ pub(super) async fn deliver_stage(
         let n = records.len();
         let started = std::time::Instant::now();
         let outcome = if d.cfg.guarantee.transactional() {
-            super::transact::complete(&mut d, &mut records, group.as_ref()).await
+            transact::complete(&mut d, &mut records, group.as_ref()).await
         } else {
             d.at_least_once(&mut records).await;
             Ok(Outcome::Done)

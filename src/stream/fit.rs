@@ -17,9 +17,8 @@
 use std::cmp::Reverse;
 
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
 
-use super::record::{Destination, Header, Outbound};
+use super::message::{headers_size, Destination, Header, Outbound, Whole};
 use crate::record::RESERVED;
 
 /// Dead-letter header: the whole payload's length in bytes, when the payload was cut.
@@ -36,36 +35,9 @@ pub const KEY_DROPPED_HEADER: &str = "moderato-key-dropped";
 /// Labelled-record header: the record's length before fields were omitted.
 pub const RECORD_LENGTH_HEADER: &str = "moderato-record-length";
 
-/// The length and SHA-256 of a whole payload, kept when only a prefix of it is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Whole {
-    /// Its length in bytes.
-    pub length: usize,
-    /// Its SHA-256, hex.
-    pub sha256: String,
-}
-
-impl Whole {
-    /// The length and digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self {
-            length: bytes.len(),
-            sha256: crate::model::file::hex(&Sha256::digest(bytes)),
-        }
-    }
-}
-
 /// The bytes a record counts against the limit: key, payload and headers.
 pub fn size(r: &Outbound) -> usize {
     r.key.as_ref().map_or(0, Vec::len) + r.payload.len() + headers_size(&r.headers)
-}
-
-/// The bytes of `headers`: keys and values.
-pub(super) fn headers_size(headers: &[Header]) -> usize {
-    headers
-        .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-        .sum()
 }
 
 /// Makes `r` fit in `limit` bytes (see the module's policy); `whole` describes the payload

@@ -12,7 +12,7 @@ use rdkafka::bindings as rdsys;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 
-use super::fit::Whole;
+use super::message::Whole;
 use super::record::{Inbound, Source};
 
 /// One header as librdkafka hands it over: key bytes and value (`None`: a null value), or

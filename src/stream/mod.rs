@@ -5,10 +5,12 @@
 //! batch is one transaction). Scaling out is Kafka's job: more instances, one group.
 //!
 //! - [`config`]: settings from flags, `MODERATO_*` variables and a TOML file, checked at start.
-//! - [`record`]: one message in, one output record or dead letter out (pure).
+//! - [`message`]: a message as read and a record ready to produce (plain data).
+//! - [`record`]: one message in, one output record or dead letter out (pure), kept under the
+//!   size limit by [`fit`].
 //! - [`pipeline`]: the consume → classify → deliver loop and its shutdown, with [`consume`]
 //!   (batches, pause under backpressure, rebalance drain; [`inbound`] copies a message),
-//!   [`work`] (classify), [`deliver`] (produce, acknowledge, store) and [`transact`]
+//!   [`work`] (classify), [`deliver`] (produce, acknowledge, store) and [`deliver::transact`]
 //!   (exactly-once); [`observe`] is what they report, [`guarantee`] which one applies.
 //! - [`properties`]: librdkafka properties from `MODERATO_LIBRDKAFKA__*` and `@FILE` values.
 //! - [`preflight`]: the start-up check that the brokers accept us and the topics exist.
@@ -24,13 +26,13 @@ pub mod feedback;
 pub mod fit;
 pub mod guarantee;
 pub mod inbound;
+pub mod message;
 pub mod observe;
 pub mod pipeline;
 pub mod preflight;
 pub mod properties;
 pub mod record;
 pub mod reload;
-pub mod transact;
 pub mod work;
 
 pub use config::{ServeConfig, ServeSettings};

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
 use super::consume::{
-    consume_stage, consumer_config, is_no_offset, Consumer_, FlowContext, InFlight,
+    consume_stage, consumer_config, is_no_offset, FlowContext, GroupConsumer, InFlight,
 };
 use super::deliver::{deliver_stage, flush, producer_config, Classified, Deliverer};
 use super::observe::Counts;
@@ -64,7 +64,7 @@ pub async fn run(
         observer: Arc::clone(&observer),
         commits: !transactional,
     };
-    let consumer: Arc<Consumer_> = Arc::new(
+    let consumer: Arc<GroupConsumer> = Arc::new(
         consumer_config(&cfg)
             .create_with_context(context)
             .map_err(kafka("consumer config"))?,
@@ -73,7 +73,7 @@ pub async fn run(
         .create()
         .map_err(kafka("producer config"))?;
     if transactional {
-        super::transact::init(&producer)?;
+        super::deliver::transact::init(&producer)?;
     }
     consumer
         .subscribe(&[&cfg.input_topic])

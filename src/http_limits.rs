@@ -1,4 +1,4 @@
-//! The limits of the HTTP side: connections, timeouts, body size, classification queue and
+//! The limits of the HTTP side (plain settings, so the service config and the server share them without importing each other): connections, timeouts, body size, classification queue and
 //! shutdown deadline. One plain struct, so every command that serves HTTP (`serve`, `demo`,
 //! `monitor`, `api`) applies the same ones and can set them from its flags.
 

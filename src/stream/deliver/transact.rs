@@ -17,15 +17,15 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::deliver::{fault, last_offsets, Backoff, Deliverer, Outcome};
-use super::record::Outbound;
+use super::{fault, last_offsets, Backoff, Deliverer, Outcome};
 use crate::error::StreamError;
+use crate::stream::message::Outbound;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Registers the transactional id with the broker, fencing an earlier instance of it and
 /// aborting its open transaction.
-pub(super) fn init(producer: &FutureProducer) -> Result<(), StreamError> {
+pub(crate) fn init(producer: &FutureProducer) -> Result<(), StreamError> {
     blocking(|| producer.init_transactions(TIMEOUT)).map_err(|source| StreamError::Kafka {
         what: "init transactions",
         source,
@@ -120,7 +120,7 @@ fn abort(d: &Deliverer) -> Result<(), KafkaError> {
 fn renew(d: &mut Deliverer, cause: &KafkaError) -> Result<(), StreamError> {
     if is_fenced(cause) {
         return Err(StreamError::Fenced {
-            transactional_id: super::deliver::transactional_id(&d.cfg),
+            transactional_id: super::transactional_id(&d.cfg),
         });
     }
     d.renew_producer();

@@ -14,7 +14,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::error::ConfigError;
-use crate::perspective::error::ApiError;
 
 /// The accepted keys, as SHA-256 digests.
 #[derive(Clone)]
@@ -100,21 +99,9 @@ pub fn refusal(
     }
 }
 
-/// Middleware of the Perspective routes: a request without an accepted key gets 403 in
-/// Google's error shape. Use with `axum::middleware::from_fn_with_state(keys, require)`.
-pub async fn require(
-    axum::extract::State(keys): axum::extract::State<Option<Arc<ApiKeys>>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    match refusal(keys.as_deref(), req.headers(), req.uri()) {
-        Some(message) => ApiError::permission_denied(message).into_response(),
-        None => next.run(req).await,
-    }
-}
-
-/// The same for moderato's own routes (`/v1/classify`, the dashboard's data): 403 with their
-/// `{"error": message}` body.
+/// Middleware of moderato's own routes (`/v1/classify`, the dashboard's data): a request
+/// without an accepted key gets 403 with their `{"error": message}` body (the Perspective
+/// routes answer in Google's shape: `crate::perspective::require_key`).
 pub async fn require_plain(
     axum::extract::State(keys): axum::extract::State<Option<Arc<ApiKeys>>>,
     req: axum::extract::Request,
@@ -123,7 +110,7 @@ pub async fn require_plain(
     match refusal(keys.as_deref(), req.headers(), req.uri()) {
         Some(message) => (
             axum::http::StatusCode::FORBIDDEN,
-            axum::Json(super::http::ErrorBody {
+            axum::Json(super::error_body::ErrorBody {
                 error: message.to_string(),
             }),
         )

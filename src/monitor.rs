@@ -2,17 +2,17 @@
 //! aggregates it (rates per head, language, target, model version) into the same live view and
 //! metrics as `serve`, and flags drift.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::live::Item;
-use super::telemetry::Telemetry;
 use crate::classify::HeadResult;
 use crate::clock::now;
 use crate::error::StreamError;
 use crate::lang::Script;
+use crate::ops::live::Item;
+use crate::ops::telemetry::Telemetry;
 use crate::record::Record;
 use crate::stream::consume::partitions;
 use crate::stream::pipeline::Observe;
@@ -318,24 +318,6 @@ pub async fn run(
     observe(&telemetry, &batch);
     tracing::info!(read, skipped, "monitor stopped");
     Ok(read)
-}
-
-/// Every 10 s: updates the drift gauges and logs when a head's drift alert starts or ends.
-pub async fn watch_drift(telemetry: Arc<Telemetry>) {
-    let mut alerting: BTreeMap<String, bool> = BTreeMap::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tick.tick().await;
-        telemetry.refresh();
-        for d in telemetry.live.drift_at(now()) {
-            let was = alerting.insert(d.head.clone(), d.alert).unwrap_or(false);
-            if d.alert && !was {
-                tracing::warn!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate left its baseline");
-            } else if !d.alert && was {
-                tracing::info!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate back within its baseline");
-            }
-        }
-    }
 }
 
 #[cfg(test)]

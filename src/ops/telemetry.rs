@@ -349,3 +349,21 @@ impl Observe for Telemetry {
         self.live.set_lag(lag);
     }
 }
+
+/// Every 10 s: updates the drift gauges and logs when a head's drift alert starts or ends.
+pub async fn watch_drift(telemetry: Arc<Telemetry>) {
+    let mut alerting: BTreeMap<String, bool> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tick.tick().await;
+        telemetry.refresh();
+        for d in telemetry.live.drift_at(now()) {
+            let was = alerting.insert(d.head.clone(), d.alert).unwrap_or(false);
+            if d.alert && !was {
+                tracing::warn!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate left its baseline");
+            } else if !d.alert && was {
+                tracing::info!(head = %d.head, rate = d.rate, baseline = d.baseline, z = d.z, "drift: flag rate back within its baseline");
+            }
+        }
+    }
+}

@@ -8,18 +8,16 @@
 //! - [`http`]: the axum routes.
 //! - [`keys`]: API keys of the classification routes.
 //! - [`openapi`]: the OpenAPI document of those routes, from their Rust types.
-//! - [`server`]: the accept loop that serves them under [`limits`], until a [`shutdown`].
+//! - [`server`]: the accept loop that serves them under [`HttpLimits`], until a [`shutdown`].
 //! - [`admission`]: the bounded queue of `POST /v1/classify`.
-//! - [`monitor`]: `moderato monitor`, the same view over a label topic.
 
 pub mod admission;
 pub mod drift;
+pub mod error_body;
 pub mod http;
 pub mod keys;
-pub mod limits;
 pub mod live;
 pub mod metrics;
-pub mod monitor;
 pub mod openapi;
 pub mod server;
 pub mod shutdown;
@@ -30,7 +28,7 @@ use std::net::SocketAddr;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use limits::HttpLimits;
+pub use crate::http_limits::HttpLimits;
 pub use server::serve_on;
 pub use shutdown::Shutdown;
 pub use telemetry::Telemetry;
@@ -71,7 +69,7 @@ pub async fn start_router(
         trigger.trigger();
     });
     let task = tokio::spawn(serve_on(listener, router, app.limits, shutdown));
-    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /openapi.json /api/state /events, dashboard at /");
+    tracing::info!(%addr, "http: /metrics /healthz /readyz /v1/classify /api/state /events, dashboard at /");
     Ok(HttpHandle { addr, stop, task })
 }
 

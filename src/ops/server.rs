@@ -16,8 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use super::limits::HttpLimits;
 use super::shutdown::Shutdown;
+use crate::http_limits::HttpLimits;
 
 /// Most bytes one connection buffers, each way (hyper's default is about 400 KiB). hyper stops
 /// polling a response body while its write buffer is full, so a client that never reads pins

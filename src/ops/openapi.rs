@@ -4,18 +4,15 @@
 //!
 //! To document another route: write a `#[utoipa::path(...)]` item for it (here, as below, or on
 //! its handler) and list it in [`ApiDoc`]'s `paths(...)`; the schemas of its bodies are collected
-//! from it. A module with its own `#[derive(OpenApi)]` can instead be merged in [`document`].
+//! from it. A module with its own `#[derive(OpenApi)]` can instead be merged in
+//! `crate::http_api::document`, as the Perspective routes are.
 //! Then regenerate the checked-in files with `MODERATO_UPDATE_DOCS=1 cargo test --release --test
 //! contract`.
 
-use std::sync::OnceLock;
-
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
-use super::http::ErrorBody;
+use super::error_body::ErrorBody;
 use super::telemetry::Readiness;
 use crate::classify::Comment;
 use crate::record::Record;
@@ -32,27 +29,6 @@ use crate::record::Record;
     paths(classify, healthz, readyz, metrics, openapi_json)
 )]
 pub struct ApiDoc;
-
-/// The whole document: [`ApiDoc`] plus whatever is merged into it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
-    doc.merge(crate::perspective::openapi::PerspectiveDoc::openapi());
-    doc
-}
-
-/// The document as the checked-in file holds it: pretty JSON and a final newline.
-pub fn json() -> String {
-    let mut text = document().to_pretty_json().unwrap_or_default();
-    text.push('\n');
-    text
-}
-
-/// `GET /openapi.json`.
-pub async fn serve() -> Response {
-    static DOC: OnceLock<String> = OnceLock::new();
-    let body = DOC.get_or_init(json).clone();
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-}
 
 /// The body of `POST /v1/classify`: one comment, or an array of them.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -137,5 +113,5 @@ fn metrics() {}
     path = "/openapi.json",
     responses((status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"))
 )]
-#[allow(dead_code)] // documentation only: the handler is `serve`
+#[allow(dead_code)] // documentation only: the handler is in `crate::http_api`
 fn openapi_json() {}

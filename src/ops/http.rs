@@ -1,7 +1,7 @@
 //! The HTTP side of `serve` and `monitor` (axum): `/metrics`, `/healthz`, `/readyz`,
 //! `POST /v1/classify`, the dashboard page `/` with its data `/api/state` and live feed
 //! `/events` (server-sent events). Handlers only read shared state; the Kafka loop never waits
-//! on them. `/openapi.json` documents them (`super::openapi`); [`super::server`] serves them
+//! on them. `/openapi.json` documents them (`crate::http_api`, with the Perspective routes); [`super::server`] serves them
 //! under [`HttpLimits`].
 
 use std::convert::Infallible;
@@ -21,12 +21,12 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::admission::Admission;
-use super::limits::{HttpLimits, DEFAULT_MAX_BODY_BYTES};
 use super::live::FeedEvent;
 use super::shutdown::Shutdown;
 use super::telemetry::Telemetry;
 use crate::classify::Comment;
 use crate::clock::now;
+use crate::http_limits::{HttpLimits, DEFAULT_MAX_BODY_BYTES};
 use crate::model::Scratch;
 use crate::policy::InputPolicy;
 use crate::record::classify as record_of;
@@ -103,7 +103,6 @@ pub fn router(app: App) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/openapi.json", get(super::openapi::serve))
         .merge(keyed)
         .layer(DefaultBodyLimit::max(app.limits.max_body_bytes))
         .with_state(app)
@@ -177,13 +176,7 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
 }
 
-/// The body of every error answer of `POST /v1/classify`.
-#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ErrorBody {
-    /// What was wrong, naming the comment's index in a batch.
-    pub error: String,
-}
+pub use super::error_body::ErrorBody;
 
 /// `POST /v1/classify`: one comment object, or an array of up to `MAX_BATCH`; the same records
 /// as `moderato classify` prints.
