@@ -148,7 +148,11 @@ async fn metrics_follow_prometheus_conventions() {
         .collect();
     assert!(types.len() >= 8, "{text}");
     for (name, kind) in &types {
-        assert!(name.starts_with("moderato_"), "{name}: one prefix");
+        // Ours, or the standard process metrics every Prometheus client exports.
+        assert!(
+            name.starts_with("moderato_") || name.starts_with("process_"),
+            "{name}: one prefix"
+        );
         assert!(name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
@@ -159,8 +163,8 @@ async fn metrics_follow_prometheus_conventions() {
         );
         if name.contains("seconds") {
             assert!(
-                name.ends_with("_seconds") || name.ends_with("_timestamp_seconds"),
-                "{name}: unit last"
+                name.ends_with("_seconds") || name.ends_with("_seconds_total"),
+                "{name}: unit last (before `_total` on a counter)"
             );
         }
     }
@@ -168,6 +172,17 @@ async fn metrics_follow_prometheus_conventions() {
         text.contains("moderato_model_info{name=\"default\""),
         "{text}"
     );
+    let build = format!(
+        "moderato_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(text.contains(&build), "{text}");
+    assert!(text.contains("\nmoderato_ready "), "{text}");
+    if cfg!(target_os = "linux") {
+        for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
+            assert!(types.iter().any(|(n, _)| *n == name), "{name} in {text}");
+        }
+    }
 }
 
 /// Reads `n` more server-sent events from `body` (at most 10 s), each as its text.

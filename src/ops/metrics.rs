@@ -39,6 +39,10 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     /// Bytes of messages read and not finished (as of the last batch handed on or finished).
     pub inflight_bytes: IntGauge,
+    /// This build (value 1; version as a label).
+    pub build_info: IntGaugeVec,
+    /// 1 while `/readyz` answers 200, else 0.
+    pub ready: IntGauge,
     /// The serving model (value 1; name, version and checksum as labels).
     pub model_info: IntGaugeVec,
     /// When the serving model was loaded (seconds since the epoch).
@@ -128,7 +132,7 @@ impl Metrics {
         let latency_buckets = prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap_or_default();
         let size_buckets = prometheus::exponential_buckets(1.0, 2.0, 15).unwrap_or_default();
         let (lang_version, head) = (&["lang", "model_version"][..], &["head"][..]);
-        Metrics {
+        let metrics = Metrics {
             consumed: add.counter(
                 "moderato_messages_consumed_total",
                 "Messages read from the input topic.",
@@ -196,6 +200,15 @@ impl Metrics {
                 "moderato_inflight_bytes",
                 "Bytes of messages read and not yet finished (bounded by max_inflight_bytes).",
             ),
+            build_info: add.int_gauges(
+                "moderato_build_info",
+                "This build of moderato (always 1).",
+                &["version"],
+            ),
+            ready: add.int_gauge(
+                "moderato_ready",
+                "1 while the instance is ready (what /readyz answers with 200), else 0.",
+            ),
             model_info: add.int_gauges(
                 "moderato_model_info",
                 "The serving model (always 1).",
@@ -250,7 +263,21 @@ impl Metrics {
                 head,
             ),
             registry,
+        };
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // The process_* metrics (CPU, resident memory, open files, start time) of this process,
+        // from /proc: Linux only, as the prometheus crate reads them.
+        #[cfg(target_os = "linux")]
+        {
+            let process = prometheus::process_collector::ProcessCollector::for_self();
+            if let Err(e) = metrics.registry.register(Box::new(process)) {
+                tracing::warn!(error = %e, "process metrics are not exported");
+            }
         }
+        metrics
     }
 
     /// The Prometheus text exposition of every metric.

@@ -136,6 +136,7 @@ impl Telemetry {
                 slot.reload_failures.load(Ordering::Relaxed),
             );
         }
+        m.ready.set(i64::from(self.health.ready().0));
         let drift = self.live.drift_at(now());
         // A head without a verdict yet (too little history) reads NaN: known, but no value.
         for head in self.live.heads() {
