@@ -226,3 +226,146 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
         "{metrics}"
     );
 }
+
+/// Every query of a Grafana dashboard's panels and variables: `(where, expression)`.
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            let title = p["title"].as_str().unwrap_or("?");
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = t["expr"].as_str() {
+                    out.push((format!("panel {title:?}"), expr.to_string()));
+                }
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dashboard["panels"], &mut out);
+    out
+}
+
+/// Evaluates `expr` through Prometheus's HTTP API: the series it returns, or why it failed.
+fn evaluate(prometheus: &str, expr: &str) -> Result<usize, String> {
+    let url = format!("{prometheus}/api/v1/query");
+    let answer: Value = ureq::get(&url)
+        .query("query", expr)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .map_err(|e| match e {
+            ureq::Error::Status(_, r) => r.into_string().unwrap_or_default(),
+            other => other.to_string(),
+        })?
+        .into_json()
+        .map_err(|e| e.to_string())?;
+    if answer["status"] != "success" {
+        return Err(answer.to_string());
+    }
+    Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_grafana_query_returns_series_from_a_prometheus_scraping_serve() {
+    let broker = Broker::start();
+    create_topics(&broker, 2).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = format!("127.0.0.1:{}", free_port());
+    let serve = Serve::start(&broker, &unique("prom"), "prom", &["--http", &http]);
+    let base = format!("http://{http}");
+    wait_for(&format!("{base}/readyz"), "ready", |b| {
+        b.contains("\"ready\":true")
+    });
+
+    // Prometheus itself (Debian's, which scripts/test installs), scraping serve every second.
+    let port = free_port();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  \
+             - job_name: moderato\n    static_configs:\n      - targets: [\"{http}\"]\n"
+        ),
+    )
+    .expect("write prometheus.yml");
+    let _prometheus = KillOnDrop(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus runs (Debian's `prometheus` package; scripts/test installs it)"),
+    );
+    let prometheus = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{prometheus}/-/ready"), "Prometheus ready", |b| {
+        b.contains("Ready")
+    });
+
+    // Traffic for 20 s: comments of every script, stance comments and a few broken ones, so
+    // every panel has something to show and every rate window two samples or more.
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(20) {
+        let mut batch: Vec<(String, Vec<u8>)> =
+            (i..i + 40).map(|j| (format!("k{j}"), comment(j))).collect();
+        batch.extend((i..i + 10).map(|j| {
+            let c =
+                json!({"id": j, "text": "God is great and faith guides me", "target": "Atheism"});
+            (format!("s{j}"), c.to_string().into_bytes())
+        }));
+        batch.push((format!("bad{i}"), b"{broken".to_vec()));
+        produce(&broker, batch).await;
+        i += 50;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    wait_for(&format!("{base}/metrics"), "consumer lag", |m| {
+        m.contains("moderato_consumer_lag{")
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(evaluate(&prometheus, "up{job=\"moderato\"} == 1"), Ok(1));
+
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/dashboards/moderato.json"
+    );
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
+    // The `head` variable's own query, then a value of it in the panels that use it.
+    let heads: Value = ureq::get(&format!("{prometheus}/api/v1/label/head/values"))
+        .query("match[]", "moderato_score_bucket")
+        .call()
+        .expect("label values")
+        .into_json()
+        .expect("JSON");
+    let head = heads["data"][0]
+        .as_str()
+        .expect("the head variable has values")
+        .to_string();
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "{queries:?}");
+    let mut empty = Vec::new();
+    for (place, expr) in &queries {
+        let expr = expr.replace("$head", &head);
+        match evaluate(&prometheus, &expr) {
+            Ok(0) => empty.push(format!("{place}: {expr} returned no series")),
+            Ok(_) => {}
+            Err(why) => empty.push(format!("{place}: {expr} failed: {why}")),
+        }
+    }
+    assert!(
+        empty.is_empty(),
+        "{}\n{}",
+        empty.join("\n"),
+        serve.log_text()
+    );
+    // A panel naming a metric the service does not export would be caught the same way.
+    assert_eq!(
+        evaluate(&prometheus, "sum(rate(moderato_no_such_metric_total[1m]))"),
+        Ok(0)
+    );
+    assert!(evaluate(&prometheus, "sum(rate(moderato_classified_total[1m]").is_err());
+}
