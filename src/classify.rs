@@ -306,7 +306,9 @@ pub fn label(
                 if !flag {
                     continue;
                 }
-                (0, None)
+                // A conditioned binary head was scored with its target's copy: explain it so.
+                let target = comment.target.as_deref().and_then(|t| head.target_index(t));
+                (0, target)
             }
             HeadOutcome::Multiclass {
                 label,

@@ -5,9 +5,10 @@
 //! n-grams) → [`model`] (sparse linear heads: binary toxicity flags, target-conditioned stance)
 //! → [`classify`] (a comment's labels) → [`record`] (the JSON record every producer writes, under
 //! the one input [`policy`]). [`train`] builds models from labelled CSV files and [`eval`]
-//! measures them. [`stream`] runs it as a Kafka service, [`perspective`] answers the
-//! Perspective API's routes, and [`serve`] lets operators watch it. [`fuzz`] holds the
-//! harnesses of the fuzz targets in `fuzz/`.
+//! measures them. With the `service` feature (on by default), `stream` runs it as a Kafka
+//! service, `ops` lets operators watch it (metrics, dashboard, health), `perspective` answers
+//! the Perspective API's routes, `http_api` joins those routes into one HTTP API and `monitor`
+//! watches a label topic. [`fuzz`] holds the harnesses of the fuzz targets in `fuzz/`.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};

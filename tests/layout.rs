@@ -1,6 +1,6 @@
-//! The layout reads as the architecture: data flows one way, text → model → record →
-//! stream / ops → the binary, and no module of the library imports a module that imports it
-//! back. Read from the sources: every `crate::…` path and every `super::…` path in the code
+//! The layout reads as the architecture: data flows one way, text → model → record → train →
+//! stream / ops / perspective → monitor / http_api → the binary ([`LAYERS`]), and no module of
+//! the library imports a module that imports it back. Read from the sources: every `crate::…` path and every `super::…` path in the code
 //! of each file (comments and `#[cfg(test)] mod tests` left out) is an import of the module it
 //! names.
 

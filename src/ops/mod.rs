@@ -5,7 +5,7 @@
 //! - [`live`]: the dashboard's rolling view of the label stream and its event feed.
 //! - [`drift`]: flag-rate drift against a trailing baseline.
 //! - [`telemetry`]: the serve loop's observer feeding both, plus readiness.
-//! - [`http`]: the axum routes.
+//! - [`http`]: the axum routes, whose error answers are [`error_body`].
 //! - [`keys`]: API keys of the classification routes.
 //! - [`openapi`]: the OpenAPI document of those routes, from their Rust types.
 //! - [`server`]: the accept loop that serves them under [`HttpLimits`], until a [`shutdown`].
