@@ -178,6 +178,19 @@ async fn metrics_follow_prometheus_conventions() {
     );
     assert!(text.contains(&build), "{text}");
     assert!(text.contains("\nmoderato_ready "), "{text}");
+    // The names before the 2026-12-02 renames are gone, all in one step.
+    for old in [
+        "moderato_score",
+        "moderato_batch_size",
+        "moderato_consumer_lag",
+        "moderato_drift_rate",
+        "moderato_drift_baseline",
+    ] {
+        assert!(
+            types.iter().all(|(n, _)| *n != old),
+            "{old} is still exported"
+        );
+    }
     if cfg!(target_os = "linux") {
         for name in ["process_cpu_seconds_total", "process_resident_memory_bytes"] {
             assert!(types.iter().any(|(n, _)| *n == name), "{name} in {text}");

@@ -300,7 +300,7 @@ async fn every_grafana_query_returns_series_from_a_prometheus_scraping_serve() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     wait_for(&format!("{base}/metrics"), "consumer lag", |m| {
-        m.contains("moderato_consumer_lag{")
+        m.contains("moderato_consumer_lag_messages{")
     });
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(evaluate(&prometheus, "up{job=\"moderato\"} == 1"), Ok(1));
@@ -313,7 +313,7 @@ async fn every_grafana_query_returns_series_from_a_prometheus_scraping_serve() {
         serde_json::from_str(&std::fs::read_to_string(path).expect("the dashboard")).expect("JSON");
     // The `head` variable's own query, then a value of it in the panels that use it.
     let heads: Value = ureq::get(&format!("{prometheus}/api/v1/label/head/values"))
-        .query("match[]", "moderato_score_bucket")
+        .query("match[]", "moderato_score_ratio_bucket")
         .call()
         .expect("label values")
         .into_json()

@@ -403,7 +403,7 @@ fn monitor_caps_the_label_values_a_topic_writer_chooses_and_counts_the_rest() {
     let most = 50 + 1; // the cap, and `other`
     for (metric, label) in [
         ("moderato_flagged_total", "head"),
-        ("moderato_score_bucket", "head"),
+        ("moderato_score_ratio_bucket", "head"),
         ("moderato_stance_total", "target"),
         ("moderato_stance_total", "label"),
         ("moderato_classified_total", "model_version"),
@@ -425,7 +425,7 @@ fn monitor_caps_the_label_values_a_topic_writer_chooses_and_counts_the_rest() {
     );
     assert_eq!(state["models_seen"]["other"], RECORDS - 50, "{state}");
     // `offensive` is among the first 50 heads: its own series survive.
-    assert!(label_values(&metrics, "moderato_score_bucket", "head").contains("offensive"));
+    assert!(label_values(&metrics, "moderato_score_ratio_bucket", "head").contains("offensive"));
     for dimension in ["head", "target", "label", "model_version"] {
         let series = format!("moderato_monitor_lumped_total{{dimension=\"{dimension}\"}}");
         let lumped = metrics

@@ -167,13 +167,13 @@ impl Metrics {
                 &["target", "label"],
             ),
             score: add.histograms(
-                "moderato_score",
+                "moderato_score_ratio",
                 "Calibrated score per binary head.",
                 score_buckets,
                 head,
             ),
             batch_size: add.histogram(
-                "moderato_batch_size",
+                "moderato_batch_messages",
                 "Messages per classified batch.",
                 size_buckets,
             ),
@@ -188,7 +188,7 @@ impl Metrics {
                 latency_buckets,
             ),
             consumer_lag: add.int_gauges(
-                "moderato_consumer_lag",
+                "moderato_consumer_lag_messages",
                 "Consumer lag per input partition, in messages.",
                 &["topic", "partition"],
             ),
@@ -253,12 +253,12 @@ impl Metrics {
                 head,
             ),
             drift_rate: add.gauges(
-                "moderato_drift_rate",
+                "moderato_drift_flag_ratio",
                 "A head's flag rate over the drift window.",
                 head,
             ),
             drift_baseline: add.gauges(
-                "moderato_drift_baseline",
+                "moderato_drift_baseline_ratio",
                 "A head's baseline flag rate (trailing mean).",
                 head,
             ),
