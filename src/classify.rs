@@ -12,7 +12,7 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::error::InputError;
-use crate::model::explain::{explain, Contribution};
+use crate::model::explain::{Contribution, Explainer};
 use crate::model::{HeadOutcome, Model, Scratch};
 
 /// An input comment: `{"id", "text", "target"?, ...}`; other fields are kept as they are.
@@ -295,6 +295,9 @@ pub fn label(
         model: model_ref.clone(),
     };
     let mut explanations = BTreeMap::new();
+    // Featurized and scored part by part once, for every head explained (none without
+    // `--explain`).
+    let mut explainer: Option<Explainer<'_>> = None;
     for (hi, (head, outcome)) in model.heads().iter().zip(outcomes).enumerate() {
         let (class, target) = match outcome {
             HeadOutcome::Binary { score, flag } => {
@@ -332,17 +335,10 @@ pub fn label(
             }
         };
         if explain_top > 0 {
+            let explainer = explainer.get_or_insert_with(|| Explainer::new(model, &comment.text));
             explanations.insert(
                 head.name.clone(),
-                explain(
-                    model,
-                    &comment.text,
-                    hi,
-                    class,
-                    target,
-                    comment.domain.as_deref(),
-                    explain_top,
-                ),
+                explainer.explain(hi, class, target, comment.domain.as_deref(), explain_top),
             );
         }
     }

@@ -2,7 +2,7 @@
 //! n-grams behind the largest terms are precisely why a comment was flagged.
 //!
 //! The terms come from the scoring path itself (`Model::each_part` and
-//! `Model::score_counts`): for a long comment they are those of the sentence chunk whose score
+//! `Model::score_counts`, run once per comment by an [`Explainer`]): for a long comment they are those of the sentence chunk whose score
 //! won, as the score was pooled, so they sum to the score that was reported.
 
 use std::collections::BTreeMap;
@@ -40,86 +40,180 @@ pub struct Terms {
     pub chunk: Option<usize>,
 }
 
-/// Every term of head `head`'s raw score towards class `class` (0 for a binary head), with
-/// `target` the index of the target of a conditioned head and `domain` the comment's site.
-pub fn terms(
-    model: &Model,
-    text: &str,
-    head: usize,
-    class: usize,
-    target: Option<usize>,
-    domain: Option<&str>,
-) -> Terms {
-    let h = &model.heads()[head];
-    let binary = h.kind == HeadKind::Binary;
-    let col = h.column + if binary { 0 } else { class };
-    let table = model.table();
-    let featurizer = model.featurizer();
-    // The part whose column scored highest, as `Model::prepare` pools a binary head (the first
-    // of equal ones: their sums are equal); a multiclass head is scored on the whole comment.
-    let mut scratch = Scratch::default();
-    let mut scores = Vec::new();
-    let (mut best, mut chunk, mut part_values) = (None, None, Vec::new());
-    model.each_part(text, &mut scratch, |part, s| {
-        if !binary && part.is_some() {
-            return;
-        }
-        model.score_counts(s, &mut scores);
-        let score = scores.get(col).copied().unwrap_or(0.0);
-        if best.is_none_or(|b| score > b) {
-            (best, chunk) = (Some(score), part);
-            part_values.clone_from(&s.values);
-        }
-    });
-    // `scratch.values` now holds the whole comment's features: what crossed copies and site
-    // weights multiply.
-    let whole = &scratch.values;
-    // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
-    let (key, (shared, own)) = match target {
-        Some(t) => (Some(model.target_key(head, t)), h.domain_scales),
-        None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
-        None => (None, (1.0, 1.0)),
-    };
-    let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
-    for &(b, v) in &part_values {
-        *sum.entry(b).or_default() += v * table.get(b, col) * shared;
-    }
-    if let Some(k) = key {
-        for &(b, v) in whole {
-            *sum.entry(b).or_default() += v * table.get(featurizer.cross(b, k), col) * own;
+/// One part of a comment as it was scored: a sentence chunk (`Some(i)`) or the whole comment.
+struct Part {
+    chunk: Option<usize>,
+    /// Every column's score of the part (before crossed copies and biases).
+    scores: Vec<f32>,
+    /// The part's normalized TF-IDF features.
+    values: Vec<(u32, f32)>,
+}
+
+/// A comment featurized and scored once, part by part, for every head it is explained for.
+pub struct Explainer<'a> {
+    model: &'a Model,
+    text: &'a str,
+    /// The parts in scoring order, the whole comment last.
+    parts: Vec<Part>,
+    /// The whole comment's n-grams with their buckets.
+    grams: Vec<(u32, String)>,
+}
+
+impl<'a> Explainer<'a> {
+    /// Featurizes and scores every part of `text` as `Model::prepare` does.
+    pub fn new(model: &'a Model, text: &'a str) -> Self {
+        let mut scratch = Scratch::default();
+        let mut parts = Vec::new();
+        model.each_part(text, &mut scratch, |chunk, s| {
+            let mut scores = Vec::new();
+            model.score_counts(s, &mut scores);
+            parts.push(Part {
+                chunk,
+                scores,
+                values: s.values.clone(),
+            });
+        });
+        let grams = model.featurizer().grams(text);
+        Self {
+            model,
+            text,
+            parts,
+            grams,
         }
     }
-    let bias_at = target.unwrap_or(0) * h.outputs();
-    let mut bias = h.bias.get(bias_at + class).copied().unwrap_or(0.0);
-    let mut platt = h.platt;
-    if binary {
-        let entry = h.calibration_entry(domain, crate::lang::script(text));
-        let (cal_bias, (a, b), _) = h.parts(entry);
-        bias += cal_bias;
-        platt = (a, b);
-        // A site's own feature copy (`moderato calibrate`) adds its weights to the Platt
-        // intercept; divided by the Platt slope they are in the raw score's units. (A slope
-        // near 0 would blow the terms up: such a calibration flags by its weights alone, and
-        // they are left out rather than shown at a meaningless scale.)
-        let site = entry.map_or(&[][..], |c| c.weights.as_slice());
-        if a.abs() > 1e-3 {
-            for &(b, v) in whole {
-                if let Ok(i) = site.binary_search_by_key(&b, |s| s.0) {
-                    *sum.entry(b).or_default() += v * site[i].1 / a;
+
+    /// Every term of head `head`'s raw score towards class `class` (0 for a binary head), with
+    /// `target` the index of the target of a conditioned head and `domain` the comment's site.
+    pub fn terms(
+        &self,
+        head: usize,
+        class: usize,
+        target: Option<usize>,
+        domain: Option<&str>,
+    ) -> Terms {
+        let model = self.model;
+        let h = &model.heads()[head];
+        let binary = h.kind == HeadKind::Binary;
+        let col = h.column + if binary { 0 } else { class };
+        let table = model.table();
+        let featurizer = model.featurizer();
+        // The whole comment is the last part: what crossed copies and site weights multiply.
+        let Some(whole) = self.parts.last() else {
+            return Terms {
+                terms: Vec::new(),
+                bias: 0.0,
+                platt: h.platt,
+                chunk: None,
+            };
+        };
+        // The part whose column scored highest, as `Model::prepare` pools a binary head (the
+        // first of equal ones: their sums are equal); a multiclass head is scored on the whole.
+        let mut part = whole;
+        if binary {
+            let score = |p: &Part| p.scores.get(col).copied().unwrap_or(0.0);
+            part = &self.parts[0];
+            for p in &self.parts[1..] {
+                if score(p) > score(part) {
+                    part = p;
                 }
             }
         }
+        // Conditioned and set-aware heads score a shared and a crossed copy, each scaled.
+        let (key, (shared, own)) = match target {
+            Some(t) => (Some(model.target_key(head, t)), h.domain_scales),
+            None if !h.domains.is_empty() => (model.domain_key(head, domain), h.domain_scales),
+            None => (None, (1.0, 1.0)),
+        };
+        let mut sum: BTreeMap<u32, f32> = BTreeMap::new();
+        for &(b, v) in &part.values {
+            *sum.entry(b).or_default() += v * table.get(b, col) * shared;
+        }
+        if let Some(k) = key {
+            for &(b, v) in &whole.values {
+                *sum.entry(b).or_default() += v * table.get(featurizer.cross(b, k), col) * own;
+            }
+        }
+        let bias_at = target.unwrap_or(0) * h.outputs();
+        let mut bias = h.bias.get(bias_at + class).copied().unwrap_or(0.0);
+        let mut platt = h.platt;
+        if binary {
+            let entry = h.calibration_entry(domain, crate::lang::script(self.text));
+            let (cal_bias, (a, b), _) = h.parts(entry);
+            bias += cal_bias;
+            platt = (a, b);
+            // A site's own feature copy (`moderato calibrate`) adds its weights to the Platt
+            // intercept; divided by the Platt slope they are in the raw score's units. (A slope
+            // near 0 would blow the terms up: such a calibration flags by its weights alone,
+            // and they are left out rather than shown at a meaningless scale.)
+            let site = entry.map_or(&[][..], |c| c.weights.as_slice());
+            if a.abs() > 1e-3 {
+                for &(b, v) in &whole.values {
+                    if let Ok(i) = site.binary_search_by_key(&b, |s| s.0) {
+                        *sum.entry(b).or_default() += v * site[i].1 / a;
+                    }
+                }
+            }
+        }
+        Terms {
+            terms: sum.into_iter().collect(),
+            bias,
+            platt,
+            chunk: part.chunk,
+        }
     }
-    Terms {
-        terms: sum.into_iter().collect(),
-        bias,
-        platt,
-        chunk,
+
+    /// The `top` features that push head `head` hardest towards class `class` (0 for a binary
+    /// head), with `target` the index of the target of a conditioned head.
+    pub fn explain(
+        &self,
+        head: usize,
+        class: usize,
+        target: Option<usize>,
+        domain: Option<&str>,
+        top: usize,
+    ) -> Vec<Contribution> {
+        let all = self.terms(head, class, target, domain);
+        let mut terms = all.terms;
+        // For a binary head a positive raw score means "flag" only through Platt's negative
+        // slope; rank by the direction that raises the calibrated probability.
+        let binary = self.model.heads()[head].kind == HeadKind::Binary;
+        let sign = if binary && all.platt.0 > 0.0 {
+            -1.0
+        } else {
+            1.0
+        };
+        terms.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
+        terms.truncate(top);
+        // The n-grams of the whole comment (crossed copies and site weights read its
+        // features), and of the chunk the terms come from.
+        let mut chunk_grams = Vec::new();
+        if let Some(i) = all.chunk {
+            if let Some(piece) = super::chunks(self.text, super::CHUNK_CHARS).get(i) {
+                chunk_grams = self.model.featurizer().grams(piece);
+            }
+        }
+        terms
+            .into_iter()
+            .map(|(bucket, contribution)| {
+                let mut ngrams: Vec<String> = self
+                    .grams
+                    .iter()
+                    .chain(&chunk_grams)
+                    .filter(|(b, _)| *b == bucket)
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                ngrams.sort();
+                ngrams.dedup();
+                Contribution {
+                    ngrams,
+                    contribution,
+                }
+            })
+            .collect()
     }
 }
 
-/// The `top` features that push head `head` hardest towards class `class` (0 for a binary head),
-/// with `target` the index of the target of a conditioned head.
+/// [`Explainer::explain`] for one head of one comment.
 pub fn explain(
     model: &Model,
     text: &str,
@@ -129,43 +223,7 @@ pub fn explain(
     domain: Option<&str>,
     top: usize,
 ) -> Vec<Contribution> {
-    let all = terms(model, text, head, class, target, domain);
-    let mut terms = all.terms;
-    // For a binary head a positive raw score means "flag" only through Platt's negative slope;
-    // rank by the direction that raises the calibrated probability.
-    let binary = model.heads()[head].kind == HeadKind::Binary;
-    let sign = if binary && all.platt.0 > 0.0 {
-        -1.0
-    } else {
-        1.0
-    };
-    terms.sort_by(|a, b| (b.1 * sign).total_cmp(&(a.1 * sign)));
-    terms.truncate(top);
-    // The n-grams of the part the terms come from, and of the whole comment (crossed copies
-    // and site weights read its features).
-    let featurizer = model.featurizer();
-    let mut grams = featurizer.grams(text);
-    if let Some(i) = all.chunk {
-        if let Some(piece) = super::chunks(text, super::CHUNK_CHARS).get(i) {
-            grams.extend(featurizer.grams(piece));
-        }
-    }
-    terms
-        .into_iter()
-        .map(|(bucket, contribution)| {
-            let mut ngrams: Vec<String> = grams
-                .iter()
-                .filter(|(b, _)| *b == bucket)
-                .map(|(_, s)| s.clone())
-                .collect();
-            ngrams.sort();
-            ngrams.dedup();
-            Contribution {
-                ngrams,
-                contribution,
-            }
-        })
-        .collect()
+    Explainer::new(model, text).explain(head, class, target, domain, top)
 }
 
 #[cfg(test)]
@@ -203,7 +261,7 @@ mod tests {
                 let HeadOutcome::Binary { score, .. } = *outcome else {
                     continue;
                 };
-                let t = terms(&model, &text, hi, 0, None, domain);
+                let t = Explainer::new(&model, &text).terms(hi, 0, None, domain);
                 let raw = t.terms.iter().map(|&(_, c)| c).sum::<f32>() + t.bias;
                 let (a, b) = t.platt;
                 // platt(x) = 1 / (1 + e^(a·x + b)), so its logit is −(a·x + b).
@@ -253,7 +311,7 @@ mod tests {
         let head = &model.heads()[hi];
         let raw: Vec<f32> = (0..head.classes.len())
             .map(|k| {
-                let t = terms(&model, &text, hi, k, target, None);
+                let t = Explainer::new(&model, &text).terms(hi, k, target, None);
                 assert_eq!(t.chunk, None, "stance is scored on the whole comment");
                 t.terms.iter().map(|&(_, c)| c).sum::<f32>() + t.bias
             })

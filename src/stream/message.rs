@@ -4,7 +4,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-pub use crate::record::Source;
+use crate::record::Source;
 
 /// One Kafka header: its key and value (`None`: a null value).
 pub type Header = (String, Option<Vec<u8>>);
