@@ -329,3 +329,59 @@ async fn classify_refuses_with_503_and_retry_after_when_its_queue_is_full() {
     let res = router(app).oneshot(post()).await.expect("router answers");
     assert_eq!(res.status(), StatusCode::OK, "served once the turn is free");
 }
+
+/// The README's metric table names every metric the service makes, and no other, and lists
+/// every stream event the events counter can carry.
+#[test]
+fn the_readme_metric_table_lists_exactly_the_metrics_and_events() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let table: Vec<&str> = readme
+        .split("Metrics (all prefixed `moderato_`")
+        .nth(1)
+        .expect("the metric table")
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .collect();
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    let mut listed: Vec<String> = table
+        .iter()
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| ticked(&outside_parentheses(cell)))
+        .map(|n| format!("moderato_{n}"))
+        .collect();
+    let mut made = moderato::ops::metrics::Metrics::new().names;
+    listed.sort();
+    made.sort();
+    assert_eq!(listed, made, "README metric table against ops::metrics");
+    let events = table
+        .iter()
+        .find(|row| row.contains("`stream_events_total`"))
+        .and_then(|row| row.split('|').nth(3))
+        .expect("the events row");
+    let events: Vec<String> = ticked(events.split_once(':').map_or(events, |(_, v)| v));
+    assert_eq!(events, moderato::stream::event::Event::NAMES);
+}
+
+/// The text of `cell` outside parentheses (where the table explains a name).
+fn outside_parentheses(cell: &str) -> String {
+    let mut depth = 0usize;
+    cell.chars()
+        .filter(|&c| {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => return depth == 0,
+            }
+            false
+        })
+        .collect()
+}

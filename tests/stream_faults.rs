@@ -272,6 +272,9 @@ impl Observe for Faults {
             self.delivered_after_fault.fetch_add(1, Ordering::SeqCst);
         }
     }
+    fn event(&self, event: &moderato::stream::event::Event<'_>) {
+        self.telemetry.event(event);
+    }
 }
 
 /// The value of one series in a Prometheus exposition.
@@ -314,6 +317,17 @@ async fn a_permanent_produce_error_is_reported_and_retried_until_it_clears() {
     let series =
         "moderato_produce_errors_total{code=\"TopicAuthorizationFailed\",kind=\"permanent\"}";
     assert!(sample(&metrics, series) >= 1.0, "{metrics}");
+    // Each failed round, the recovery and the assignment were events, counted as they logged.
+    let events = |name: &str| {
+        sample(
+            &metrics,
+            &format!("moderato_stream_events_total{{event=\"{name}\"}}"),
+        )
+    };
+    assert!(events("delivery_retry") >= 1.0, "{metrics}");
+    assert_eq!(events("delivery_recovered"), 1.0, "{metrics}");
+    assert!(events("assigned") >= 1.0, "{metrics}");
+    assert_eq!(events("consumer_error"), 0.0, "{metrics}");
     assert!(faults.delivered_after_fault.load(Ordering::SeqCst) > 0);
     assert!(
         faults.telemetry.health.ready().1.produce_error.is_none(),

@@ -8,6 +8,8 @@ use prometheus::{
     IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::stream::event::Event;
+
 /// Every metric the service exports.
 pub struct Metrics {
     registry: Registry,
@@ -65,15 +67,23 @@ pub struct Metrics {
     pub drift_rate: GaugeVec,
     /// Drift: the head's baseline flag rate.
     pub drift_baseline: GaugeVec,
+    /// The stream's failures and turns ([`Event`]), by event name: each logged once too.
+    pub events: IntCounterVec,
+    /// The name of every metric above, in the order they are made (what `/metrics` can show,
+    /// and what the README's metric table must list).
+    pub names: Vec<String>,
 }
 
 /// Makes metrics from fixed options (valid by construction) and registers each as it is made,
 /// so no metric can be declared and then forgotten in the registry.
-struct Add<'a>(&'a Registry);
+struct Add<'a>(&'a Registry, std::cell::RefCell<Vec<String>>);
 
 impl Add<'_> {
     fn register<M: Collector + Clone + 'static>(&self, made: prometheus::Result<M>) -> M {
         let metric = made.expect("fixed, valid metric options");
+        self.1
+            .borrow_mut()
+            .extend(metric.desc().iter().map(|d| d.fq_name.clone()));
         // Names are fixed and distinct: registration cannot collide.
         let _ = self.0.register(Box::new(metric.clone()));
         metric
@@ -127,7 +137,7 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let add = Add(&registry);
+        let add = Add(&registry, Default::default());
         let score_buckets = (1..=10).map(|i| f64::from(i) / 10.0).collect();
         let latency_buckets = prometheus::exponential_buckets(0.0005, 2.0, 16).unwrap_or_default();
         let size_buckets = prometheus::exponential_buckets(1.0, 2.0, 15).unwrap_or_default();
@@ -262,8 +272,19 @@ impl Metrics {
                 "A head's baseline flag rate (trailing mean).",
                 head,
             ),
+            events: add.counters(
+                "moderato_stream_events_total",
+                "The stream's failures and turns (consumer errors, rebalances, retries, unstored \
+                 offsets, aborted transactions, ...), by event; each is logged once too.",
+                &["event"],
+            ),
+            names: add.1.take(),
             registry,
         };
+        // Every event at 0 from the start, so a rate over it has a series before it first happens.
+        for name in Event::NAMES {
+            metrics.events.with_label_values(&[name]);
+        }
         metrics
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::live::{used_heads, Item, Live};
 use super::metrics::Metrics;
 use crate::clock::now;
+use crate::stream::event::Event;
 use crate::stream::feedback::RecentTexts;
 use crate::stream::observe::{Observe, ProduceFault};
 use crate::stream::record::{Destination, Outbound};
@@ -327,6 +328,10 @@ impl Observe for Telemetry {
             Ok(mut g) => *g = cause,
             Err(p) => *p.into_inner() = cause,
         }
+    }
+
+    fn event(&self, event: &Event<'_>) {
+        self.metrics.events.with_label_values(&[event.name()]).inc();
     }
 
     fn statistics(&self, stats: &Statistics) {

@@ -19,6 +19,7 @@ use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
+use super::event::Event;
 use super::inbound::inbound;
 use super::observe::Observe;
 use super::record::Inbound;
@@ -175,12 +176,12 @@ impl ConsumerContext for FlowContext {
                 let commit = consumer.commit_consumer_state(CommitMode::Sync);
                 commit.is_ok() || is_no_offset(&commit)
             };
-            tracing::info!(
-                partitions = tpl.count(),
+            Event::Revoked {
+                partitions: tpl.count(),
                 drained,
                 committed,
-                "partitions revoked"
-            );
+            }
+            .emit(&*self.observer);
         }
     }
 
@@ -193,7 +194,10 @@ impl ConsumerContext for FlowContext {
             .unwrap_or_default();
         if let Rebalance::Assign(_) = rebalance {
             self.rebalances.fetch_add(1, Ordering::SeqCst);
-            tracing::info!(?partitions, "partitions assigned");
+            Event::Assigned {
+                partitions: &partitions,
+            }
+            .emit(&*self.observer);
         }
         self.observer.assigned(&partitions);
     }
@@ -288,7 +292,7 @@ pub(super) async fn consume_stage(
                         held.messages.len() >= cfg.batch_size
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, "consumer error; librdkafka retries");
+                        Event::ConsumerError { error: &e }.emit(&*consumer.context().observer);
                         false
                     }
                 },
@@ -388,9 +392,7 @@ pub(super) async fn consume_stage(
             Ok(Ok(())) => {}
             _ => {
                 inflight.done(load);
-                tracing::warn!(
-                    "the last batch could not be handed over before the timeout; it will be read again"
-                );
+                Event::LastBatchDropped.emit(&*consumer.context().observer);
             }
         }
     }
@@ -576,9 +578,9 @@ impl<'a> Held<'a> {
             Ok(()) => {
                 ctx.rewinds.fetch_add(1, Ordering::SeqCst);
                 ctx.rewind_wanted.store(0, Ordering::SeqCst);
-                tracing::warn!("read again from the committed positions");
+                Event::Rewound.emit(&*ctx.observer);
             }
-            Err(e) => tracing::warn!(error = %e, "cannot seek back yet; retrying"),
+            Err(e) => Event::RewindFailed { error: &e }.emit(&*ctx.observer),
         }
     }
 

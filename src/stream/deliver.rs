@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use super::config::ServeConfig;
 use super::consume::{GroupConsumer, InFlight, Load};
+use super::event::Event;
 use super::fit;
 use super::observe::{Counts, Observe, ProduceFault};
 use super::record::{Destination, Outbound};
@@ -159,7 +160,7 @@ pub(super) async fn deliver_stage(
                 ctx.wake.notify_one();
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot deliver; stopping (the batch is read again after a restart)");
+                Event::DeliveryStopped { error: &e }.emit(&*d.observer);
                 return (Err(e), d.producer);
             }
         }
@@ -196,7 +197,12 @@ impl Deliverer {
                 .consumer
                 .store_offset(&self.cfg.input_topic, partition, offset)
             {
-                tracing::debug!(partition, offset, error = %e, "offset not stored (partition revoked)");
+                Event::OffsetNotStored {
+                    partition,
+                    offset,
+                    error: &e,
+                }
+                .emit(&*self.observer);
             }
         }
     }
@@ -210,7 +216,10 @@ impl Deliverer {
         let mut deliveries = Vec::with_capacity(pending.len());
         for &i in pending {
             if let Some(r) = records.get_mut(i) {
-                deliveries.push((i, enqueue(&self.producer, &self.cfg, r).await));
+                deliveries.push((
+                    i,
+                    enqueue(&self.producer, &self.cfg, &*self.observer, r).await,
+                ));
             }
         }
         let mut failed = Vec::new();
@@ -237,21 +246,21 @@ impl Deliverer {
         let Some(fault) = worst_fault(&self.cfg, records, failed) else {
             return;
         };
-        let error = &fault.cause;
-        tracing::warn!(
-            error = %error,
-            topic = %fault.topic,
-            permanent = fault.permanent,
-            records = failed.len(),
-            "delivery failed; sending the batch's failed records again (offsets wait)"
-        );
+        Event::DeliveryRetry {
+            topic: &fault.topic,
+            code: &fault.code,
+            permanent: fault.permanent,
+            records: failed.len(),
+            error: &fault.cause,
+        }
+        .emit(&*self.observer);
         self.report(&fault);
         Counts::add(&self.counts.retries, failed.len() as u64);
         for (i, e) in failed {
             if is_too_large(e) {
                 if let Some(r) = records.get_mut(*i) {
                     // One that cannot get smaller is sent as it is, the fault reported.
-                    shrink(r);
+                    shrink(r, &*self.observer);
                 }
             }
         }
@@ -268,7 +277,7 @@ impl Deliverer {
         if self.faulted {
             self.faulted = false;
             self.observer.produce_fault(None);
-            tracing::info!("deliveries succeed again");
+            Event::DeliveryRecovered.emit(&*self.observer);
         }
         for r in records {
             match r.destination {
@@ -283,12 +292,12 @@ impl Deliverer {
     pub(super) fn renew_producer(&mut self) {
         match producer_config(&self.cfg).create::<FutureProducer>() {
             Ok(p) => {
-                tracing::warn!("producer failed fatally; replaced with a new one");
+                Event::ProducerReplaced.emit(&*self.observer);
                 self.producer = p;
             }
             Err(e) => {
                 let e = super::properties::hide_value(e);
-                tracing::error!(error = %e, "cannot create a new producer; retrying")
+                Event::ProducerNotReplaced { error: &e }.emit(&*self.observer)
             }
         }
     }
@@ -400,16 +409,16 @@ fn is_too_large(e: &KafkaError) -> bool {
 /// producer's) to half its size, by the policy of [`super::fit`]: a labelled record stays valid
 /// JSON, a dead letter keeps its key, headers, length and digest. False if it cannot get
 /// smaller; it is then sent again as it is, and the fault is reported until the limit is raised.
-fn shrink(record: &mut Outbound) -> bool {
+fn shrink(record: &mut Outbound, observer: &dyn Observe) -> bool {
     let before = fit::size(record);
     let smaller = fit::fit(record, before / 2, None) && fit::size(record) < before;
-    tracing::warn!(
-        partition = record.source.partition,
-        offset = record.source.offset,
-        from = before,
-        to = fit::size(record),
-        "record too large for the broker; fitted to half its size"
-    );
+    Event::RecordShrunk {
+        partition: record.source.partition,
+        offset: record.source.offset,
+        from: before,
+        to: fit::size(record),
+    }
+    .emit(observer);
     smaller
 }
 
@@ -418,6 +427,7 @@ fn shrink(record: &mut Outbound) -> bool {
 pub(super) async fn enqueue(
     producer: &FutureProducer,
     cfg: &ServeConfig,
+    observer: &dyn Observe,
     r: &mut Outbound,
 ) -> Result<DeliveryFuture, KafkaError> {
     let mut backoff = Duration::from_millis(1);
@@ -440,7 +450,7 @@ pub(super) async fn enqueue(
             Err((e, _)) => e,
         };
         if is_too_large(&error) {
-            if !shrink(r) {
+            if !shrink(r, observer) {
                 return Err(error);
             }
         } else if !matches!(

@@ -11,7 +11,8 @@
 //! - [`pipeline`]: the consume → classify → deliver loop and its shutdown, with [`consume`]
 //!   (batches, pause under backpressure, rebalance drain; [`inbound`] copies a message),
 //!   [`work`] (classify), [`deliver`] (produce, acknowledge, store) and [`deliver::transact`]
-//!   (exactly-once); [`observe`] is what they report, [`guarantee`] which one applies.
+//!   (exactly-once); [`observe`] is what they report, [`event`] each failure or turn they
+//!   meet (logged and counted at once), [`guarantee`] which one applies.
 //! - [`properties`]: librdkafka properties from `MODERATO_LIBRDKAFKA__*` and `@FILE` values.
 //! - [`preflight`]: the start-up check that the brokers accept us and the topics exist.
 //! - [`reload`]: hot model reload on SIGHUP or a changed file.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod consume;
 pub mod deliver;
 pub mod embedded;
+pub mod event;
 pub mod feedback;
 pub mod fit;
 pub mod guarantee;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rdkafka::Statistics;
 
+use super::event::Event;
 use super::record::Outbound;
 use super::reload::Loaded;
 
@@ -26,6 +27,9 @@ pub trait Observe: Send + Sync {
     /// Deliveries fail (`Some`: the partition stops advancing until they succeed), or succeed
     /// again after a fault (`None`).
     fn produce_fault(&self, _fault: Option<&ProduceFault>) {}
+    /// A failure or turn of the loop (consumer errors, rebalances, retries, unstored offsets,
+    /// aborted transactions, …), already logged by [`Event::emit`].
+    fn event(&self, _event: &Event<'_>) {}
 }
 
 /// An observer that does nothing.

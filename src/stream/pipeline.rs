@@ -29,6 +29,7 @@ use super::consume::{
     consume_stage, consumer_config, is_no_offset, FlowContext, GroupConsumer, InFlight,
 };
 use super::deliver::{deliver_stage, flush, producer_config, Classified, Deliverer};
+use super::event::Event;
 use super::observe::Counts;
 use super::reload::ModelSlot;
 use super::work::classify_stage;
@@ -131,17 +132,16 @@ pub async fn run(
     inflight.clear();
     let left = deadline.saturating_duration_since(Instant::now());
     let flushed = producer.is_some_and(|p| flush(&p, left.max(Duration::from_millis(100))));
-    let committed = transactional
-        || {
-            let commit = consumer.commit_consumer_state(CommitMode::Sync);
-            let ok = commit.is_ok() || is_no_offset(&commit);
-            if let Err(e) = &commit {
-                if !ok {
-                    tracing::warn!(error = %e, "final commit failed; uncommitted messages will be read again");
-                }
+    let committed = transactional || {
+        let commit = consumer.commit_consumer_state(CommitMode::Sync);
+        let ok = commit.is_ok() || is_no_offset(&commit);
+        if let Err(e) = &commit {
+            if !ok {
+                Event::FinalCommitFailed { error: e }.emit(&*consumer.context().observer);
             }
-            ok
-        };
+        }
+        ok
+    };
     let summary = counts.summary(consumed, drained && flushed && committed);
     tracing::info!(?summary, "stopped");
     match stopped_by {

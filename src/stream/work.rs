@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use super::config::ServeConfig;
 use super::consume::Batch;
 use super::deliver::Classified;
+use super::event::Event;
 use super::observe::Observe;
 use super::record::process_guarded;
 use super::reload::ModelSlot;
@@ -61,12 +62,10 @@ pub(super) async fn classify_stage(
                 // A panic in the model is a bug; the batch's offsets are never stored, so the
                 // messages are read again after a restart.
                 // Never the JoinError's text: a panic's message can quote the comment.
-                let why = if e.is_panic() {
-                    "panicked"
-                } else {
-                    "was cancelled"
-                };
-                tracing::error!("classification task {why}; stopping");
+                Event::ClassifierStopped {
+                    panicked: e.is_panic(),
+                }
+                .emit(&*observer);
                 return false;
             }
         };

@@ -19,6 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::{fault, last_offsets, Backoff, Deliverer, Outcome};
 use crate::error::StreamError;
+use crate::stream::event::Event;
 use crate::stream::message::Outbound;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,7 +77,7 @@ pub(super) async fn complete(
         match committed {
             Ok(()) => return Ok(Outcome::Done),
             Err(e) => {
-                tracing::warn!(error = %e, "transaction failed; aborting it");
+                Event::TransactionAborted { error: &e }.emit(&*d.observer);
                 if is_fatal(&e) {
                     return renew(d, &e).map(|()| Outcome::Abandoned);
                 }
@@ -99,7 +100,7 @@ async fn commit(d: &Deliverer) -> Result<(), KafkaError> {
     loop {
         match blocking(|| d.producer.commit_transaction(TIMEOUT)) {
             Err(KafkaError::Transaction(e)) if e.is_retriable() && !e.txn_requires_abort() => {
-                tracing::warn!(error = %e, "commit not confirmed; trying again");
+                Event::CommitRetry { error: &e }.emit(&*d.observer);
                 backoff.wait().await;
             }
             other => return other,
@@ -110,7 +111,7 @@ async fn commit(d: &Deliverer) -> Result<(), KafkaError> {
 /// Aborts the open transaction; an error if the producer cannot (it must be replaced).
 fn abort(d: &Deliverer) -> Result<(), KafkaError> {
     blocking(|| d.producer.abort_transaction(TIMEOUT))
-        .inspect_err(|e| tracing::warn!(error = %e, "cannot abort the transaction"))
+        .inspect_err(|e| Event::AbortFailed { error: e }.emit(&*d.observer))
 }
 
 /// A new producer with the same transactional id; its registration fences the old one and
