@@ -113,6 +113,22 @@ pub enum ModelError {
         /// What is inconsistent.
         reason: String,
     },
+    /// `MODERATO_MODEL` names a file that is not there (never a fallback to another model).
+    #[error("MODERATO_MODEL is {0} and there is no such file: fix the path or unset it")]
+    EnvMissing(PathBuf),
+    /// No model named, none in the places looked in, and none built in.
+    #[error(
+        "no --model given, MODERATO_MODEL is not set, no model in {looked}, and this binary was \
+         built without `embedded-model`: pass --model, or train one with `moderato train \
+         --config training/default.toml`"
+    )]
+    NotFound {
+        /// The places looked in, in order.
+        looked: String,
+    },
+    /// The built-in model was asked for, and this build has none.
+    #[error("this binary was built without `embedded-model`: pass --model")]
+    NotBuiltIn,
 }
 
 /// Labelled data that cannot be loaded.

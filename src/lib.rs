@@ -7,8 +7,8 @@
 //! the one input [`policy`]). [`train`] builds models from labelled CSV files and [`eval`]
 //! measures them. With the `service` feature (on by default), `stream` runs it as a Kafka
 //! service, `ops` lets operators watch it (metrics, dashboard, health), `perspective` answers
-//! the Perspective API's routes, `http_api` joins those routes into one HTTP API and `monitor`
-//! watches a label topic. [`fuzz`] holds the harnesses of the fuzz targets in `fuzz/`.
+//! the Perspective API's routes, `http_api` joins those routes into one HTTP API, `service`
+//! wires it all into `moderato serve`, and `monitor` watches a label topic. [`fuzz`] holds the harnesses of the fuzz targets in `fuzz/`.
 //!
 //! ```
 //! use moderato::classify::{label, Comment, ModelRef};
@@ -43,6 +43,8 @@ pub mod perspective;
 pub mod plot;
 pub mod policy;
 pub mod record;
+#[cfg(feature = "service")]
+pub mod service;
 #[cfg(feature = "service")]
 pub mod stream;
 pub mod train;

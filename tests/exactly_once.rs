@@ -6,13 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::kafka::{collect, comment, create_topics, produce, unique, Broker, Got, Sent, Serve};
-use moderato::model::file;
+use moderato::model::source::ModelSource;
 use moderato::stream::embedded::EmbeddedBroker;
-use moderato::stream::{self, Guarantee, ModelSlot, NoObserver, ServeConfig};
+use moderato::stream::{Guarantee, ServeConfig};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -105,10 +104,9 @@ async fn in_process_each_input_is_answered_once_in_a_committed_transaction() {
     cfg.instance = "eos-1".into();
     cfg.guarantee = Guarantee::ExactlyOnce;
     cfg.batch_size = 100;
-    let model = file::load(&common::default_model_path()).expect("default model");
-    let slot = Arc::new(ModelSlot::new(model, None));
+    let model = ModelSource::File(common::default_model_path());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(stream::run(cfg, slot, Arc::new(NoObserver), async move {
+    let service = tokio::spawn(moderato::service::run(cfg, model, async move {
         let _ = stopped.await;
     }));
     let sent = steady_stream(broker.clone(), 4).await;

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::kafka::{collect, produce, Broker};
 use moderato::model::file;
+use moderato::model::source::ModelSource;
 use moderato::stream::embedded::EmbeddedBroker;
-use moderato::stream::{self, ModelSlot, NoObserver, ServeConfig};
+use moderato::stream::{self, ModelSlot, ServeConfig};
 
 /// A mock broker with the test topics (`partitions` each for input and output), the tests'
 /// view of it, and the service settings that read and write them in `group`.
@@ -33,10 +34,9 @@ fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, Broker, ServeC
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_loop_labels_good_messages_and_dead_letters_bad_ones() {
     let (_broker, view, cfg) = mock_service(2, "mock");
-    let model = file::load(&common::default_model_path()).expect("default model");
-    let slot = Arc::new(ModelSlot::new(model, None));
+    let model = ModelSource::File(common::default_model_path());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(stream::run(cfg, slot, Arc::new(NoObserver), async move {
+    let service = tokio::spawn(moderato::service::run(cfg, model, async move {
         let _ = stopped.await;
     }));
 
@@ -83,10 +83,9 @@ async fn failed_deliveries_are_retried_and_nothing_is_skipped() {
         5,
         rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
     );
-    let model = file::load(&common::default_model_path()).expect("default model");
-    let slot = Arc::new(ModelSlot::new(model, None));
+    let model = ModelSource::File(common::default_model_path());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(stream::run(cfg, slot, Arc::new(NoObserver), async move {
+    let service = tokio::spawn(moderato::service::run(cfg, model, async move {
         let _ = stopped.await;
     }));
     let got = collect(&view, Duration::from_secs(60), |g| g.len() >= sent.len()).await;

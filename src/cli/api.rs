@@ -14,12 +14,12 @@ use moderato::ops::drift::DriftConfig;
 use moderato::ops::http::App;
 use moderato::ops::keys::ApiKeys;
 use moderato::ops::live::Live;
-use moderato::ops::telemetry::watch_drift;
 use moderato::ops::{check_auth, start_router, Telemetry};
 use moderato::perspective::attributes::{parse_override, Attributes};
 use moderato::perspective::suggest::FeedbackSink;
 use moderato::perspective::Perspective;
-use moderato::stream::{reload, ModelSlot};
+use moderato::service::Watchers;
+use moderato::stream::ModelSlot;
 
 /// Arguments of `moderato api`.
 #[derive(Args, Debug)]
@@ -120,19 +120,11 @@ pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on --http {}", a.http))?;
         println!("moderato api listening on http://{}", server.addr);
-        let hup = tokio::spawn(reload::watch_sighup(Arc::clone(&slot)));
-        let drift = tokio::spawn(watch_drift(Arc::clone(&telemetry)));
-        let poll = (a.reload_poll_ms > 0).then(|| {
-            let every = Duration::from_millis(a.reload_poll_ms);
-            tokio::spawn(reload::watch_file(Arc::clone(&slot), every))
-        });
+        let poll = (a.reload_poll_ms > 0).then(|| Duration::from_millis(a.reload_poll_ms));
+        let watchers = Watchers::start(&slot, &telemetry, poll);
         super::stop_signal().await;
         tracing::info!("stopping");
-        hup.abort();
-        drift.abort();
-        if let Some(p) = poll {
-            p.abort();
-        }
+        watchers.stop();
         let _ = server.stop.send(());
         match server.task.await {
             Ok(Ok(())) => Ok(ExitCode::SUCCESS),

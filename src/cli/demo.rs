@@ -98,7 +98,7 @@ async fn demo(
     a: DemoArgs,
 ) -> anyhow::Result<ExitCode> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let service = tokio::spawn(super::serve::serve(cfg.clone(), model, async move {
+    let service = tokio::spawn(moderato::service::run(cfg.clone(), model, async move {
         let _ = stop_rx.await;
     }));
     let texts: Texts = Arc::default();

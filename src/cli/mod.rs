@@ -5,7 +5,6 @@ mod calibrate;
 mod classify;
 mod demo;
 mod eval;
-mod model_source;
 mod monitor;
 mod serve;
 mod train;
@@ -16,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-pub use model_source::ModelSource;
+pub use moderato::model::source::ModelSource;
 
 /// Exit status of a runtime error (a usage error exits 2, from clap).
 pub const EXIT_RUNTIME: u8 = 1;
@@ -119,7 +118,7 @@ pub fn init_logging(format: LogFormat) {
 
 /// Loads `--model`, or the default model from where [`ModelSource::find`] finds it.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<moderato::Model> {
-    ModelSource::find(path)?.load()
+    Ok(ModelSource::find(path)?.load()?)
 }
 
 /// The async runtime of `serve` and `demo`: enough workers that a rebalance callback, which

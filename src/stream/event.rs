@@ -1,11 +1,10 @@
-//! The loop's failures and turns, one typed event per occurrence: [`Event::emit`] logs it once
-//! and hands it to [`Observe::event`], which counts it (`moderato_stream_events_total{event}`),
-//! so that what the log says and what the metric counts cannot drift apart (as Vector's
-//! internal events do). Never a comment's text: an event carries codes, counts and positions.
+//! The loop's failures and turns, one typed event per occurrence. [`Event::emit`] logs it once
+//! and hands it to [`Observe::event`](super::observe::Observe::event), which counts it
+//! (`moderato_stream_events_total{event}`), so that what the log says and what the metric
+//! counts cannot drift apart (as Vector's internal events do). Never a comment's text: an event
+//! carries codes, counts and positions.
 
 use std::fmt::Display;
-
-use super::observe::Observe;
 
 /// Something the loop met that an operator may need to see.
 pub enum Event<'a> {
@@ -159,14 +158,8 @@ impl Event<'_> {
         }
     }
 
-    /// Logs the event and reports it to `observer`.
-    pub fn emit(self, observer: &dyn Observe) {
-        self.log();
-        observer.event(&self);
-    }
-
-    /// The event's one log line, at the level its meaning asks for.
-    fn log(&self) {
+    /// The event's one log line, at the level its meaning asks for (see [`Event::emit`]).
+    pub(super) fn log(&self) {
         let event = self.name();
         match *self {
             Event::ConsumerError { error } => {
@@ -270,6 +263,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::stream::observe::Observe;
 
     /// Records the names of the events it is handed.
     #[derive(Default)]

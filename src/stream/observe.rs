@@ -32,6 +32,14 @@ pub trait Observe: Send + Sync {
     fn event(&self, _event: &Event<'_>) {}
 }
 
+impl Event<'_> {
+    /// Logs the event and reports it to `observer`: the one way an event is raised.
+    pub fn emit(self, observer: &dyn Observe) {
+        self.log();
+        observer.event(&self);
+    }
+}
+
 /// An observer that does nothing.
 pub struct NoObserver;
 impl Observe for NoObserver {}

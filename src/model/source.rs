@@ -1,12 +1,14 @@
-//! Where the binary finds its model when `--model` is not given: `MODERATO_MODEL`, then the
-//! platform data directory, then beside the binary, then the default model built into the
-//! binary (the `embedded-model` feature, on by default), so that `cargo install` gives a
-//! binary that labels comments after its checkout is gone.
+//! Where a model is found when no file is named: `MODERATO_MODEL`, then the platform data
+//! directory, then beside the binary, then the default model built into the crate (the
+//! `embedded-model` feature, on by default), so that `cargo install` gives a binary that labels
+//! comments after its checkout is gone, and a library user gets the default model with
+//! `ModelSource::find(None)?.load()`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use super::{file, Model};
+use crate::error::ModelError;
 
 /// The shipped default model, built in (`embedded-model` feature, when the checkout has the
 /// file: see `build.rs`).
@@ -40,7 +42,7 @@ impl fmt::Display for ModelSource {
 impl ModelSource {
     /// `--model` if given, else the first of [`candidates`] that exists, else the built-in
     /// model; an error that lists where it looked when there is none.
-    pub fn find(flag: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn find(flag: Option<&Path>) -> Result<Self, ModelError> {
         if let Some(p) = flag {
             return Ok(ModelSource::File(p.to_path_buf()));
         }
@@ -48,11 +50,9 @@ impl ModelSource {
         // serve a model the operator did not choose.
         if let Some(p) = std::env::var_os("MODERATO_MODEL").filter(|p| !p.is_empty()) {
             let p = PathBuf::from(p);
-            anyhow::ensure!(
-                p.exists(),
-                "MODERATO_MODEL is {} and there is no such file: fix the path or unset it",
-                p.display()
-            );
+            if !p.exists() {
+                return Err(ModelError::EnvMissing(p));
+            }
             return Ok(ModelSource::File(p));
         }
         let looked = candidates(
@@ -66,12 +66,9 @@ impl ModelSource {
             return Ok(ModelSource::Embedded);
         }
         let places: Vec<String> = looked.iter().map(|p| p.display().to_string()).collect();
-        anyhow::bail!(
-            "no --model given, MODERATO_MODEL is not set, no model in {}, and this binary was \
-             built without `embedded-model`: pass --model, or train one with `moderato train \
-             --config training/default.toml`",
-            places.join(", ")
-        )
+        Err(ModelError::NotFound {
+            looked: places.join(", "),
+        })
     }
 
     /// The file a hot reload reads; `None` for the built-in model.
@@ -83,16 +80,13 @@ impl ModelSource {
     }
 
     /// Loads and checks the model; the error says which source was refused and why.
-    pub fn load(&self) -> anyhow::Result<moderato::Model> {
+    pub fn load(&self) -> Result<Model, ModelError> {
         let model = match (self, EMBEDDED) {
-            (ModelSource::File(p), _) => moderato::model::file::load(p)?,
+            (ModelSource::File(p), _) => file::load(p)?,
             (ModelSource::Embedded, Some(bytes)) => {
-                moderato::model::file::from_bytes(bytes, Path::new("<built-in>"))
-                    .context("the model built into this binary")?
+                file::from_bytes(bytes, Path::new("<the model built into this binary>"))?
             }
-            (ModelSource::Embedded, None) => {
-                anyhow::bail!("this binary was built without `embedded-model`")
-            }
+            (ModelSource::Embedded, None) => return Err(ModelError::NotBuiltIn),
         };
         tracing::info!(source = %self, name = %model.info.name, version = %model.info.version, "model loaded");
         Ok(model)

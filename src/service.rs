@@ -1,0 +1,212 @@
+//! The whole `moderato serve` service, wired once: the HTTP side, the model, the start-up check
+//! of brokers and topics, the reload and drift watchers, the feedback collector and the Kafka
+//! loop, started in that order and stopped in reverse. `moderato serve`, `moderato demo` and the
+//! tests all call [`run`]; `moderato api` shares the [`Watchers`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::error::{ConfigError, ModelError, StreamError};
+use crate::model::source::ModelSource;
+use crate::ops::drift::DriftConfig;
+use crate::ops::http::App;
+use crate::ops::keys::ApiKeys;
+use crate::ops::live::Live;
+use crate::ops::telemetry::watch_drift;
+use crate::ops::{check_auth, start_router, Telemetry};
+use crate::perspective::attributes::Attributes;
+use crate::perspective::suggest::FeedbackSink;
+use crate::perspective::Perspective;
+use crate::stream::feedback::{self, RecentTexts};
+use crate::stream::preflight::PreflightError;
+use crate::stream::{self, reload, ModelSlot, RunSummary, ServeConfig};
+
+/// The service could not start (or its loop failed): what `moderato serve` reports.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The model could not be found or loaded.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A setting or a key file is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The brokers refuse these settings, or a topic is missing.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// The loop failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The HTTP side would serve without keys on a public address.
+    #[error("{0}")]
+    Auth(String),
+    /// The feedback file cannot be opened for appending.
+    #[error("cannot open the feedback file {path}: {source}")]
+    FeedbackFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The HTTP address cannot be bound.
+    #[error("cannot listen on --http {addr} (use another address or `off`): {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A start-up task panicked or was cancelled.
+    #[error("the {0} task failed")]
+    Task(&'static str),
+}
+
+/// Runs the service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
+/// model loads), then the model, the start-up check, the watchers and the Kafka loop; then
+/// drains, and returns what the loop did.
+pub async fn run(
+    cfg: ServeConfig,
+    model: ModelSource,
+    stop: impl Future<Output = ()>,
+) -> Result<RunSummary, ServiceError> {
+    let live = Live::new("serve", cfg.instance.clone(), DriftConfig::default());
+    let mut telemetry = Telemetry::new(live, true);
+    if let Some(fb) = &cfg.feedback {
+        telemetry.recent = Some(Arc::new(RecentTexts::new(fb.cache, fb.cache_bytes)));
+    }
+    let telemetry = Arc::new(telemetry);
+    let http = match cfg.http {
+        Some(addr) => {
+            let (app, router) = http_routes(&cfg, &telemetry)?;
+            let handle = start_router(addr, &app, router)
+                .await
+                .map_err(|source| ServiceError::Listen { addr, source })?;
+            Some(handle)
+        }
+        None => None,
+    };
+    let loading = model.clone();
+    let loaded = tokio::task::spawn_blocking(move || loading.load())
+        .await
+        .map_err(|_| ServiceError::Task("model loading"))??;
+    // The brokers accept these settings and the topics exist, or the start stops here.
+    let check = cfg.clone();
+    tokio::task::spawn_blocking(move || stream::preflight::check(&check))
+        .await
+        .map_err(|_| ServiceError::Task("start-up check"))??;
+    let slot = Arc::new(ModelSlot::new(
+        loaded,
+        model.file().map(std::path::Path::to_path_buf),
+    ));
+    let _ = telemetry.health.model.set(Arc::clone(&slot));
+    let watchers = Watchers::start(&slot, &telemetry, cfg.reload_poll);
+    let (feedback_stop, feedback_stopped) = tokio::sync::oneshot::channel::<()>();
+    let feedback = collect_feedback(&cfg, &telemetry, async move {
+        let _ = feedback_stopped.await;
+    });
+    let summary = stream::run(cfg, slot, Arc::clone(&telemetry) as _, stop).await;
+    let _ = feedback_stop.send(());
+    if let Some(f) = feedback {
+        match f.await {
+            Ok(Ok(n)) => tracing::info!(written = n, "feedback collector stopped"),
+            Ok(Err(e)) => tracing::error!(error = %e, "feedback collector failed"),
+            Err(e) => tracing::error!(error = %e, "feedback collector task failed"),
+        }
+    }
+    watchers.stop();
+    if let Some(h) = http {
+        let _ = h.stop.send(());
+        let _ = h.task.await;
+    }
+    Ok(summary?)
+}
+
+/// The HTTP side of the service: metrics, health, dashboard, `/v1/classify` and the Perspective
+/// routes, whose `suggestscore` appends to the feedback file when feedback is collected; with
+/// the handlers' state, whose limits and shutdown the server takes.
+fn http_routes(
+    cfg: &ServeConfig,
+    telemetry: &Arc<Telemetry>,
+) -> Result<(App, axum::Router), ServiceError> {
+    let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
+    if let Some(addr) = cfg.http {
+        check_auth(addr, keys.as_ref(), cfg.insecure_no_auth).map_err(ServiceError::Auth)?;
+    }
+    let feedback = match &cfg.feedback {
+        Some(fb) => Some(
+            FeedbackSink::open(&fb.file)
+                .map(Arc::new)
+                .map_err(|source| ServiceError::FeedbackFile {
+                    path: fb.file.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let mut app = App::new(
+        Arc::clone(telemetry),
+        cfg.domain.clone(),
+        cfg.max_text_chars,
+    )
+    .with_limits(cfg.http_limits);
+    app.keys = keys.clone().map(Arc::new);
+    let perspective = Arc::new(Perspective {
+        app: app.clone(),
+        attributes: Attributes::default(),
+        feedback,
+        keys,
+        public_url: None,
+    });
+    let router = crate::http_api::router(app.clone(), perspective);
+    Ok((app, router))
+}
+
+/// The feedback collector's task, when `--feedback-topic` is set: moderators' decisions joined
+/// with the texts the loop saw, counted in `moderato_feedback_total`.
+fn collect_feedback(
+    cfg: &ServeConfig,
+    telemetry: &Arc<Telemetry>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Option<JoinHandle<Result<u64, StreamError>>> {
+    let (fb, recent) = (
+        cfg.feedback.clone()?,
+        Arc::clone(telemetry.recent.as_ref()?),
+    );
+    let (cfg, t) = (cfg.clone(), Arc::clone(telemetry));
+    Some(tokio::spawn(async move {
+        let counted = |joined: &str| t.metrics.feedback.with_label_values(&[joined]).inc();
+        feedback::run(&cfg, &fb, &recent, counted, stop).await
+    }))
+}
+
+/// The tasks every service runs beside its work: reload on SIGHUP, reload when the model file
+/// changes (every `poll`, if set), and the drift watch.
+pub struct Watchers(Vec<JoinHandle<()>>);
+
+impl Watchers {
+    /// Starts the watchers of `slot`'s model and `telemetry`'s drift.
+    pub fn start(
+        slot: &Arc<ModelSlot>,
+        telemetry: &Arc<Telemetry>,
+        poll: Option<Duration>,
+    ) -> Self {
+        let mut tasks = vec![
+            tokio::spawn(reload::watch_sighup(Arc::clone(slot))),
+            tokio::spawn(watch_drift(Arc::clone(telemetry))),
+        ];
+        if let Some(every) = poll {
+            tasks.push(tokio::spawn(reload::watch_file(Arc::clone(slot), every)));
+        }
+        Self(tasks)
+    }
+
+    /// Stops them all.
+    pub fn stop(self) {
+        for task in self.0 {
+            task.abort();
+        }
+    }
+}
