@@ -1,4 +1,4 @@
-//! Build script: with the `embedded-model` feature, tells the binary whether
+//! Build script: with the `embedded-model` feature, tells the crate (its `model::source`) whether
 //! `models/default.model` is there to be built in (`cfg(moderato_embedded)`). A package made by
 //! `cargo package` leaves the model out (it holds no data), and its binary then says where it
 //! looked for a model file.

@@ -44,7 +44,7 @@ pub enum ServiceError {
     #[error("{0}")]
     Auth(String),
     /// The feedback file cannot be opened for appending.
-    #[error("cannot open the feedback file {path}: {source}")]
+    #[error("cannot open the feedback file {path}")]
     FeedbackFile {
         /// The file.
         path: PathBuf,
@@ -52,7 +52,7 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     /// The HTTP address cannot be bound.
-    #[error("cannot listen on --http {addr} (use another address or `off`): {source}")]
+    #[error("cannot listen on --http {addr} (use another address or `off`)")]
     Listen {
         /// The address.
         addr: std::net::SocketAddr,

@@ -104,6 +104,7 @@ async fn in_process_each_input_is_answered_once_in_a_committed_transaction() {
     cfg.instance = "eos-1".into();
     cfg.guarantee = Guarantee::ExactlyOnce;
     cfg.batch_size = 100;
+    cfg.http = None;
     let model = ModelSource::File(common::default_model_path());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let service = tokio::spawn(moderato::service::run(cfg, model, async move {

@@ -28,6 +28,8 @@ fn mock_service(partitions: i32, group: &str) -> (EmbeddedBroker, Broker, ServeC
     cfg.output_topic = view.output.clone();
     cfg.dlq_topic = view.dlq.clone();
     cfg.group = group.into();
+    // No HTTP side: tests in one binary run at once, and one port cannot serve them all.
+    cfg.http = None;
     (broker, view, cfg)
 }
 
