@@ -235,6 +235,31 @@ fn keys_are_checked_and_a_network_address_needs_them() {
     );
 }
 
+/// Settings `moderato api` cannot serve with are refused at start, each naming what to fix.
+#[test]
+fn unusable_api_settings_are_refused_at_start() {
+    let model = default_model_path();
+    let cases: [(&[&str], &str); 3] = [
+        (&["--public-url", "ftp://example.org/"], "--public-url"),
+        (&["--attribute", "THREAT=no_such_head"], "no_such_head"),
+        (
+            &["--feedback-file", "/nonexistent/dir/fb.jsonl"],
+            "/nonexistent/dir/fb.jsonl",
+        ),
+    ];
+    for (extra, named) in cases {
+        let mut args = vec!["api", "--http", "127.0.0.1:0", "--model", arg(&model)];
+        args.extend_from_slice(extra);
+        let out = common::moderato(&args, "");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} is refused: {stderr}");
+        assert!(
+            stderr.contains(named),
+            "{extra:?}: the error names {named}: {stderr}"
+        );
+    }
+}
+
 /// The live feed's backlog (`/events`), read for a moment.
 fn feed(base: &str) -> String {
     let host = base.trim_start_matches("http://");

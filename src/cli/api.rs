@@ -5,21 +5,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use moderato::ops::drift::DriftConfig;
-use moderato::ops::http::App;
-use moderato::ops::keys::ApiKeys;
-use moderato::ops::live::Live;
-use moderato::ops::{check_auth, start_router, Telemetry};
+use moderato::http_limits::HttpLimits;
 use moderato::perspective::attributes::{parse_override, Attributes};
-use moderato::perspective::suggest::FeedbackSink;
-use moderato::perspective::Perspective;
-use moderato::service::Watchers;
-use moderato::stream::ModelSlot;
+use moderato::service::{Api, HttpSide};
 
 /// Arguments of `moderato api`.
 #[derive(Args, Debug)]
@@ -65,71 +56,25 @@ pub struct ApiArgs {
 
 /// Runs `moderato api`.
 pub fn run(a: ApiArgs) -> anyhow::Result<ExitCode> {
-    let keys = a
-        .api_keys
-        .as_deref()
-        .map(ApiKeys::load)
-        .transpose()
-        .context("--api-keys")?;
-    check_auth(a.http, keys.as_ref(), a.insecure_no_auth).map_err(anyhow::Error::msg)?;
-    let feedback = a
-        .feedback_file
-        .as_deref()
-        .map(|p| {
-            FeedbackSink::open(p)
-                .map(Arc::new)
-                .with_context(|| format!("cannot open --feedback-file {}", p.display()))
-        })
-        .transpose()?;
-    if let Some(url) = &a.public_url {
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            anyhow::bail!("--public-url {url:?} must start with http:// or https://");
-        }
-    }
+    let side = HttpSide {
+        listen: a.http,
+        api_keys: a.api_keys,
+        insecure_no_auth: a.insecure_no_auth,
+        feedback_file: a.feedback_file,
+        domain: a.domain,
+        max_text_chars: a.max_text_chars as usize,
+        limits: HttpLimits::new(),
+        attributes: Attributes::new(&a.attribute),
+        public_url: a.public_url,
+    };
     let source = super::ModelSource::find(a.model.as_deref())?;
-    let model = source.load()?;
-    let attributes = Attributes::new(&a.attribute);
-    attributes
-        .check(&model)
-        .map_err(|e| anyhow::anyhow!("--attribute: {e}"))?;
+    let poll = (a.reload_poll_ms > 0).then(|| Duration::from_millis(a.reload_poll_ms));
     super::runtime()?.block_on(async move {
-        let live = Live::new("api", a.instance.clone(), DriftConfig::default());
-        let mut telemetry = Telemetry::new(live, true);
-        telemetry.health.needs_kafka = false;
-        let telemetry = Arc::new(telemetry);
-        let slot = Arc::new(ModelSlot::new(
-            model,
-            source.file().map(std::path::Path::to_path_buf),
-        ));
-        let _ = telemetry.health.model.set(Arc::clone(&slot));
-        let mut app = App::new(
-            Arc::clone(&telemetry),
-            a.domain.clone(),
-            a.max_text_chars as usize,
-        );
-        app.keys = keys.clone().map(Arc::new);
-        let perspective = Arc::new(Perspective {
-            app: app.clone(),
-            attributes,
-            feedback,
-            keys,
-            public_url: a.public_url.clone(),
-        });
-        let router = moderato::http_api::router(app.clone(), perspective);
-        let server = start_router(a.http, &app, router)
-            .await
-            .with_context(|| format!("cannot listen on --http {}", a.http))?;
-        println!("moderato api listening on http://{}", server.addr);
-        let poll = (a.reload_poll_ms > 0).then(|| Duration::from_millis(a.reload_poll_ms));
-        let watchers = Watchers::start(&slot, &telemetry, poll);
+        let api = Api::start(side, source, a.instance, poll).await?;
+        println!("moderato api listening on http://{}", api.addr);
         super::stop_signal().await;
         tracing::info!("stopping");
-        watchers.stop();
-        let _ = server.stop.send(());
-        match server.task.await {
-            Ok(Ok(())) => Ok(ExitCode::SUCCESS),
-            Ok(Err(e)) => Err(anyhow::Error::new(e).context("http server")),
-            Err(e) => Err(anyhow::Error::new(e).context("http server task")),
-        }
+        api.stop().await?;
+        Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,29 +1,28 @@
 //! The whole `moderato serve` service, wired once: the HTTP side, the model, the start-up check
 //! of brokers and topics, the reload and drift watchers, the feedback collector and the Kafka
 //! loop, started in that order and stopped in reverse. `moderato serve`, `moderato demo` and the
-//! tests all call [`run`]; `moderato api` shares the [`Watchers`].
+//! tests all call [`run`]; `moderato api` runs its HTTP side alone ([`Api`]).
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
 use crate::error::{ConfigError, ModelError, StreamError};
 use crate::model::source::ModelSource;
 use crate::ops::drift::DriftConfig;
-use crate::ops::http::App;
-use crate::ops::keys::ApiKeys;
 use crate::ops::live::Live;
-use crate::ops::telemetry::watch_drift;
-use crate::ops::{check_auth, start_router, Telemetry};
-use crate::perspective::attributes::Attributes;
-use crate::perspective::suggest::FeedbackSink;
-use crate::perspective::Perspective;
+use crate::ops::Telemetry;
 use crate::stream::feedback::{self, RecentTexts};
 use crate::stream::preflight::PreflightError;
-use crate::stream::{self, reload, ModelSlot, RunSummary, ServeConfig};
+use crate::stream::{self, ModelSlot, RunSummary, ServeConfig};
+
+pub mod http;
+pub mod watchers;
+
+pub use http::{Api, HttpSide};
+pub use watchers::Watchers;
 
 /// The service could not start (or its loop failed): what `moderato serve` reports.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +58,15 @@ pub enum ServiceError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// `--public-url` is not an http(s) URL.
+    #[error("--public-url {0:?} must start with http:// or https://")]
+    PublicUrl(String),
+    /// The attribute table names a head the model lacks.
+    #[error("--attribute: {0}")]
+    Attributes(String),
+    /// The HTTP server failed while serving.
+    #[error("the HTTP server failed")]
+    Serve(#[source] std::io::Error),
     /// A start-up task panicked or was cancelled.
     #[error("the {0} task failed")]
     Task(&'static str),
@@ -78,14 +86,8 @@ pub async fn run(
         telemetry.recent = Some(Arc::new(RecentTexts::new(fb.cache, fb.cache_bytes)));
     }
     let telemetry = Arc::new(telemetry);
-    let http = match cfg.http {
-        Some(addr) => {
-            let (app, router) = http_routes(&cfg, &telemetry)?;
-            let handle = start_router(addr, &app, router)
-                .await
-                .map_err(|source| ServiceError::Listen { addr, source })?;
-            Some(handle)
-        }
+    let http = match HttpSide::of(&cfg) {
+        Some(side) => Some(side.start(&telemetry).await?),
         None => None,
     };
     let loading = model.clone();
@@ -124,46 +126,6 @@ pub async fn run(
     Ok(summary?)
 }
 
-/// The HTTP side of the service: metrics, health, dashboard, `/v1/classify` and the Perspective
-/// routes, whose `suggestscore` appends to the feedback file when feedback is collected; with
-/// the handlers' state, whose limits and shutdown the server takes.
-fn http_routes(
-    cfg: &ServeConfig,
-    telemetry: &Arc<Telemetry>,
-) -> Result<(App, axum::Router), ServiceError> {
-    let keys = cfg.api_keys.as_deref().map(ApiKeys::load).transpose()?;
-    if let Some(addr) = cfg.http {
-        check_auth(addr, keys.as_ref(), cfg.insecure_no_auth).map_err(ServiceError::Auth)?;
-    }
-    let feedback = match &cfg.feedback {
-        Some(fb) => Some(
-            FeedbackSink::open(&fb.file)
-                .map(Arc::new)
-                .map_err(|source| ServiceError::FeedbackFile {
-                    path: fb.file.clone(),
-                    source,
-                })?,
-        ),
-        None => None,
-    };
-    let mut app = App::new(
-        Arc::clone(telemetry),
-        cfg.domain.clone(),
-        cfg.max_text_chars,
-    )
-    .with_limits(cfg.http_limits);
-    app.keys = keys.clone().map(Arc::new);
-    let perspective = Arc::new(Perspective {
-        app: app.clone(),
-        attributes: Attributes::default(),
-        feedback,
-        keys,
-        public_url: None,
-    });
-    let router = crate::http_api::router(app.clone(), perspective);
-    Ok((app, router))
-}
-
 /// The feedback collector's task, when `--feedback-topic` is set: moderators' decisions joined
 /// with the texts the loop saw, counted in `moderato_feedback_total`.
 fn collect_feedback(
@@ -180,33 +142,4 @@ fn collect_feedback(
         let counted = |joined: &str| t.metrics.feedback.with_label_values(&[joined]).inc();
         feedback::run(&cfg, &fb, &recent, counted, stop).await
     }))
-}
-
-/// The tasks every service runs beside its work: reload on SIGHUP, reload when the model file
-/// changes (every `poll`, if set), and the drift watch.
-pub struct Watchers(Vec<JoinHandle<()>>);
-
-impl Watchers {
-    /// Starts the watchers of `slot`'s model and `telemetry`'s drift.
-    pub fn start(
-        slot: &Arc<ModelSlot>,
-        telemetry: &Arc<Telemetry>,
-        poll: Option<Duration>,
-    ) -> Self {
-        let mut tasks = vec![
-            tokio::spawn(reload::watch_sighup(Arc::clone(slot))),
-            tokio::spawn(watch_drift(Arc::clone(telemetry))),
-        ];
-        if let Some(every) = poll {
-            tasks.push(tokio::spawn(reload::watch_file(Arc::clone(slot), every)));
-        }
-        Self(tasks)
-    }
-
-    /// Stops them all.
-    pub fn stop(self) {
-        for task in self.0 {
-            task.abort();
-        }
-    }
 }
