@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::kafka::free_port;
 use common::{wait_for, KillOnDrop};
+use moderato::ops::state::DashboardState;
 use serde_json::{json, Value};
 
 /// One WebDriver command; returns its `value`.
@@ -80,8 +81,8 @@ fn the_dashboard_lists_earlier_comments_then_shows_new_ones_and_charts_updating(
         .collect();
     sample_ids.push(MALFORMED_ID.into());
     wait_for(&format!("{page}api/state"), "every sample labelled", |b| {
-        serde_json::from_str::<Value>(b)
-            .is_ok_and(|s| s["totals"]["consumed"].as_u64() >= Some(sample_ids.len() as u64))
+        serde_json::from_str::<DashboardState>(b)
+            .is_ok_and(|s| s.totals.consumed >= sample_ids.len() as u64)
     });
 
     let driver_port = free_port();

@@ -14,6 +14,7 @@ use moderato::model::file;
 use moderato::ops::drift::DriftConfig;
 use moderato::ops::http::{router, App, MAX_BATCH, MAX_BODY_BYTES};
 use moderato::ops::live::{Item, Live};
+use moderato::ops::state::{DashboardState, FeedRecord};
 use moderato::ops::{HttpLimits, Telemetry};
 use moderato::stream::pipeline::Observe;
 use moderato::stream::ModelSlot;
@@ -222,6 +223,15 @@ fn sse_request(last_event_id: Option<&str>) -> Request<Body> {
     req.body(Body::empty()).expect("request")
 }
 
+/// The feed record an SSE event carries.
+fn feed_record(event: &str) -> FeedRecord {
+    let data = event
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("every event has data");
+    serde_json::from_str(data).expect("a feed record")
+}
+
 fn event_id(event: &str) -> &str {
     event
         .lines()
@@ -255,8 +265,11 @@ async fn events_replay_the_backlog_then_stream_resume_by_id_and_end_at_shutdown(
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body();
     let backlog = sse_events(&mut body, 2).await;
-    assert!(backlog[0].contains(r#""id":"a""#), "{backlog:?}");
-    assert!(backlog[1].contains(r#""id":"b""#), "{backlog:?}");
+    let records: Vec<FeedRecord> = backlog.iter().map(|e| feed_record(e)).collect();
+    assert_eq!(records[0].id, "a");
+    assert_eq!(records[1].id, "b");
+    assert_eq!(records[0].labels, ["offensive"]);
+    assert_eq!(records[0].scores["offensive"], 0.9);
     assert!(backlog.iter().all(|e| e.contains("event: comment")));
     // Then what comes later.
     t.live.record(now(), &heads, "v1", &[item("c")]);
@@ -332,6 +345,68 @@ async fn classify_refuses_with_503_and_retry_after_when_its_queue_is_full() {
 
 /// The README's metric table names every metric the service makes, and no other, and lists
 /// every stream event the events counter can carry.
+#[tokio::test]
+async fn the_dashboard_state_is_what_the_page_reads() {
+    let t = telemetry();
+    load(&t);
+    let heads = vec!["offensive".to_string()];
+    let scores = [(0usize, 0.9f32, true)];
+    let item = Item {
+        id: "a",
+        text: None,
+        lang: "ar",
+        scores: &scores,
+        stance: Some(("Atheism", "AGAINST", 0.8)),
+        dead: None,
+        partition: 0,
+        offset: 0,
+    };
+    t.live.record(now(), &heads, "v1", &[item]);
+    let (status, body) = call(&t, "GET", "/api/state", vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let state: DashboardState = serde_json::from_slice(&body).expect("the dashboard's state");
+    assert_eq!(state.totals.labelled, 1);
+    assert_eq!(state.totals.flagged, 1);
+    assert_eq!(state.languages["ar"].flagged, 1);
+    assert_eq!(state.stance["Atheism"]["AGAINST"], 1);
+    assert_eq!(state.windows["1m"].rates["offensive"], 1.0);
+    let model = state.model.expect("the loaded model");
+    assert_eq!(model.sha256.len(), 64, "{model:?}");
+
+    // The page reads the state as `s.FIELD` or `state.FIELD`: each field it reads is one the
+    // server sends, and each one the server sends is shown.
+    let page = include_str!("../src/ops/dashboard.html");
+    let mut read = fields_read(page, "s.");
+    read.extend(fields_read(page, "state."));
+    read.retain(|f| !["append", "style"].contains(&f.as_str()));
+    read.sort_unstable();
+    read.dedup();
+    let mut sent: Vec<String> = match json_of(&body) {
+        Value::Object(fields) => fields.keys().cloned().collect(),
+        other => panic!("not an object: {other}"),
+    };
+    sent.sort_unstable();
+    assert_eq!(
+        read, sent,
+        "fields the page reads (left) and the server sends (right)"
+    );
+}
+
+/// The names after `object.` in `code`, where `object` starts a word.
+fn fields_read(code: &str, object: &str) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$';
+    code.match_indices(object)
+        .filter(|&(at, _)| !code[..at].ends_with(ident))
+        .filter_map(|(at, _)| {
+            let rest = &code[at + object.len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(rest.len());
+            (end > 0).then(|| rest[..end].to_string())
+        })
+        .collect()
+}
+
 #[test]
 fn the_readme_metric_table_lists_exactly_the_metrics_and_events() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{comment, create_topics, free_port, produce, unique, Broker, Serve};
 use common::{http_get, wait_for, KillOnDrop};
+use moderato::ops::state::DashboardState;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
@@ -105,10 +106,10 @@ async fn metrics_move_grafana_queries_exist_and_feedback_is_joined() {
         b.contains("\"ready\":true")
     });
     assert!(ready.contains("partitions_assigned"));
-    let state: Value =
+    let state: DashboardState =
         serde_json::from_str(&http_get(&format!("{base}/api/state")).unwrap_or_default())
-            .expect("state");
-    assert_eq!(state["totals"]["labelled"], 500);
+            .expect("the dashboard's state");
+    assert_eq!(state.totals.labelled, 500);
 
     // Moderators' decisions name comments by id only; serve joins them with the text it saw.
     let decisions: Vec<Value> = (0..3)
@@ -181,18 +182,16 @@ async fn monitor_aggregates_a_label_stream_from_many_instances() {
     let body = wait_for(
         &format!("{base}/api/state"),
         "300 records aggregated",
-        |b| serde_json::from_str::<Value>(b).is_ok_and(|v| v["totals"]["labelled"] == 300),
+        |b| serde_json::from_str::<DashboardState>(b).is_ok_and(|v| v.totals.labelled == 300),
     );
-    let state: Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(state["mode"], "monitor");
-    let rate = state["windows"]["1m"]["rates"]["offensive"]
-        .as_f64()
-        .expect("rate");
+    let state: DashboardState = serde_json::from_str(&body).expect("the dashboard's state");
+    assert_eq!(state.mode, "monitor");
+    let rate = state.windows["1m"].rates["offensive"];
     assert!((rate - 0.25).abs() < 1e-9, "{rate}");
-    assert_eq!(state["models_seen"]["v1"], 150);
-    assert_eq!(state["models_seen"]["v2"], 150);
-    assert_eq!(state["languages"]["ar"]["total"], 100);
-    assert_eq!(state["stance"]["Atheism"]["AGAINST"], 300);
+    assert_eq!(state.models_seen["v1"], 150);
+    assert_eq!(state.models_seen["v2"], 150);
+    assert_eq!(state.languages["ar"].total, 100);
+    assert_eq!(state.stance["Atheism"]["AGAINST"], 300);
     let metrics = http_get(&format!("{base}/metrics")).unwrap_or_default();
     assert_eq!(
         sample(

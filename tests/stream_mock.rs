@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::kafka::{collect, produce, Broker};
 use moderato::model::file;
 use moderato::model::source::ModelSource;
+use moderato::ops::state::DashboardState;
 use moderato::stream::embedded::EmbeddedBroker;
 use moderato::stream::{self, ModelSlot, ServeConfig};
 
@@ -396,10 +397,9 @@ fn monitor_caps_the_label_values_a_topic_writer_chooses_and_counts_the_rest() {
     let monitor = Child::start(&args, "warn", dir.path().join("monitor.log"));
     let base = format!("http://{http}");
     let body = common::wait_for(&format!("{base}/api/state"), "every record read", |b| {
-        serde_json::from_str::<serde_json::Value>(b)
-            .is_ok_and(|v| v["totals"]["labelled"] == RECORDS)
+        serde_json::from_str::<DashboardState>(b).is_ok_and(|v| v.totals.labelled == RECORDS as u64)
     });
-    let state: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let state: DashboardState = serde_json::from_str(&body).expect("the dashboard's state");
     let metrics = common::http_get(&format!("{base}/metrics")).unwrap_or_default();
     let most = 50 + 1; // the cap, and `other`
     for (metric, label) in [
@@ -417,14 +417,16 @@ fn monitor_caps_the_label_values_a_topic_writer_chooses_and_counts_the_rest() {
             monitor.log_text()
         );
     }
-    let heads = state["heads"].as_array().map_or(0, Vec::len);
-    let targets = state["stance"].as_object().map_or(0, |m| m.len());
-    let models = state["models_seen"].as_object().map_or(0, |m| m.len());
+    let (heads, targets, models) = (
+        state.heads.len(),
+        state.stance.len(),
+        state.models_seen.len(),
+    );
     assert!(
         heads <= most && targets <= most && models <= most,
-        "{state}"
+        "{state:?}"
     );
-    assert_eq!(state["models_seen"]["other"], RECORDS - 50, "{state}");
+    assert_eq!(state.models_seen["other"], RECORDS as u64 - 50, "{state:?}");
     // `offensive` is among the first 50 heads: its own series survive.
     assert!(label_values(&metrics, "moderato_score_ratio_bucket", "head").contains("offensive"));
     for dimension in ["head", "target", "label", "model_version"] {

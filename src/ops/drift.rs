@@ -5,7 +5,7 @@
 //! taken below the binomial noise of the current window (`sqrt(p(1-p)/n)`), so a quiet baseline
 //! does not turn sampling noise into alerts.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// When drift is flagged.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +35,7 @@ impl Default for DriftConfig {
 }
 
 /// One head's drift verdict.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DriftStatus {
     /// Head name.
     pub head: String,

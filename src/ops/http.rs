@@ -16,16 +16,15 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::value::RawValue;
-use serde_json::Value;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::admission::Admission;
 use super::live::FeedEvent;
 use super::shutdown::Shutdown;
+use super::state::DashboardState;
 use super::telemetry::Telemetry;
 use crate::classify::Comment;
-use crate::clock::now;
 use crate::http_limits::{HttpLimits, DEFAULT_MAX_BODY_BYTES};
 use crate::model::Scratch;
 use crate::policy::InputPolicy;
@@ -134,9 +133,8 @@ async fn readyz(State(app): State<App>) -> Response {
     (status, Json(parts)).into_response()
 }
 
-async fn state(State(app): State<App>) -> Json<Value> {
-    let (model, failures) = app.telemetry.model_json();
-    Json(app.telemetry.live.state_json(now(), model, failures))
+async fn state(State(app): State<App>) -> Json<DashboardState> {
+    Json(app.telemetry.state())
 }
 
 /// `/events`: the latest comments, then each new one as it is published, until shutdown. A

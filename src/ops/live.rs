@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::drift::{assess, DriftConfig, DriftStatus};
+use super::state::{
+    DashboardState, FeedRecord, FeedStance, LanguageCount, ModelState, Series, Totals, Window,
+};
 use crate::clock::now;
 
 /// Bucket length, in seconds.
@@ -200,7 +202,7 @@ impl Live {
             s.published += 1;
             let event = FeedEvent {
                 seq: s.published,
-                json: event_json(t, heads, version, item).to_string().into(),
+                json: feed_json(&feed_record(t, heads, version, item)),
             };
             if s.feed.len() == FEED_LEN {
                 s.feed.pop_front();
@@ -251,8 +253,9 @@ impl Live {
         out
     }
 
-    /// Everything the dashboard shows, as of time `t` (`model` and `extra` are the caller's).
-    pub fn state_json(&self, t: f64, model: Value, reload_failures: u64) -> Value {
+    /// Everything the dashboard shows, as of time `t` (the serving `model` and its reload
+    /// failures are the caller's).
+    pub fn state(&self, t: f64, model: Option<ModelState>, reload_failures: u64) -> DashboardState {
         let drift = self.drift_at(t);
         let s = self.lock();
         let current = (t as i64).div_euclid(BUCKET_SECS) * BUCKET_SECS;
@@ -273,103 +276,87 @@ impl Live {
                 total_at(current) + total_at(current - BUCKET_SECS) * (1.0 - into / width);
             counted / (t - self.started_at).clamp(1.0, width)
         };
-        let dead_rate = since(60).map(|b| b.dead).sum::<u64>() as f64 / 60.0;
-        let mut windows = serde_json::Map::new();
-        for (name, secs) in [("1m", 60), ("5m", 300), ("15m", 900)] {
-            let total: u64 = since(secs).map(|b| b.total).sum();
-            let rates: serde_json::Map<String, Value> = s
-                .heads
-                .iter()
-                .enumerate()
-                .map(|(h, head)| {
-                    let k: u64 = since(secs)
-                        .map(|b| b.flagged.get(h).copied().unwrap_or(0))
-                        .sum();
-                    let n: u64 = since(secs)
-                        .map(|b| b.scored.get(h).copied().unwrap_or(0))
-                        .sum();
-                    (
-                        head.clone(),
-                        json!(if n > 0 { k as f64 / n as f64 } else { 0.0 }),
-                    )
-                })
-                .collect();
-            let any: u64 = since(secs).map(|b| b.any).sum();
-            let any = if total > 0 {
-                any as f64 / total as f64
-            } else {
-                0.0
-            };
-            windows.insert(
-                name.into(),
-                json!({"total": total, "rates": rates, "any": any}),
-            );
-        }
-        let series_buckets: Vec<&Bucket> = since(900).collect();
-        let flagged_series: serde_json::Map<String, Value> = s
+        let share = |k: u64, n: u64| if n > 0 { k as f64 / n as f64 } else { 0.0 };
+        let windows = [("1m", 60), ("5m", 300), ("15m", 900)]
+            .into_iter()
+            .map(|(name, secs)| {
+                let total: u64 = since(secs).map(|b| b.total).sum();
+                let rates = s
+                    .heads
+                    .iter()
+                    .enumerate()
+                    .map(|(h, head)| {
+                        let count = |v: &Vec<u64>| v.get(h).copied().unwrap_or(0);
+                        let k: u64 = since(secs).map(|b| count(&b.flagged)).sum();
+                        let n: u64 = since(secs).map(|b| count(&b.scored)).sum();
+                        (head.clone(), share(k, n))
+                    })
+                    .collect();
+                let any = share(since(secs).map(|b| b.any).sum(), total);
+                (name.to_string(), Window { total, rates, any })
+            })
+            .collect();
+        let buckets: Vec<&Bucket> = since(900).collect();
+        let flagged = s
             .heads
             .iter()
             .enumerate()
             .map(|(h, head)| {
-                let v: Vec<u64> = series_buckets
+                let v = buckets
                     .iter()
                     .map(|b| b.flagged.get(h).copied().unwrap_or(0))
                     .collect();
-                (head.clone(), json!(v))
+                (head.clone(), v)
             })
             .collect();
-        // Scripts and stance over the last 15 minutes: what is happening now, not since start.
-        let mut langs: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        let mut stance: BTreeMap<&str, BTreeMap<&str, u64>> = BTreeMap::new();
-        for b in &series_buckets {
+        // Languages and stance over the last 15 minutes: what is happening now, not since start.
+        let mut languages: BTreeMap<String, LanguageCount> = BTreeMap::new();
+        let mut stance: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        for b in &buckets {
             for (l, (n, k)) in &b.languages {
-                let e = langs.entry(l).or_default();
-                e.0 += n;
-                e.1 += k;
+                let e = languages.entry(l.clone()).or_default();
+                e.total += n;
+                e.flagged += k;
             }
             for (target, labels) in &b.stance {
-                let e = stance.entry(target).or_default();
+                let e = stance.entry(target.clone()).or_default();
                 for (label, n) in labels {
-                    *e.entry(label).or_default() += n;
+                    *e.entry(label.clone()).or_default() += n;
                 }
             }
         }
-        let languages: serde_json::Map<String, Value> = langs
-            .iter()
-            .map(|(l, (n, k))| (l.to_string(), json!({"total": n, "flagged": k})))
-            .collect();
-        json!({
-            "mode": self.mode,
-            "instance": self.instance,
-            "started_at": self.started_at,
-            "now": t,
-            "model": model,
-            "models_seen": s.models_seen,
-            "heads": s.heads,
-            "totals": {
-                "consumed": s.consumed,
-                "labelled": s.labelled,
-                "dead_letters": s.dead,
-                "flagged": s.flagged_comments,
+        DashboardState {
+            mode: self.mode.to_string(),
+            instance: self.instance.clone(),
+            started_at: self.started_at,
+            now: t,
+            model,
+            models_seen: s.models_seen.clone(),
+            heads: s.heads.clone(),
+            totals: Totals {
+                consumed: s.consumed,
+                labelled: s.labelled,
+                dead_letters: s.dead,
+                flagged: s.flagged_comments,
             },
-            "throughput": throughput,
-            "dead_letter_rate": dead_rate,
-            "dead_letters_by_reason": s.dead_by_reason,
-            "lag": s.lag,
-            "lag_total": s.lag.values().filter(|v| **v > 0).sum::<i64>(),
-            "assigned_partitions": s.assigned,
-            "windows": windows,
-            "series": {
-                "t": series_buckets.iter().map(|b| b.start).collect::<Vec<_>>(),
-                "total": series_buckets.iter().map(|b| b.total).collect::<Vec<_>>(),
-                "dead": series_buckets.iter().map(|b| b.dead).collect::<Vec<_>>(),
-                "flagged": flagged_series,
+            throughput,
+            dead_letter_rate: since(60).map(|b| b.dead).sum::<u64>() as f64 / 60.0,
+            dead_letters_by_reason: s.dead_by_reason.clone(),
+            lag: s.lag.clone(),
+            lag_total: s.lag.values().filter(|v| **v > 0).sum(),
+            assigned_partitions: s.assigned.clone(),
+            windows,
+            series: Series {
+                t: buckets.iter().map(|b| b.start).collect(),
+                total: buckets.iter().map(|b| b.total).collect(),
+                dead: buckets.iter().map(|b| b.dead).collect(),
+                flagged,
             },
-            "languages": languages,
-            "stance": stance,
-            "drift": drift,
-            "reload_failures": reload_failures,
-        })
+            languages,
+            stance,
+            drift,
+            reload_failures,
+        }
     }
 }
 
@@ -453,33 +440,46 @@ pub fn used_heads(n: usize, items: &[Item<'_>]) -> Vec<bool> {
     used
 }
 
-fn event_json(t: f64, heads: &[String], version: &str, item: &Item<'_>) -> Value {
+/// The feed's JSON for one event (a struct of strings, numbers and string-keyed maps, which
+/// always serializes).
+fn feed_json(record: &FeedRecord) -> Arc<str> {
+    match serde_json::to_string(record) {
+        Ok(json) => json.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "a live feed event could not be serialized");
+            Arc::from("{}")
+        }
+    }
+}
+
+fn feed_record(t: f64, heads: &[String], version: &str, item: &Item<'_>) -> FeedRecord {
     let mut labels = Vec::new();
-    let mut scores = serde_json::Map::new();
+    let mut scores = BTreeMap::new();
     for &(h, score, flag) in item.scores {
         if let Some(name) = heads.get(h) {
             if flag {
                 labels.push(name.clone());
             }
-            scores.insert(name.clone(), json!((score * 1000.0).round() / 1000.0));
+            scores.insert(name.clone(), (score * 1000.0).round() / 1000.0);
         }
     }
-    let stance = item
-        .stance
-        .map(|(target, label, p)| json!({"target": target, "label": label, "p": p}));
-    json!({
-        "id": item.id,
-        "text": item.text,
-        "lang": item.lang,
-        "labels": labels,
-        "scores": scores,
-        "stance": stance,
-        "dead": item.dead,
-        "partition": item.partition,
-        "offset": item.offset,
-        "ts": t,
-        "model_version": version,
-    })
+    FeedRecord {
+        id: item.id.to_string(),
+        text: item.text.map(str::to_string),
+        lang: item.lang.to_string(),
+        labels,
+        scores,
+        stance: item.stance.map(|(target, label, p)| FeedStance {
+            target: target.to_string(),
+            label: label.to_string(),
+            p,
+        }),
+        dead: item.dead.map(str::to_string),
+        partition: item.partition,
+        offset: item.offset,
+        ts: t,
+        model_version: version.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -515,15 +515,15 @@ mod tests {
             ..item("d", &[])
         };
         live.record(t0 + 10.0, &heads, "v1", &[dead]);
-        let s = live.state_json(t0 + 20.0, Value::Null, 0);
-        assert_eq!(s["totals"]["labelled"], 10);
-        assert_eq!(s["totals"]["dead_letters"], 1);
-        assert_eq!(s["totals"]["flagged"], 3);
-        assert!((s["windows"]["1m"]["rates"]["offensive"].as_f64().unwrap() - 0.3).abs() < 1e-9);
-        assert!((s["windows"]["5m"]["any"].as_f64().unwrap() - 0.3).abs() < 1e-9);
-        assert_eq!(s["series"]["flagged"]["offensive"][0], 3);
-        assert_eq!(s["stance"]["Atheism"]["AGAINST"], 10);
-        assert_eq!(s["dead_letters_by_reason"]["not_json"], 1);
+        let s = live.state(t0 + 20.0, None, 0);
+        assert_eq!(s.totals.labelled, 10);
+        assert_eq!(s.totals.dead_letters, 1);
+        assert_eq!(s.totals.flagged, 3);
+        assert!((s.windows["1m"].rates["offensive"] - 0.3).abs() < 1e-9);
+        assert!((s.windows["5m"].any - 0.3).abs() < 1e-9);
+        assert_eq!(s.series.flagged["offensive"][0], 3);
+        assert_eq!(s.stance["Atheism"]["AGAINST"], 10);
+        assert_eq!(s.dead_letters_by_reason["not_json"], 1);
         assert_eq!(
             live.recent().len(),
             11,

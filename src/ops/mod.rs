@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod server;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 
 use std::net::SocketAddr;

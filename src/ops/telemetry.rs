@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::Statistics;
-use serde_json::{json, Value};
 
 use super::live::{used_heads, Item, Live};
 use super::metrics::Metrics;
+use super::state::{DashboardState, ModelState};
 use crate::clock::now;
 use crate::stream::event::Event;
 use crate::stream::feedback::RecentTexts;
@@ -105,19 +105,24 @@ impl Telemetry {
         }
     }
 
-    /// The serving model's description for the dashboard, and the reload failures.
-    pub fn model_json(&self) -> (Value, u64) {
-        match self.health.model.get() {
+    /// Everything the dashboard shows, now: the live view, the serving model and its reload
+    /// failures.
+    pub fn state(&self) -> DashboardState {
+        let (model, failures) = match self.health.model.get() {
             Some(slot) => {
                 let m = slot.current();
-                (
-                    json!({"name": m.model_ref.name, "version": m.model_ref.version,
-                           "sha256": m.model_ref.sha256, "loaded_at": m.loaded_at}),
-                    slot.reload_failures.load(Ordering::Relaxed),
-                )
+                let r = &m.model_ref;
+                let model = ModelState {
+                    name: r.name.clone(),
+                    version: r.version.clone(),
+                    sha256: r.sha256.clone(),
+                    loaded_at: m.loaded_at,
+                };
+                (Some(model), slot.reload_failures.load(Ordering::Relaxed))
             }
-            None => (Value::Null, 0),
-        }
+            None => (None, 0),
+        };
+        self.live.state(now(), model, failures)
     }
 
     /// Brings the gauges that are read rather than pushed up to date (model, reloads, drift).
