@@ -127,7 +127,10 @@ impl Api {
         let loading = model.clone();
         let loaded = tokio::task::spawn_blocking(move || loading.load())
             .await
-            .map_err(|_| ServiceError::Task("model loading"))??;
+            .map_err(|source| ServiceError::Task {
+                task: "model loading",
+                source,
+            })??;
         side.attributes
             .check(&loaded)
             .map_err(ServiceError::Attributes)?;
@@ -156,7 +159,10 @@ impl Api {
         match self.server.task.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(source)) => Err(ServiceError::Serve(source)),
-            Err(_) => Err(ServiceError::Task("http server")),
+            Err(source) => Err(ServiceError::Task {
+                task: "http server",
+                source,
+            }),
         }
     }
 }

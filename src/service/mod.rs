@@ -67,9 +67,14 @@ pub enum ServiceError {
     /// The HTTP server failed while serving.
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
-    /// A start-up task panicked or was cancelled.
-    #[error("the {0} task failed")]
-    Task(&'static str),
+    /// A task panicked or was cancelled.
+    #[error("the {task} task failed")]
+    Task {
+        /// What it was doing.
+        task: &'static str,
+        /// Whether it panicked or was cancelled.
+        source: tokio::task::JoinError,
+    },
 }
 
 /// Runs the service until `stop` resolves: the HTTP side first (so `/readyz` answers while the
@@ -93,12 +98,18 @@ pub async fn run(
     let loading = model.clone();
     let loaded = tokio::task::spawn_blocking(move || loading.load())
         .await
-        .map_err(|_| ServiceError::Task("model loading"))??;
+        .map_err(|source| ServiceError::Task {
+            task: "model loading",
+            source,
+        })??;
     // The brokers accept these settings and the topics exist, or the start stops here.
     let check = cfg.clone();
     tokio::task::spawn_blocking(move || stream::preflight::check(&check))
         .await
-        .map_err(|_| ServiceError::Task("start-up check"))??;
+        .map_err(|source| ServiceError::Task {
+            task: "start-up check",
+            source,
+        })??;
     let slot = Arc::new(ModelSlot::new(
         loaded,
         model.file().map(std::path::Path::to_path_buf),

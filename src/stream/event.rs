@@ -6,7 +6,9 @@
 
 use std::fmt::Display;
 
-/// Something the loop met that an operator may need to see.
+/// Something the loop met that an operator may need to see (more kinds may come: match with a
+/// wildcard arm outside this crate).
+#[non_exhaustive]
 pub enum Event<'a> {
     /// The consumer reported an error; librdkafka reconnects and retries by itself.
     ConsumerError {
