@@ -376,6 +376,7 @@ async fn the_dashboard_state_is_what_the_page_reads() {
     // The page reads the state as `s.FIELD` or `state.FIELD`: each field it reads is one the
     // server sends, and each one the server sends is shown.
     let page = include_str!("../src/ops/dashboard.html");
+    let (_, page) = page.split_once("<script>").expect("the page's script");
     let mut read = fields_read(page, "s.");
     read.extend(fields_read(page, "state."));
     read.retain(|f| !["append", "style"].contains(&f.as_str()));

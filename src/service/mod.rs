@@ -151,6 +151,6 @@ fn collect_feedback(
     let (cfg, t) = (cfg.clone(), Arc::clone(telemetry));
     Some(tokio::spawn(async move {
         let counted = |joined: &str| t.metrics.feedback.with_label_values(&[joined]).inc();
-        feedback::run(&cfg, &fb, &recent, counted, stop).await
+        feedback::run(&cfg, &fb, &recent, counted, t.as_ref(), stop).await
     }))
 }

@@ -111,11 +111,28 @@ pub enum Event<'a> {
         /// Why.
         error: &'a dyn Display,
     },
+    /// The feedback collector's consumer reported an error; librdkafka retries by itself.
+    FeedbackConsumerError {
+        /// The error as librdkafka words it.
+        error: &'a dyn Display,
+    },
+    /// A feedback message is not a decision (`{"id", "head", "label"}`): skipped.
+    FeedbackInvalid {
+        /// Its partition on the feedback topic.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+    },
+    /// A decision could not be appended to the feedback file: read again in a second.
+    FeedbackAppendFailed {
+        /// The I/O error.
+        error: &'a dyn Display,
+    },
 }
 
 impl Event<'_> {
     /// Every event's name, as the metric's `event` label spells it.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 21] = [
         "consumer_error",
         "revoked",
         "assigned",
@@ -134,6 +151,9 @@ impl Event<'_> {
         "final_commit_failed",
         "classifier_stopped",
         "delivery_stopped",
+        "feedback_consumer_error",
+        "feedback_invalid",
+        "feedback_append_failed",
     ];
 
     /// This event's name, one of [`Event::NAMES`].
@@ -157,6 +177,9 @@ impl Event<'_> {
             Event::FinalCommitFailed { .. } => "final_commit_failed",
             Event::ClassifierStopped { .. } => "classifier_stopped",
             Event::DeliveryStopped { .. } => "delivery_stopped",
+            Event::FeedbackConsumerError { .. } => "feedback_consumer_error",
+            Event::FeedbackInvalid { .. } => "feedback_invalid",
+            Event::FeedbackAppendFailed { .. } => "feedback_append_failed",
         }
     }
 
@@ -256,6 +279,22 @@ impl Event<'_> {
                 error = %error,
                 "cannot deliver; stopping (the batch is read again after a restart)"
             ),
+            Event::FeedbackConsumerError { error } => tracing::warn!(
+                event,
+                error = %error,
+                "feedback consumer error; librdkafka retries"
+            ),
+            Event::FeedbackInvalid { partition, offset } => tracing::warn!(
+                event,
+                partition,
+                offset,
+                "feedback message is not {{\"id\", \"head\", \"label\"}}; skipped"
+            ),
+            Event::FeedbackAppendFailed { error } => tracing::error!(
+                event,
+                error = %error,
+                "cannot append feedback to its file; reading the decision again in 1 s"
+            ),
         }
     }
 }
@@ -321,6 +360,12 @@ mod tests {
             Event::FinalCommitFailed { error: &e },
             Event::ClassifierStopped { panicked: true },
             Event::DeliveryStopped { error: &e },
+            Event::FeedbackConsumerError { error: &e },
+            Event::FeedbackInvalid {
+                partition: 0,
+                offset: 7,
+            },
+            Event::FeedbackAppendFailed { error: &e },
         ];
         let seen = Seen::default();
         for event in all {

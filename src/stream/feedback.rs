@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::config::{FeedbackConfig, ServeConfig};
+use super::event::Event;
+use super::observe::Observe;
 use crate::classify::Id;
 use crate::error::StreamError;
 use crate::record::feedback::FeedbackLine;
@@ -139,6 +141,7 @@ pub async fn run(
     fb: &FeedbackConfig,
     recent: &RecentTexts,
     counted: impl Fn(&str),
+    observer: &dyn Observe,
     stop: impl Future<Output = ()>,
 ) -> Result<u64, StreamError> {
     let mut c = ClientConfig::new();
@@ -180,17 +183,18 @@ pub async fn run(
         let m = match m {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(error = %e, "feedback consumer error; librdkafka retries");
+                Event::FeedbackConsumerError { error: &e }.emit(observer);
                 continue;
             }
         };
         let decision: Decision = match m.payload().map(serde_json::from_slice) {
             Some(Ok(d)) => d,
             _ => {
-                tracing::warn!(
-                    offset = m.offset(),
-                    "feedback message is not {{\"id\", \"head\", \"label\"}}; skipped"
-                );
+                Event::FeedbackInvalid {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                }
+                .emit(observer);
                 let _ = consumer.store_offset_from_message(&m);
                 counted("invalid");
                 continue;
@@ -201,7 +205,7 @@ pub async fn run(
         bytes.push(b'\n');
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
             // Not stored: the decision is read again (after the seek, or after a restart).
-            tracing::error!(error = %e, file = %fb.file.display(), "cannot append feedback; retrying in 1 s");
+            Event::FeedbackAppendFailed { error: &e }.emit(observer);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let at = rdkafka::Offset::Offset(m.offset());
             let _ = consumer.seek(
