@@ -124,13 +124,7 @@ impl Api {
         instance: String,
         poll: Option<Duration>,
     ) -> Result<Self, ServiceError> {
-        let loading = model.clone();
-        let loaded = tokio::task::spawn_blocking(move || loading.load())
-            .await
-            .map_err(|source| ServiceError::Task {
-                task: "model loading",
-                source,
-            })??;
+        let loaded = super::load(&model).await?;
         side.attributes
             .check(&loaded)
             .map_err(ServiceError::Attributes)?;

@@ -95,21 +95,10 @@ pub async fn run(
         Some(side) => Some(side.start(&telemetry).await?),
         None => None,
     };
-    let loading = model.clone();
-    let loaded = tokio::task::spawn_blocking(move || loading.load())
-        .await
-        .map_err(|source| ServiceError::Task {
-            task: "model loading",
-            source,
-        })??;
+    let loaded = load(&model).await?;
     // The brokers accept these settings and the topics exist, or the start stops here.
     let check = cfg.clone();
-    tokio::task::spawn_blocking(move || stream::preflight::check(&check))
-        .await
-        .map_err(|source| ServiceError::Task {
-            task: "start-up check",
-            source,
-        })??;
+    blocking("start-up check", move || stream::preflight::check(&check)).await??;
     let slot = Arc::new(ModelSlot::new(
         loaded,
         model.file().map(std::path::Path::to_path_buf),
@@ -135,6 +124,22 @@ pub async fn run(
         let _ = h.task.await;
     }
     Ok(summary?)
+}
+
+/// Runs `work` on the blocking pool: `task` names it if it panics.
+async fn blocking<T: Send + 'static>(
+    task: &'static str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|source| ServiceError::Task { task, source })
+}
+
+/// Loads the model off the async threads (reading and checking 16 MB takes a while).
+async fn load(model: &ModelSource) -> Result<crate::model::Model, ServiceError> {
+    let model = model.clone();
+    Ok(blocking("model loading", move || model.load()).await??)
 }
 
 /// The feedback collector's task, when `--feedback-topic` is set: moderators' decisions joined
