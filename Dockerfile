@@ -5,7 +5,7 @@
 #   docker run --rm -i moderato classify --input - < examples/comments.jsonl      # one-off
 #
 # Stages 1-3 build the release binary, its dependencies cached by cargo-chef; stage 4 is a
-# slim Debian with the binary, the shipped default model and nothing else. Plain Dockerfile syntax (no BuildKit-only features), so
+# slim Debian with the binary, the shipped default model, the licences and a health probe. Plain Dockerfile syntax (no BuildKit-only features), so
 # the classic builder works too.
 
 # ---------------------------------------------------------------------------------------
@@ -17,8 +17,8 @@ FROM rust:1-bookworm AS chef
 # (C and C++, python3 for the version string and the linker script); no cmake. Features:
 # libz (libz-sys finds the system zlib through pkg-config, linked dynamically), ssl
 # (openssl-sys links the system OpenSSL 3: TLS, SASL SCRAM), gssapi (sasl2-sys links the
-# system Cyrus SASL: Kerberos), curl (OAUTHBEARER tokens from an OIDC endpoint; curl-sys
-# links it statically) and zstd (zstd-sys compiles zstd from source and links it
+# system Cyrus SASL: Kerberos), curl (curl-sys links the system libcurl: OAUTHBEARER tokens
+# from an OIDC endpoint) and zstd (zstd-sys compiles zstd from source and links it
 # statically: no package). The rust image has most of this already; naming it keeps the
 # build honest if the base image slims down.
 RUN set -eux; \
@@ -65,15 +65,15 @@ LABEL org.opencontainers.image.title="moderato" \
       org.opencontainers.image.licenses="(MIT OR Apache-2.0) AND LicenseRef-moderato-model-weights"
 
 # Runtime libraries (the binary's NEEDED entries, as scripts/release lists them): libc,
-# libgcc_s, libm and libz.so.1 are in bookworm-slim; libssl3 (libssl.so.3, libcrypto.so.3)
-# and libsasl2-2 (libsasl2.so.2) are not. The GSSAPI plugin
+# libgcc_s, libm and libz.so.1 are in bookworm-slim; libssl3 (libssl.so.3, libcrypto.so.3),
+# libsasl2-2 (libsasl2.so.2) and libcurl4 (libcurl.so.4) are not. The GSSAPI plugin
 # of Cyrus SASL does the Kerberos work of sasl.mechanism=GSSAPI, and ca-certificates is the
 # trust store librdkafka verifies a managed cluster's certificate against when
 # ssl.ca.location is not set.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-        libssl3 libsasl2-2 libsasl2-modules-gssapi-mit ca-certificates; \
+        libssl3 libsasl2-2 libsasl2-modules-gssapi-mit libcurl4 ca-certificates; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --system --gid 10001 moderato; \
     useradd --system --uid 10001 --gid moderato --home-dir /app --no-create-home \

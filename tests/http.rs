@@ -343,8 +343,8 @@ async fn classify_refuses_with_503_and_retry_after_when_its_queue_is_full() {
     assert_eq!(res.status(), StatusCode::OK, "served once the turn is free");
 }
 
-/// The README's metric table names every metric the service makes, and no other, and lists
-/// every stream event the events counter can carry.
+/// `/api/state` deserializes into the state type, and the page reads exactly the top-level
+/// fields it has, and exactly the fields of a feed event.
 #[tokio::test]
 async fn the_dashboard_state_is_what_the_page_reads() {
     let t = telemetry();
@@ -373,24 +373,40 @@ async fn the_dashboard_state_is_what_the_page_reads() {
     let model = state.model.expect("the loaded model");
     assert_eq!(model.sha256.len(), 64, "{model:?}");
 
-    // The page reads the state as `s.FIELD` or `state.FIELD`: each field it reads is one the
-    // server sends, and each one the server sends is shown.
+    // The page reads the state as `s.FIELD` or `state.FIELD`, and a feed event as `c.FIELD`
+    // (`feedRow(c)`): each field it reads is one the server sends, and each one the server
+    // sends is shown. (Nested fields are read through local names and are not checked here.)
     let page = include_str!("../src/ops/dashboard.html");
     let (_, page) = page.split_once("<script>").expect("the page's script");
     let mut read = fields_read(page, "s.");
     read.extend(fields_read(page, "state."));
     read.retain(|f| !["append", "style"].contains(&f.as_str()));
-    read.sort_unstable();
-    read.dedup();
-    let mut sent: Vec<String> = match json_of(&body) {
-        Value::Object(fields) => fields.keys().cloned().collect(),
-        other => panic!("not an object: {other}"),
-    };
-    sent.sort_unstable();
     assert_eq!(
-        read, sent,
-        "fields the page reads (left) and the server sends (right)"
+        sorted(read),
+        keys(&json_of(&body)),
+        "state fields the page reads (left) and the server sends (right)"
     );
+    let feed = t.live.recent();
+    let event = feed.first().expect("the item's feed event");
+    assert_eq!(
+        sorted(fields_read(page, "c.")),
+        keys(&serde_json::from_str(&event.json).expect("the event's JSON")),
+        "feed fields the page reads (left) and the server sends (right)"
+    );
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    match v {
+        Value::Object(fields) => sorted(fields.keys().cloned().collect()),
+        other => panic!("not an object: {other}"),
+    }
 }
 
 /// The names after `object.` in `code`, where `object` starts a word.
@@ -408,6 +424,8 @@ fn fields_read(code: &str, object: &str) -> Vec<String> {
         .collect()
 }
 
+/// The README's metric table names every metric the service makes, and no other, and lists
+/// every stream event the events counter can carry.
 #[test]
 fn the_readme_metric_table_lists_exactly_the_metrics_and_events() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))

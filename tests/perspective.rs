@@ -239,7 +239,8 @@ fn keys_are_checked_and_a_network_address_needs_them() {
 #[test]
 fn unusable_api_settings_are_refused_at_start() {
     let model = default_model_path();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
+        (&["--api-keys", "/nonexistent/keys"], "--api-keys"),
         (&["--public-url", "ftp://example.org/"], "--public-url"),
         (&["--attribute", "THREAT=no_such_head"], "no_such_head"),
         (

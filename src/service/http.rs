@@ -60,18 +60,21 @@ impl HttpSide {
         })
     }
 
-    /// Opens the key and feedback files, refuses an unauthenticated public address, and starts
-    /// serving `telemetry`'s state.
-    pub(super) async fn start(
-        &self,
-        telemetry: &Arc<Telemetry>,
-    ) -> Result<HttpHandle, ServiceError> {
+    /// Checks what needs no model, before anything loads: the public URL, the key file, an
+    /// unauthenticated public address, the feedback file.
+    pub fn prepare(&self) -> Result<Prepared, ServiceError> {
         if let Some(url) = &self.public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ServiceError::PublicUrl(url.clone()));
             }
         }
-        let keys = self.api_keys.as_deref().map(ApiKeys::load).transpose()?;
+        let keys = match &self.api_keys {
+            Some(path) => Some(ApiKeys::load(path).map_err(|source| ServiceError::ApiKeys {
+                path: path.clone(),
+                source,
+            })?),
+            None => None,
+        };
         check_auth(self.listen, keys.as_ref(), self.insecure_no_auth)
             .map_err(ServiceError::Auth)?;
         let feedback = match &self.feedback_file {
@@ -83,6 +86,16 @@ impl HttpSide {
             })?),
             None => None,
         };
+        Ok(Prepared { keys, feedback })
+    }
+
+    /// Starts serving `telemetry`'s state with what [`HttpSide::prepare`] opened.
+    pub(super) async fn serve(
+        &self,
+        prepared: Prepared,
+        telemetry: &Arc<Telemetry>,
+    ) -> Result<HttpHandle, ServiceError> {
+        let Prepared { keys, feedback } = prepared;
         let mut app = App::new(
             Arc::clone(telemetry),
             self.domain.clone(),
@@ -107,6 +120,12 @@ impl HttpSide {
     }
 }
 
+/// What [`HttpSide::prepare`] opened: the accepted keys and the feedback file.
+pub struct Prepared {
+    keys: Option<ApiKeys>,
+    feedback: Option<Arc<FeedbackSink>>,
+}
+
 /// `moderato api`: the HTTP side alone, over one model that is reloaded when its file changes.
 pub struct Api {
     /// The address it listens on (useful with port 0).
@@ -124,6 +143,7 @@ impl Api {
         instance: String,
         poll: Option<Duration>,
     ) -> Result<Self, ServiceError> {
+        let prepared = side.prepare()?;
         let loaded = super::load(&model).await?;
         side.attributes
             .check(&loaded)
@@ -137,7 +157,7 @@ impl Api {
             model.file().map(std::path::Path::to_path_buf),
         ));
         let _ = telemetry.health.model.set(Arc::clone(&slot));
-        let server = side.start(&telemetry).await?;
+        let server = side.serve(prepared, &telemetry).await?;
         let watchers = Watchers::start(&slot, &telemetry, poll);
         Ok(Self {
             addr: server.addr,

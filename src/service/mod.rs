@@ -24,7 +24,8 @@ pub mod watchers;
 pub use http::{Api, HttpSide};
 pub use watchers::Watchers;
 
-/// The service could not start (or its loop failed): what `moderato serve` reports.
+/// A service could not start (or its loop failed): what `moderato serve` and `moderato api`
+/// report.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     /// The model could not be found or loaded.
@@ -39,6 +40,14 @@ pub enum ServiceError {
     /// The loop failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// The API key file cannot be read.
+    #[error("cannot read the --api-keys file {path} (MODERATO_API_KEYS)")]
+    ApiKeys {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ConfigError,
+    },
     /// The HTTP side would serve without keys on a public address.
     #[error("{0}")]
     Auth(String),
@@ -51,7 +60,7 @@ pub enum ServiceError {
         source: std::io::Error,
     },
     /// The HTTP address cannot be bound.
-    #[error("cannot listen on --http {addr} (use another address or `off`)")]
+    #[error("cannot listen on --http {addr}")]
     Listen {
         /// The address.
         addr: std::net::SocketAddr,
@@ -92,7 +101,10 @@ pub async fn run(
     }
     let telemetry = Arc::new(telemetry);
     let http = match HttpSide::of(&cfg) {
-        Some(side) => Some(side.start(&telemetry).await?),
+        Some(side) => {
+            let prepared = side.prepare()?;
+            Some(side.serve(prepared, &telemetry).await?)
+        }
         None => None,
     };
     let loaded = load(&model).await?;

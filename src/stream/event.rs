@@ -125,6 +125,8 @@ pub enum Event<'a> {
     },
     /// A decision could not be appended to the feedback file: read again in a second.
     FeedbackAppendFailed {
+        /// The file.
+        file: &'a std::path::Path,
         /// The I/O error.
         error: &'a dyn Display,
     },
@@ -290,8 +292,9 @@ impl Event<'_> {
                 offset,
                 "feedback message is not {{\"id\", \"head\", \"label\"}}; skipped"
             ),
-            Event::FeedbackAppendFailed { error } => tracing::error!(
+            Event::FeedbackAppendFailed { file, error } => tracing::error!(
                 event,
+                file = %file.display(),
                 error = %error,
                 "cannot append feedback to its file; reading the decision again in 1 s"
             ),
@@ -365,7 +368,10 @@ mod tests {
                 partition: 0,
                 offset: 7,
             },
-            Event::FeedbackAppendFailed { error: &e },
+            Event::FeedbackAppendFailed {
+                file: std::path::Path::new("feedback.jsonl"),
+                error: &e,
+            },
         ];
         let seen = Seen::default();
         for event in all {

@@ -135,7 +135,8 @@ pub fn join(d: Decision, recent: &RecentTexts, at: f64) -> FeedbackLine {
 }
 
 /// Reads decisions until `stop`, appending joined lines to the feedback file; `counted` is told
-/// each line's `joined` value. Returns the number of lines written.
+/// each line's `joined` value, and `observer` each consumer error, invalid message and failed
+/// append. Returns the number of lines written.
 pub async fn run(
     cfg: &ServeConfig,
     fb: &FeedbackConfig,
@@ -205,7 +206,11 @@ pub async fn run(
         bytes.push(b'\n');
         if let Err(e) = file.write_all(&bytes).and_then(|()| file.flush()) {
             // Not stored: the decision is read again (after the seek, or after a restart).
-            Event::FeedbackAppendFailed { error: &e }.emit(observer);
+            Event::FeedbackAppendFailed {
+                file: &fb.file,
+                error: &e,
+            }
+            .emit(observer);
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             let at = rdkafka::Offset::Offset(m.offset());
             let _ = consumer.seek(
