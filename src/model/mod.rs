@@ -11,6 +11,7 @@ pub mod explain;
 pub mod file;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod pages;
 pub mod source;
 pub mod table;
 

@@ -3,12 +3,14 @@
 //! typical L3 cache; as `f32` it would be 32 MB and every n-gram lookup would go to memory.
 //! The rounding error is at most half a step, `max|column| / 65534`.
 
+use super::pages::Weights;
+
 /// Buckets × columns of quantized weights; column 0 holds the IDF.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Table {
     stride: usize,
     scales: Vec<f32>,
-    data: Vec<i16>,
+    data: Weights,
 }
 
 impl Table {
@@ -31,7 +33,7 @@ impl Table {
         Self {
             stride,
             scales,
-            data,
+            data: Weights::new(data),
         }
     }
 
@@ -41,10 +43,10 @@ impl Table {
             && scales.len() == stride
             && data.len() % stride == 0
             && scales.iter().all(|s| s.is_finite() && *s > 0.0))
-        .then_some(Self {
+        .then(|| Self {
             stride,
             scales,
-            data,
+            data: Weights::new(data),
         })
     }
 
