@@ -17,6 +17,10 @@ use moderato::features::Scratch as FeatureScratch;
 use moderato::model::{file, HeadOutcome, Model, Scratch};
 use moderato::normalize::Normalizer;
 
+/// The allocator the `moderato` binary runs with (src/main.rs), so these figures are the service's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A typical English reader comment (about 200 characters).
 const ENGLISH: &str = "Honestly this article misses the point. The council approved the new bus lanes last spring, \
 and traffic on Main Street has only gotten worse since then. Maybe ask the people who actually live here next time?";
