@@ -12,6 +12,7 @@ use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use crate::error::InputError;
+use crate::lang::Script;
 use crate::model::explain::{Contribution, Explainer};
 use crate::model::{HeadOutcome, Model, Scratch};
 
@@ -270,6 +271,9 @@ pub struct Labelled {
     pub explain: Option<BTreeMap<String, Vec<Contribution>>>,
     /// The model.
     pub model: ModelRef,
+    /// The comment's script, as the heads were chosen by (the record's `script`).
+    #[serde(skip)]
+    pub script: Script,
 }
 
 /// Classifies one comment; `explain_top > 0` adds that many contributions per flagged head.
@@ -280,8 +284,10 @@ pub fn label(
     scratch: &mut Scratch,
     explain_top: usize,
 ) -> Labelled {
-    let outcomes = model.score_in(
+    let script = crate::lang::script(&comment.text);
+    let outcomes = model.score_scripted(
         &comment.text,
+        script,
         comment.target.as_deref(),
         comment.domain.as_deref(),
         scratch,
@@ -293,6 +299,7 @@ pub fn label(
         skipped: BTreeMap::new(),
         explain: None,
         model: model_ref.clone(),
+        script,
     };
     let mut explanations = BTreeMap::new();
     // Featurized and scored part by part once, for every head explained (none without

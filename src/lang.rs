@@ -119,7 +119,13 @@ const ALLOWED: &[whatlang::Lang] = {
 /// The first 200 characters say as much as the whole comment, at a bounded cost: a record of a
 /// 10,000-character comment must not spend most of its time on this field.
 fn head(text: &str) -> &str {
-    match text.char_indices().nth(LANGUAGE_PREFIX) {
+    char_prefix(text, LANGUAGE_PREFIX)
+}
+
+/// The first `chars` characters of `text` (all of it when it is shorter), as a slice: no
+/// character-by-character copy.
+pub fn char_prefix(text: &str, chars: usize) -> &str {
+    match text.char_indices().nth(chars) {
         Some((cut, _)) => &text[..cut],
         None => text,
     }

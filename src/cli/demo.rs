@@ -341,8 +341,10 @@ fn paint(color: bool, code: &str, s: &str) -> String {
 }
 
 fn clip(text: &str, chars: usize) -> String {
-    match text.char_indices().nth(chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
+    let prefix = moderato::lang::char_prefix(text, chars);
+    if prefix.len() < text.len() {
+        format!("{prefix}…")
+    } else {
+        text.to_string()
     }
 }

@@ -606,7 +606,19 @@ impl Model {
         domain: Option<&str>,
         scratch: &mut Scratch,
     ) -> Vec<HeadOutcome> {
-        let script = crate::lang::script(text);
+        self.score_scripted(text, crate::lang::script(text), target, domain, scratch)
+    }
+
+    /// Like [`Model::score_in`], for a text whose [`crate::lang::script`] the caller already
+    /// has (the record writes it too, and it reads every character).
+    pub fn score_scripted(
+        &self,
+        text: &str,
+        script: crate::lang::Script,
+        target: Option<&str>,
+        domain: Option<&str>,
+        scratch: &mut Scratch,
+    ) -> Vec<HeadOutcome> {
         let has_letters = crate::lang::has_letters(text, script);
         let chunk_max = self.prepare(text, scratch);
         let mut out = Vec::with_capacity(self.heads.len());
@@ -744,17 +756,21 @@ impl Model {
             let hashed = self
                 .featurizer
                 .hash_pieces(text, &pieces, &mut scratch.features);
-            for (i, chunk) in pieces.iter().enumerate() {
-                if hashed {
-                    self.featurizer.count_piece(i, &mut scratch.features);
-                } else {
-                    self.featurizer.count(chunk, &mut scratch.features);
-                }
-                visit(Some(i), scratch);
-            }
             if hashed {
+                // The whole text is counted first, so that each chunk is counted by the
+                // indices of its n-grams in those counts, which wait aside until the end.
                 self.featurizer.count_hashed(&mut scratch.features);
+                scratch.features.set_aside();
+                for i in 0..pieces.len() {
+                    self.featurizer.count_piece(i, &mut scratch.features);
+                    visit(Some(i), scratch);
+                }
+                scratch.features.take_back();
             } else {
+                for (i, chunk) in pieces.iter().enumerate() {
+                    self.featurizer.count(chunk, &mut scratch.features);
+                    visit(Some(i), scratch);
+                }
                 self.featurizer.count(text, &mut scratch.features);
             }
         } else {

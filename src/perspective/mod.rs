@@ -171,7 +171,7 @@ fn remember(p: &Perspective, loaded: &Loaded, a: &Analysis, do_not_store: bool) 
     let preview: String = if do_not_store {
         String::new()
     } else {
-        a.text.chars().take(280).collect()
+        crate::lang::char_prefix(&a.text, 280).to_string()
     };
     let item = Item {
         id: if do_not_store { "" } else { id },

@@ -112,9 +112,9 @@ pub struct Record {
 
 impl Record {
     /// The record of `comment`, labelled as `labelled`; `truncated` says whether the input
-    /// policy cut its text.
-    pub fn new(labelled: Labelled, comment: &Comment, truncated: bool) -> Self {
-        let mut passthrough = comment.extra.clone();
+    /// policy cut its text. The comment's other fields move into the record (no copy).
+    pub fn new(labelled: Labelled, comment: &mut Comment, truncated: bool) -> Self {
+        let mut passthrough = std::mem::take(&mut comment.extra);
         passthrough.retain(|k, _| !RESERVED.contains(&k.as_str()));
         if let Some(domain) = &comment.domain {
             passthrough.insert("domain".into(), Value::from(domain.as_str()));
@@ -132,7 +132,7 @@ impl Record {
             model: labelled.model,
             source: None,
             lang: crate::lang::language(&comment.text).map(String::from),
-            script: Some(crate::lang::script(&comment.text)),
+            script: Some(labelled.script),
             truncated,
             omitted: Vec::new(),
             passthrough,
@@ -207,16 +207,17 @@ mod tests {
                 version: "v1".into(),
                 sha256: "00".into(),
             },
+            script: Script::Latin,
         }
     }
 
     #[test]
     fn passthrough_keeps_unknown_fields_but_never_shadows_the_records_own() {
-        let comment = Comment::parse(
+        let mut comment = Comment::parse(
             br#"{"id": 7, "text": "hello", "target": "Cats", "meta": {"k": 1}, "lang": "en", "schema_version": 9, "labels": 1}"#,
         )
         .expect("valid");
-        let record = Record::new(labelled(), &comment, false);
+        let record = Record::new(labelled(), &mut comment, false);
         let v = serde_json::to_value(&record).expect("serializes");
         assert_eq!(v["schema_version"], SCHEMA_VERSION);
         assert_eq!(v["script"], "latin", "the detected script");
@@ -234,8 +235,9 @@ mod tests {
 
     #[test]
     fn a_record_reads_back_as_it_was_written() {
-        let comment = Comment::parse(br#"{"id": 7, "text": "hi", "meta": [1, 2]}"#).expect("ok");
-        let record = Record::new(labelled(), &comment, true).with_source(Source {
+        let mut comment =
+            Comment::parse(br#"{"id": 7, "text": "hi", "meta": [1, 2]}"#).expect("ok");
+        let record = Record::new(labelled(), &mut comment, true).with_source(Source {
             topic: "comments".into(),
             partition: 2,
             offset: 5,
@@ -258,18 +260,31 @@ mod tests {
 
     #[test]
     fn lang_is_the_language_and_script_the_script() {
-        let comment = Comment::parse(
-            "{\"id\": 1, \"text\": \"The vaccine saved my mother's life, and I am grateful\"}"
-                .as_bytes(),
-        )
-        .expect("valid");
-        let record = Record::new(labelled(), &comment, false);
-        assert_eq!(record.lang.as_deref(), Some("en"));
-        assert_eq!(record.script(), Script::Latin);
-        let v = serde_json::to_value(&record).expect("serializes");
-        assert_eq!(
-            (v["lang"].as_str(), v["script"].as_str()),
-            (Some("en"), Some("latin"))
-        );
+        let model = crate::model::fixtures::model();
+        let model_ref = ModelRef::of(&model);
+        for (text, lang, script) in [
+            (
+                "The vaccine saved my mother's life, and I am grateful",
+                "en",
+                "latin",
+            ),
+            (
+                "مقال ممتاز، لكن الكاتب نسي أن أسعار الخبز ارتفعت",
+                "ar",
+                "ar",
+            ),
+        ] {
+            let json = serde_json::json!({"id": 1, "text": text}).to_string();
+            let mut comment = Comment::parse(json.as_bytes()).expect("valid");
+            let policy = InputPolicy::default();
+            let mut scratch = Scratch::default();
+            let record = classify(&model, &model_ref, &policy, &mut comment, &mut scratch, 0);
+            let v = serde_json::to_value(&record).expect("serializes");
+            assert_eq!(
+                (v["lang"].as_str(), v["script"].as_str()),
+                (Some(lang), Some(script)),
+                "{text}"
+            );
+        }
     }
 }

@@ -17,7 +17,7 @@ impl Summary {
     fn of(record: &Record, comment: &Comment, model: &Model) -> Self {
         let mut out = Summary {
             id: record.id.text(),
-            preview: comment.text.chars().take(280).collect(),
+            preview: crate::lang::char_prefix(&comment.text, 280).to_string(),
             lang: record.script().code(),
             ..Summary::default()
         };
