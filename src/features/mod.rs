@@ -127,28 +127,8 @@ pub struct Scratch {
     piece_words: Vec<u32>,
     slots: Vec<u64>,
     used: Vec<u32>,
-    /// After [`Featurizer::count_hashed`]: the index in its `features` of every n-gram of
-    /// `buckets`, so that a piece is counted by index, not by probing a hash table.
-    ids: Vec<u32>,
-    /// Per feature of the whole text: where it is in the piece being counted (`u32::MAX`: not
-    /// yet in it).
-    in_piece: Vec<u32>,
-    /// The whole text's counts, set aside while its pieces are counted ([`Scratch::set_aside`]).
-    aside: Vec<Count>,
     /// Bucket counts of the last comment, in order of first occurrence.
     pub features: Vec<Count>,
-}
-
-impl Scratch {
-    /// Sets the counts in `features` aside (a long text's, before its pieces are counted).
-    pub fn set_aside(&mut self) {
-        std::mem::swap(&mut self.features, &mut self.aside);
-    }
-
-    /// Puts the counts [`Scratch::set_aside`] set aside back in `features`.
-    pub fn take_back(&mut self) {
-        std::mem::swap(&mut self.features, &mut self.aside);
-    }
 }
 
 /// Receives every n-gram the featurizer emits.
@@ -220,9 +200,7 @@ impl Featurizer {
     /// After [`Featurizer::hash_pieces`]: counts piece `i`'s n-grams into `scratch.features`,
     /// in the order `count` of that piece alone gives them. A piece's words are consecutive
     /// words of the text, so its n-grams are slices of the text's: its words' character
-    /// n-grams, then for each order `n` its word n-grams that do not cross its ends. After
-    /// [`Featurizer::count_hashed`] it counts them by their index in the whole text's counts,
-    /// which is faster than hashing and gives the same counts in the same order.
+    /// n-grams, then for each order `n` its word n-grams that do not cross its ends.
     pub fn count_piece(&self, i: usize, scratch: &mut Scratch) {
         let first: u32 = scratch.piece_words[..i].iter().sum();
         let last = first + scratch.piece_words.get(i).copied().unwrap_or(0);
@@ -240,21 +218,14 @@ impl Featurizer {
             }
             group += (tokens + 1).saturating_sub(n);
         }
-        if scratch.ids.len() == scratch.buckets.len() {
-            count_indexed(ranges, scratch);
-        } else {
-            count_ranges(ranges, scratch);
-        }
+        count_ranges(ranges, scratch);
     }
 
     /// After [`Featurizer::hash_pieces`]: counts the whole text's n-grams into
-    /// `scratch.features`, as [`Featurizer::count`] of it would, and notes where each n-gram
-    /// went for [`Featurizer::count_piece`].
+    /// `scratch.features`, as [`Featurizer::count`] of it would.
     pub fn count_hashed(&self, scratch: &mut Scratch) {
         let all = 0..scratch.buckets.len();
-        count_ranges_noting::<true>(std::iter::once(all), scratch);
-        scratch.in_piece.clear();
-        scratch.in_piece.resize(scratch.features.len(), u32::MAX);
+        count_ranges(std::iter::once(all), scratch);
     }
 
     /// Hashes every n-gram of the normalized `scratch.text` into `scratch.buckets`, in order,
@@ -266,8 +237,6 @@ impl Featurizer {
         };
         grams.grams.clear();
         grams.marks.clear();
-        // New n-grams: the indices of the last count no longer apply.
-        scratch.ids.clear();
         grams.marks.push((0, 0));
         self.emit(
             &scratch.text,
@@ -451,9 +420,8 @@ impl Counter {
         }
     }
 
-    /// Counts one n-gram; returns the index of its feature.
     #[inline]
-    fn add(&mut self, bucket: u32, word: bool) -> u32 {
+    fn add(&mut self, bucket: u32, word: bool) {
         let i = Self::find(&self.slots, bucket);
         let s = self.slots[i];
         if s == 0 {
@@ -468,13 +436,8 @@ impl Counter {
             if self.features.len() * 2 > self.slots.len() {
                 self.grow();
             }
-            index as u32
-        } else {
-            let index = (s >> 32) as u32;
-            if let Some(f) = self.features.get_mut(index as usize) {
-                f.count = f.count.saturating_add(1);
-            }
-            index
+        } else if let Some(f) = self.features.get_mut((s >> 32) as usize) {
+            f.count = f.count.saturating_add(1);
         }
     }
 
@@ -527,15 +490,6 @@ impl Sink for Buckets {
 
 /// Counts the buckets of `ranges` of `scratch.buckets`, in order, into `scratch.features`.
 fn count_ranges(ranges: impl IntoIterator<Item = Range<usize>>, scratch: &mut Scratch) {
-    count_ranges_noting::<false>(ranges, scratch);
-}
-
-/// [`count_ranges`]; with `NOTE`, also the index of every counted n-gram's feature into
-/// `scratch.ids` (for [`count_indexed`]).
-fn count_ranges_noting<const NOTE: bool>(
-    ranges: impl IntoIterator<Item = Range<usize>>,
-    scratch: &mut Scratch,
-) {
     if scratch.slots.len() < MIN_SLOTS {
         scratch.slots = vec![0; MIN_SLOTS];
     }
@@ -547,63 +501,15 @@ fn count_ranges_noting<const NOTE: bool>(
     counter.features.clear();
     // Hashing comes first (into `buckets`), then counting: two tight loops instead of one
     // whose counting branches stall the hashing.
-    scratch.ids.clear();
     for range in ranges {
         for &b in scratch.buckets.get(range).unwrap_or_default() {
-            let id = counter.add(b & !WORD_GRAM, b & WORD_GRAM != 0);
-            if NOTE {
-                scratch.ids.push(id);
-            }
+            counter.add(b & !WORD_GRAM, b & WORD_GRAM != 0);
         }
     }
     counter.clear();
     scratch.slots = counter.slots;
     scratch.used = counter.used;
     scratch.features = counter.features;
-}
-
-/// Counts `ranges` of `scratch.buckets` into `scratch.features` like [`count_ranges`], by the
-/// feature indices [`count_ranges_noting`] noted in `scratch.ids` for the whole text: an index
-/// into a small array instead of a probe of the hash table. The counts and their order are the
-/// same: a bucket's first n-gram in the ranges gives its place and its `word` flag.
-fn count_indexed(ranges: impl IntoIterator<Item = Range<usize>>, scratch: &mut Scratch) {
-    let Scratch {
-        buckets,
-        ids,
-        in_piece,
-        used,
-        features,
-        ..
-    } = scratch;
-    features.clear();
-    used.clear();
-    for range in ranges {
-        let (Some(grams), Some(indices)) = (buckets.get(range.clone()), ids.get(range)) else {
-            continue;
-        };
-        for (&b, &id) in grams.iter().zip(indices) {
-            let Some(place) = in_piece.get_mut(id as usize) else {
-                continue;
-            };
-            if *place == u32::MAX {
-                *place = features.len() as u32;
-                used.push(id);
-                features.push(Count {
-                    bucket: b & !WORD_GRAM,
-                    count: 1,
-                    word: b & WORD_GRAM != 0,
-                });
-            } else if let Some(f) = features.get_mut(*place as usize) {
-                f.count = f.count.saturating_add(1);
-            }
-        }
-    }
-    for &id in used.iter() {
-        if let Some(place) = in_piece.get_mut(id as usize) {
-            *place = u32::MAX;
-        }
-    }
-    used.clear();
 }
 
 /// Term frequency of a count: `1 + ln(count)` when sublinear, else the count.
@@ -755,7 +661,7 @@ mod tests {
     }
 
     #[test]
-    fn a_piece_counts_as_it_would_alone_by_index_or_by_hash() {
+    fn a_piece_counts_as_it_would_alone_even_where_buckets_collide() {
         // 256 buckets: character and word n-grams collide, so a bucket's `word` flag depends
         // on which of its n-grams comes first in the piece, not in the whole text.
         let f = Featurizer::new(FeaturizerConfig {
@@ -768,40 +674,21 @@ mod tests {
                     Worse than ever; ask anyone who lives on Main Street.";
         let cuts = [0, 22, 39, 54, 63, text.len()];
         let pieces: Vec<&str> = cuts.windows(2).map(|w| &text[w[0]..w[1]]).collect();
-        assert_eq!(pieces.concat(), text, "the pieces tile the text");
         let mut alone = Scratch::default();
-        let want: Vec<Vec<Count>> = pieces
-            .iter()
-            .map(|p| {
-                f.count(p, &mut alone);
-                alone.features.clone()
-            })
-            .collect();
         let mut scratch = Scratch::default();
-        for indexed in [true, false] {
-            assert!(f.hash_pieces(text, &pieces, &mut scratch));
-            if indexed {
-                f.count_hashed(&mut scratch);
-                scratch.set_aside();
-            }
-            for (i, want) in want.iter().enumerate() {
-                f.count_piece(i, &mut scratch);
-                assert_eq!(&scratch.features, want, "piece {i}, indexed {indexed}");
-            }
-            if indexed {
-                scratch.take_back();
-                f.count(text, &mut alone);
-                assert_eq!(
-                    scratch.features, alone.features,
-                    "the whole text, set aside"
-                );
-            }
+        assert!(f.hash_pieces(text, &pieces, &mut scratch));
+        for (i, piece) in pieces.iter().enumerate() {
+            f.count(piece, &mut alone);
+            f.count_piece(i, &mut scratch);
+            assert_eq!(scratch.features, alone.features, "piece {i}");
+            assert!(
+                alone.features.iter().any(|c| c.word),
+                "word n-grams are counted"
+            );
         }
-        let words = |c: &[Count]| c.iter().filter(|c| c.word).count();
-        assert!(
-            want.iter().any(|w| words(w) > 0),
-            "word n-grams are counted"
-        );
+        f.count_hashed(&mut scratch);
+        f.count(text, &mut alone);
+        assert_eq!(scratch.features, alone.features, "the whole text");
     }
 
     /// A count of bucket `bucket`, occurring `count` times, of a word n-gram or not.

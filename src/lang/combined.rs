@@ -158,7 +158,7 @@ pub fn detect(text: &str, script: Script) -> Option<Guess> {
         Script::Arabic => &ARABIC,
         _ => return None,
     };
-    let lower = text.to_lowercase();
+    let lower = lowercase(text);
     let (alphabet, count) = alphabet_scores(&lower, tables);
     let (trigram, trigrams) = trigram_scores(&lower, tables);
 
@@ -195,6 +195,32 @@ pub fn detect(text: &str, script: Script) -> Option<Guess> {
         None => 1.0,
     };
     Some(Guess { lang, confidence })
+}
+
+/// `text.to_lowercase()`, with the letters that have no case (ASCII lower case, base Arabic)
+/// copied without a look-up in Unicode's case table.
+fn lowercase(text: &str) -> String {
+    if text.contains('Σ') {
+        // Its lower case depends on its neighbours (final sigma): the standard library knows how.
+        return text.to_lowercase();
+    }
+    // The ASCII prefix (all of most Latin comments) in one go, as the standard library does.
+    let ascii = text
+        .bytes()
+        .position(|b| !b.is_ascii())
+        .unwrap_or(text.len());
+    let (head, rest) = text.split_at(ascii);
+    let mut out = String::with_capacity(text.len());
+    out.push_str(head);
+    out.make_ascii_lowercase();
+    for c in rest.chars() {
+        match c {
+            _ if c.is_ascii() => out.push(c.to_ascii_lowercase()),
+            '\u{0621}'..='\u{064A}' => out.push(c),
+            _ => out.extend(c.to_lowercase()),
+        }
+    }
+    out
 }
 
 /// whatlang's `calculate_confidence`.
@@ -324,4 +350,20 @@ fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
         })
         .collect();
     (scores, unique)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowercase_is_the_standard_librarys() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let one = c.to_string();
+            assert_eq!(lowercase(&one), one.to_lowercase(), "{c:?}");
+        }
+        for text in ["ΟΔΟΣ ΣΑΣ", "Go HOME", "İstanbul مرحبا ÄÖÜ", ""] {
+            assert_eq!(lowercase(text), text.to_lowercase(), "{text}");
+        }
+    }
 }

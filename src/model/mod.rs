@@ -756,21 +756,17 @@ impl Model {
             let hashed = self
                 .featurizer
                 .hash_pieces(text, &pieces, &mut scratch.features);
-            if hashed {
-                // The whole text is counted first, so that each chunk is counted by the
-                // indices of its n-grams in those counts, which wait aside until the end.
-                self.featurizer.count_hashed(&mut scratch.features);
-                scratch.features.set_aside();
-                for i in 0..pieces.len() {
+            for (i, chunk) in pieces.iter().enumerate() {
+                if hashed {
                     self.featurizer.count_piece(i, &mut scratch.features);
-                    visit(Some(i), scratch);
-                }
-                scratch.features.take_back();
-            } else {
-                for (i, chunk) in pieces.iter().enumerate() {
+                } else {
                     self.featurizer.count(chunk, &mut scratch.features);
-                    visit(Some(i), scratch);
                 }
+                visit(Some(i), scratch);
+            }
+            if hashed {
+                self.featurizer.count_hashed(&mut scratch.features);
+            } else {
                 self.featurizer.count(text, &mut scratch.features);
             }
         } else {
