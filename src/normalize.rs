@@ -163,7 +163,7 @@ impl Normalizer {
         for piece in pieces {
             let before = out.len();
             self.run(piece.chars(), out);
-            let gave = out[before..].split(' ').filter(|w| !w.is_empty()).count();
+            let gave = words_of(&out[before..]).count();
             words.push(u32::try_from(gave).unwrap_or(u32::MAX));
         }
         debug_assert_eq!(*out, self.normalize(text), "pieces normalize as the whole");
@@ -437,6 +437,29 @@ fn find_mention(token: &str) -> Option<usize> {
     (len > 0).then_some(1 + len)
 }
 
+/// The words of normalized text, which single ASCII spaces separate: a scan of the bytes, where
+/// `split(' ')` called `memchr` once per word on the whole rest of the text (2 % of the record
+/// path, `perf record --call-graph fp` of `cargo bench --bench score -- record`).
+pub fn words_of(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < bytes.len() {
+            let start = at;
+            while at < bytes.len() && bytes[at] != b' ' {
+                at += 1;
+            }
+            let end = at;
+            at += 1;
+            if end > start {
+                // A space is one byte, so both ends are character boundaries.
+                return text.get(start..end);
+            }
+        }
+        None
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,6 +614,14 @@ mod tests {
             &Normalizer::new(config),
             &[("go https://x.com www.y.org", "go url url"), ("aaa", "a")],
         );
+    }
+
+    #[test]
+    fn words_are_what_split_on_spaces_gives() {
+        for text in ["", " ", "a", "  a  b ", "один два", "مرحبا بك  يا", "x y z"] {
+            let want: Vec<&str> = text.split(' ').filter(|w| !w.is_empty()).collect();
+            assert_eq!(words_of(text).collect::<Vec<_>>(), want, "{text:?}");
+        }
     }
 
     #[test]

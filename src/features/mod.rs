@@ -287,7 +287,7 @@ impl Featurizer {
         tokens.clear();
         chars.push(' ');
         // The normalizer leaves single ASCII spaces as the only whitespace.
-        for word in normalized.split(' ').filter(|w| !w.is_empty()) {
+        for word in crate::normalize::words_of(normalized) {
             let start = chars.len();
             if word.is_ascii() {
                 // A byte iterator of known length: one capacity check, not one per char.

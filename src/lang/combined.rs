@@ -276,6 +276,27 @@ fn alphabet_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
     (scores, max_raw_score)
 }
 
+/// `counted` stably sorted by count, highest first: a counting sort, as the counts are small
+/// (at most the number of trigrams) and nearly all 1.
+fn by_count_descending(counted: Vec<(u32, u64)>) -> Vec<(u32, u64)> {
+    let most = counted.iter().map(|&(n, _)| n as usize).max().unwrap_or(0);
+    // starts[n]: where the first trigram counted n times goes (the higher counts before it).
+    let mut starts = vec![0usize; most + 2];
+    for &(n, _) in &counted {
+        starts[most - n as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut out = vec![(0, 0); counted.len()];
+    for (n, g) in counted {
+        let at = &mut starts[most - n as usize];
+        out[*at] = (n, g);
+        *at += 1;
+    }
+    out
+}
+
 /// whatlang's trigram scores (best first) and the number of distinct trigrams of the text.
 fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
     // trigrams::utils::count, as packed numbers
@@ -306,7 +327,7 @@ fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
     }
     // ...and a stable sort by count keeps that order among equal counts: most frequent first,
     // ties by the trigram, descending, which is whatlang's `b.cmp(a)` on (count, trigram).
-    counted.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
+    let mut counted = by_count_descending(counted);
     counted.truncate(TEXT_TRIGRAMS_SIZE);
     let unique = counted.len();
 
@@ -355,6 +376,17 @@ fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counting_sort_is_the_stable_sort() {
+        let counted: Vec<(u32, u64)> = (0..500u64)
+            .map(|g| (((g * 7919) % 13) as u32 / 4 + 1, 1000 - g))
+            .collect();
+        let mut want = counted.clone();
+        want.sort_by_key(|&(n, _)| std::cmp::Reverse(n));
+        assert_eq!(by_count_descending(counted), want);
+        assert_eq!(by_count_descending(Vec::new()), Vec::new());
+    }
 
     #[test]
     fn lowercase_is_the_standard_librarys() {

@@ -523,11 +523,13 @@ impl ServeConfig {
     /// The producer's `message.max.bytes`: `max_payload_bytes` plus 64 KiB for the labels and
     /// headers (at least librdkafka's default, 1,000,000), unless a `-X` property sets it.
     pub fn producer_max_bytes(&self) -> usize {
+        // As `client_properties("producer")` would find it (the unprefixed key sorts first),
+        // without building that list: every record asks.
         let set = self
-            .client_properties("producer")
-            .into_iter()
-            .find(|(k, _)| k == "message.max.bytes")
-            .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+            .librdkafka
+            .get("message.max.bytes")
+            .or_else(|| self.librdkafka.get("producer.message.max.bytes"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
         set.unwrap_or((self.max_payload_bytes + (64 << 10)).max(1_000_000))
     }
 
@@ -749,6 +751,26 @@ mod tests {
         assert!(consumer.contains(&("fetch.wait.max.ms".into(), "10".into())));
         assert!(consumer.contains(&("security.protocol".into(), "ssl".into())));
         assert!(!consumer.iter().any(|(k, _)| k.contains("linger")));
+    }
+
+    #[test]
+    fn the_producers_message_size_is_read_with_or_without_its_prefix() {
+        let with = |props: &str| {
+            cfg_file(&format!("brokers = \"a:1\"\n[librdkafka]\n{props}"))
+                .resolve()
+                .expect("valid")
+                .producer_max_bytes()
+        };
+        assert_eq!(with(""), 1_000_000 + (64 << 10));
+        assert_eq!(
+            with("\"producer.message.max.bytes\" = \"3000000\"\n"),
+            3_000_000
+        );
+        assert_eq!(with("\"message.max.bytes\" = \"2000000\"\n"), 2_000_000);
+        assert_eq!(
+            with("\"consumer.message.max.bytes\" = \"3000000\"\n"),
+            1_000_000 + (64 << 10)
+        );
     }
 
     /// The error of a config whose `[librdkafka]` table holds `key = value`.
