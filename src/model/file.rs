@@ -194,11 +194,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
             header.rows, header.stride
         )));
     }
-    let data: Vec<i16> = bytes[header_end..body_end]
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    let table = Table::from_parts(header.stride as usize, header.scales, data)
+    let data = &bytes[header_end..body_end];
+    let table = Table::from_le_bytes(header.stride as usize, header.scales, data)
         .ok_or_else(|| invalid("the column scales do not match the table".into()))?;
     let mut model =
         Model::from_table(header.info, header.featurizer, header.heads, table).map_err(invalid)?;

@@ -30,6 +30,24 @@ impl Weights {
         Self(Storage::Heap(values))
     }
 
+    /// The table stored as `bytes` (little-endian `i16` pairs; a last odd byte is ignored),
+    /// decoded straight into where it will live: a model load holds no second copy.
+    pub fn from_le_bytes(bytes: &[u8]) -> Self {
+        let decode = |out: &mut [i16]| {
+            for (v, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *v = i16::from_le_bytes([b[0], b[1]]);
+            }
+        };
+        let len = bytes.len() / 2;
+        #[cfg(target_os = "linux")]
+        if let Some(m) = huge::Mapping::filled(len, decode) {
+            return Self(Storage::Mapped(m));
+        }
+        let mut values = vec![0; len];
+        decode(&mut values);
+        Self(Storage::Heap(values))
+    }
+
     /// Whether the values live in a mapping that asked for huge pages (whether the kernel
     /// granted them shows in `AnonHugePages` of `/proc/self/smaps`).
     pub fn in_huge_pages(&self) -> bool {
@@ -50,7 +68,11 @@ impl Deref for Weights {
 
 impl Clone for Weights {
     fn clone(&self) -> Self {
-        Self::new(self.to_vec())
+        #[cfg(target_os = "linux")]
+        if let Some(m) = huge::Mapping::copy_of(self) {
+            return Self(Storage::Mapped(m));
+        }
+        Self(Storage::Heap(self.to_vec()))
     }
 }
 
@@ -94,7 +116,13 @@ mod huge {
         /// A copy of `values` in a mapping that asked for huge pages; `None` for a table
         /// smaller than one huge page, or when the kernel refuses the mapping.
         pub(super) fn copy_of(values: &[i16]) -> Option<Self> {
-            let bytes = std::mem::size_of_val(values);
+            Self::filled(values.len(), |out| out.copy_from_slice(values))
+        }
+
+        /// `len` values that `fill` writes, in a mapping that asked for huge pages; `None`
+        /// as for [`Mapping::copy_of`] (then `fill` is not called).
+        pub(super) fn filled(len: usize, fill: impl FnOnce(&mut [i16])) -> Option<Self> {
+            let bytes = len.checked_mul(std::mem::size_of::<i16>())?;
             if bytes < HUGE {
                 return None;
             }
@@ -123,19 +151,20 @@ mod huge {
             // leaves ordinary pages, which hold the same values, so its result is ignored.
             unsafe { libc::madvise(start.cast(), rounded, libc::MADV_HUGEPAGE) };
             let data = start.cast::<i16>();
-            // SAFETY: `data` is aligned (a page boundary), writable, and has room for
-            // `values.len()` values; the source is a distinct allocation.
-            unsafe { std::ptr::copy_nonoverlapping(values.as_ptr(), data, values.len()) };
+            // SAFETY: `data` is aligned (a page boundary), writable, has room for `len` values,
+            // which an anonymous mapping holds as zeros (so every one is initialized), and
+            // nothing else refers to it yet.
+            fill(unsafe { std::slice::from_raw_parts_mut(data, len) });
             Some(Self {
                 base,
                 map_len,
                 data,
-                len: values.len(),
+                len,
             })
         }
 
         pub(super) fn as_slice(&self) -> &[i16] {
-            // SAFETY: `copy_of` wrote `len` values at `data`, and the mapping lives as long as
+            // SAFETY: `filled` wrote `len` values at `data`, and the mapping lives as long as
             // `self`.
             unsafe { std::slice::from_raw_parts(self.data, self.len) }
         }
@@ -167,6 +196,17 @@ mod tests {
         assert_eq!(copy, w);
         drop(w);
         assert_eq!(&*copy, &values[..], "a clone outlives its original");
+    }
+
+    #[test]
+    fn a_table_decodes_from_its_bytes_wherever_it_lives() {
+        for len in [3usize, 3 << 20] {
+            let values: Vec<i16> = (0..len).map(|i| (i % 65_521) as i16 - 32_000).collect();
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let w = Weights::from_le_bytes(&bytes);
+            assert_eq!(&*w, &values[..], "{len} values");
+            assert_eq!(w.in_huge_pages(), cfg!(target_os = "linux") && len > 3);
+        }
     }
 
     #[test]

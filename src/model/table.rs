@@ -37,16 +37,17 @@ impl Table {
         }
     }
 
-    /// Rebuilds a table from its stored parts; `None` when the sizes do not fit.
-    pub fn from_parts(stride: usize, scales: Vec<f32>, data: Vec<i16>) -> Option<Self> {
+    /// Rebuilds a table from its stored parts, `data` as little-endian `i16` pairs; `None`
+    /// when the sizes do not fit.
+    pub fn from_le_bytes(stride: usize, scales: Vec<f32>, data: &[u8]) -> Option<Self> {
         (stride > 0
             && scales.len() == stride
-            && data.len() % stride == 0
+            && data.len() % (2 * stride) == 0
             && scales.iter().all(|s| s.is_finite() && *s > 0.0))
         .then(|| Self {
             stride,
             scales,
-            data: Weights::new(data),
+            data: Weights::from_le_bytes(data),
         })
     }
 
