@@ -56,8 +56,8 @@ struct Tables {
     trigram_langs: Vec<Lang>,
     /// Each language's profile length (300), in that order.
     profile_len: Vec<i64>,
-    /// Packed trigram → its rank in each profile that has it.
-    index: Index,
+    /// Packed trigram → (index into `trigram_langs`, rank in that profile), every occurrence.
+    index: HashMap<u64, Vec<(usize, i64)>, BuildMix>,
     /// The allowed languages in the order of `Script::langs()`, with their alphabets (Latin);
     /// `None`: the Arabic script's stand-in scores.
     alphabets: Option<Vec<(Lang, Vec<char>)>>,
@@ -65,7 +65,7 @@ struct Tables {
 
 impl Tables {
     fn new(list: &[(Lang, &[&str])], allowed: &[Lang], script: Script) -> Tables {
-        let mut ranks: HashMap<u64, Ranks, BuildMix> = HashMap::default();
+        let mut index: HashMap<u64, Vec<(usize, i64)>, BuildMix> = HashMap::default();
         let mut trigram_langs = Vec::new();
         let mut profile_len = Vec::new();
         for (lang, profile) in list.iter().filter(|(l, _)| allowed.contains(l)) {
@@ -75,12 +75,10 @@ impl Tables {
             for (rank, t) in profile.iter().enumerate() {
                 let mut c = t.chars();
                 if let (Some(a), Some(b), Some(d)) = (c.next(), c.next(), c.next()) {
-                    let slot = ranks.entry(pack(a, b, d)).or_insert([NO_RANK; MAX_LANGS]);
-                    // A profile lists each trigram once, and no script has more languages than
-                    // a slot holds (both checked by a test), so nothing is overwritten.
-                    if let Some(r) = slot.get_mut(li) {
-                        *r = (*r).min(rank as u16);
-                    }
+                    index
+                        .entry(pack(a, b, d))
+                        .or_default()
+                        .push((li, rank as i64));
                 }
             }
         }
@@ -100,7 +98,7 @@ impl Tables {
         Tables {
             trigram_langs,
             profile_len,
-            index: Index::new(ranks),
+            index,
             alphabets,
         }
     }
@@ -110,54 +108,6 @@ static LATIN: LazyLock<Tables> =
     LazyLock::new(|| Tables::new(profiles::LATIN, super::ALLOWED, Script::Latin));
 static ARABIC: LazyLock<Tables> =
     LazyLock::new(|| Tables::new(profiles::ARABIC, super::ALLOWED, Script::Arabic));
-
-/// Most languages of one script in [`Tables`] (the Latin allowlist has 11).
-const MAX_LANGS: usize = 12;
-/// A trigram's ranks in each language's profile, by index into `trigram_langs`.
-type Ranks = [u16; MAX_LANGS];
-/// No rank: the language's profile lacks the trigram.
-const NO_RANK: u16 = u16::MAX;
-
-/// The trigram index as one flat open-addressing table (linear probing, at most half full),
-/// each slot holding the key and its ranks: one cache line per look-up, where a `HashMap` of
-/// `Vec`s cost two misses (the bucket, then the `Vec`) and was most of `detect`'s own time.
-struct Index {
-    keys: Vec<u64>,
-    ranks: Vec<Ranks>,
-}
-
-impl Index {
-    fn new(entries: HashMap<u64, Ranks, BuildMix>) -> Index {
-        let size = (entries.len() * 2).next_power_of_two().max(16);
-        let mut index = Index {
-            keys: vec![0; size],
-            ranks: vec![[NO_RANK; MAX_LANGS]; size],
-        };
-        for (key, ranks) in entries {
-            let i = index.slot(key);
-            index.keys[i] = key;
-            index.ranks[i] = ranks;
-        }
-        index
-    }
-
-    /// Where `key` is, or the empty slot where it belongs (0 is no packed trigram: its three
-    /// characters would all be NUL, which whatlang's profiles never hold).
-    fn slot(&self, key: u64) -> usize {
-        let mask = self.keys.len() - 1;
-        let mut i = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-        while self.keys[i] != key && self.keys[i] != 0 {
-            i = (i + 1) & mask;
-        }
-        i
-    }
-
-    /// The ranks of `key` in each profile, if any profile has it.
-    fn get(&self, key: u64) -> Option<&Ranks> {
-        let i = self.slot(key);
-        (self.keys[i] == key).then(|| &self.ranks[i])
-    }
-}
 
 /// A multiplicative hash for packed trigrams (the index is built here, from fixed profiles; no
 /// outside input chooses its keys, so no defence against flooding is needed).
@@ -388,10 +338,10 @@ fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
         .map(|&n| n * MAX_TRIGRAM_DISTANCE)
         .collect();
     for (position, (_, g)) in counted.iter().enumerate() {
-        if let Some(ranks) = tables.index.get(*g) {
-            for (d, &rank) in dist.iter_mut().zip(ranks) {
-                if rank != NO_RANK {
-                    *d += (position as i64 - i64::from(rank)).abs() - MAX_TRIGRAM_DISTANCE;
+        if let Some(entries) = tables.index.get(g) {
+            for &(li, rank) in entries {
+                if let Some(d) = dist.get_mut(li) {
+                    *d += (position as i64 - rank).abs() - MAX_TRIGRAM_DISTANCE;
                 }
             }
         }
@@ -426,31 +376,6 @@ fn trigram_scores(lower: &str, tables: &Tables) -> (Vec<(Lang, f64)>, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_profile_trigram_has_its_one_rank_in_the_index() {
-        for (list, script) in [
-            (profiles::LATIN, Script::Latin),
-            (profiles::ARABIC, Script::Arabic),
-        ] {
-            let tables = Tables::new(list, super::super::ALLOWED, script);
-            assert!(tables.trigram_langs.len() <= MAX_LANGS, "{script:?}");
-            for (li, lang) in tables.trigram_langs.iter().enumerate() {
-                let Some((_, profile)) = list.iter().find(|(l, _)| l == lang) else {
-                    panic!("{lang:?} has a profile");
-                };
-                let mut seen = std::collections::HashSet::new();
-                for (rank, t) in profile.iter().enumerate() {
-                    let c: Vec<char> = t.chars().collect();
-                    let key = pack(c[0], c[1], c[2]);
-                    assert!(seen.insert(key), "{lang:?} lists {t:?} once");
-                    let ranks = tables.index.get(key).expect("indexed");
-                    assert_eq!(usize::from(ranks[li]), rank, "{lang:?} {t:?}");
-                }
-            }
-            assert!(tables.index.get(pack('\u{1}', 'q', 'z')).is_none());
-        }
-    }
 
     #[test]
     fn the_counting_sort_is_the_stable_sort() {
