@@ -5,7 +5,8 @@
 //! the page tables, even when the row itself is in cache. In 2 MB pages the table is 8 pages.
 //! Linux hands out such pages to a region that asks for them with `madvise(MADV_HUGEPAGE)`
 //! (transparent huge pages, Debian's default `madvise` mode) before it is first written, so the
-//! table is copied into a fresh, 2 MB-aligned anonymous mapping that asks. Elsewhere (another
+//! table is written (decoded from the model file, or copied) into a fresh, 2 MB-aligned
+//! anonymous mapping that asks. Elsewhere (another
 //! OS, a small table, a refused mapping) it stays an ordinary `Vec`. Only where the values live
 //! changes, never what they are.
 
@@ -106,7 +107,7 @@ mod huge {
         len: usize,
     }
 
-    // SAFETY: the mapping is owned by this value alone, and written only in `copy_of`, before
+    // SAFETY: the mapping is owned by this value alone, and written only in `filled`, before
     // the value exists; after that it is read-only memory, which any thread may read.
     unsafe impl Send for Mapping {}
     // SAFETY: as above: shared references only ever read it.
@@ -151,16 +152,18 @@ mod huge {
             // leaves ordinary pages, which hold the same values, so its result is ignored.
             unsafe { libc::madvise(start.cast(), rounded, libc::MADV_HUGEPAGE) };
             let data = start.cast::<i16>();
-            // SAFETY: `data` is aligned (a page boundary), writable, has room for `len` values,
-            // which an anonymous mapping holds as zeros (so every one is initialized), and
-            // nothing else refers to it yet.
-            fill(unsafe { std::slice::from_raw_parts_mut(data, len) });
-            Some(Self {
+            // Owned before it is filled, so that a panic in `fill` still unmaps it.
+            let mapping = Self {
                 base,
                 map_len,
                 data,
                 len,
-            })
+            };
+            // SAFETY: `data` is aligned (a page boundary), writable, has room for `len` values,
+            // which an anonymous mapping holds as zeros (so every one is initialized), and
+            // nothing else refers to it yet (`mapping` hands out no slice until this returns).
+            fill(unsafe { std::slice::from_raw_parts_mut(data, len) });
+            Some(mapping)
         }
 
         pub(super) fn as_slice(&self) -> &[i16] {
@@ -201,7 +204,9 @@ mod tests {
     #[test]
     fn a_table_decodes_from_its_bytes_wherever_it_lives() {
         for len in [3usize, 3 << 20] {
-            let values: Vec<i16> = (0..len).map(|i| (i % 65_521) as i16 - 32_000).collect();
+            let values: Vec<i16> = (0..len)
+                .map(|i| ((i % 65_521) as i32 - 32_000) as i16)
+                .collect();
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             let w = Weights::from_le_bytes(&bytes);
             assert_eq!(&*w, &values[..], "{len} values");

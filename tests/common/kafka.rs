@@ -224,9 +224,9 @@ impl Serve {
     ) -> Serve {
         let log = std::env::temp_dir().join(format!("{}.log", unique(instance)));
         let err = File::create(&log).expect("serve log file");
-        // `MODERATO_SERVE_BIN`: another build to run (an older revision, for the stream
-        // bench's before-and-after; see `scripts/same-labels`).
-        let bin = std::env::var_os("MODERATO_SERVE_BIN")
+        // `BENCH_SERVE_BIN`: another build to run (an older revision, for the stream bench's
+        // before-and-after; see `scripts/same-labels`). Tests never set it.
+        let bin = std::env::var_os("BENCH_SERVE_BIN")
             .unwrap_or_else(|| env!("CARGO_BIN_EXE_moderato").into());
         let child = Command::new(bin)
             .args(["serve", "--brokers", brokers, "--group", group])
