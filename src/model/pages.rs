@@ -6,9 +6,8 @@
 //! Linux hands out such pages to a region that asks for them with `madvise(MADV_HUGEPAGE)`
 //! (transparent huge pages, Debian's default `madvise` mode) before it is first written, so the
 //! table is written (decoded from the model file, or copied) into a fresh, 2 MB-aligned
-//! anonymous mapping that asks. Elsewhere (another
-//! OS, a small table, a refused mapping) it stays an ordinary `Vec`. Only where the values live
-//! changes, never what they are.
+//! anonymous mapping that asks. Elsewhere (another OS, a small table, a refused mapping) it
+//! stays an ordinary `Vec`. Only where the values live changes, never what they are.
 
 use std::ops::Deref;
 
@@ -108,7 +107,7 @@ mod huge {
     }
 
     // SAFETY: the mapping is owned by this value alone, and written only in `filled`, before
-    // the value exists; after that it is read-only memory, which any thread may read.
+    // the value is returned; after that it is read-only memory, which any thread may read.
     unsafe impl Send for Mapping {}
     // SAFETY: as above: shared references only ever read it.
     unsafe impl Sync for Mapping {}
