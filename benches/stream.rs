@@ -16,7 +16,9 @@
 //! `--seconds N` (10), `--warmup-seconds N` (30, offered load left out of the latency figures
 //! first: the broker's JIT compiler works on its low-rate paths for about 25 s), `--producer-linger-ms N` (0: the offering producer's linger, which the latency
 //! includes), `--poll-metrics` (a client polls the service's `/metrics` every second), `--guarantee NAME`
-//! (`at-least-once`, the default, or `exactly-once`). `BENCH_SERVE_LOG=FILTER` runs the
+//! (`at-least-once`, the default, or `exactly-once`), `--comments FILE` (JSON lines whose `text`
+//! fields are cycled instead of `examples/comments.jsonl`'s: a site's own comments, to see
+//! what rate its lengths and languages give). `BENCH_SERVE_LOG=FILTER` runs the
 //! service with that log filter (`info,moderato::stream=debug`: each batch's stage times), and
 //! `BENCH_SERVE_ARGS="-X consumer.fetch.wait.max.ms=10 ..."` passes it more arguments.
 
@@ -51,6 +53,7 @@ struct Options {
     warmup_seconds: u64,
     guarantee: String,
     producer_linger_ms: usize,
+    comments: Option<String>,
 }
 
 fn options() -> Options {
@@ -64,6 +67,7 @@ fn options() -> Options {
         warmup_seconds: 30,
         guarantee: "at-least-once".into(),
         producer_linger_ms: 0,
+        comments: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -85,6 +89,7 @@ fn options() -> Options {
                     o.guarantee = g.clone();
                 }
             }
+            "--comments" => o.comments = args.get(i + 1).cloned(),
             _ => {}
         }
         i += 1;
@@ -106,12 +111,20 @@ struct AnswerSource {
     timestamp: Option<f64>,
 }
 
-fn texts() -> Vec<String> {
-    SAMPLES
+/// The `text` of every JSON line of `--comments FILE`, else of the examples.
+fn texts(comments: Option<&str>) -> Vec<String> {
+    let file = comments.map(|path| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("--comments {path}: {e}"))
+    });
+    let texts: Vec<String> = file
+        .as_deref()
+        .unwrap_or(SAMPLES)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["text"].as_str().map(str::to_string))
-        .collect()
+        .collect();
+    assert!(!texts.is_empty(), "no JSON line with a `text` field");
+    texts
 }
 
 fn payload(texts: &[String], i: usize) -> Vec<u8> {
@@ -322,7 +335,8 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` asks every bench target for its tests
     }
-    let texts = texts();
+    let texts = texts(o.comments.as_deref());
+    let chars: usize = texts.iter().map(|t| t.chars().count()).sum();
     let broker = Broker::start();
     create_topics(&broker, 3).await;
     let http = format!("127.0.0.1:{}", kafka::free_port());
@@ -340,6 +354,12 @@ async fn main() {
         } else {
             ""
         }
+    );
+    println!(
+        "  comments: {} distinct texts from {}, {:.0} characters on average",
+        texts.len(),
+        o.comments.as_deref().unwrap_or("examples/comments.jsonl"),
+        chars as f64 / texts.len() as f64
     );
 
     // Throughput: one backlog, drained by a fresh group per run.
