@@ -21,6 +21,8 @@
 //! what rate its lengths and languages give). `BENCH_SERVE_LOG=FILTER` runs the
 //! service with that log filter (`info,moderato::stream=debug`: each batch's stage times), and
 //! `BENCH_SERVE_ARGS="-X consumer.fetch.wait.max.ms=10 ..."` passes it more arguments.
+//! `BROKER_TMPDIR=/dev/shm` runs the broker, and its log, in memory instead of under the target
+//! directory: on this machine the disk's write stalls otherwise dominate the latency's tail.
 
 #[path = "../tests/common/kafka.rs"]
 #[allow(dead_code)]

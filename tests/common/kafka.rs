@@ -52,7 +52,11 @@ static SHARED: OnceLock<Shared> = OnceLock::new();
 /// `NAME=VALUE` lines it prints.
 fn start_shared() -> Shared {
     let pid = std::process::id();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("broker-{pid}"));
+    // `BROKER_TMPDIR=/dev/shm` puts the broker (its log too) in memory, out of reach of this
+    // machine's disk: what the stream bench uses to tell the disk's stalls from the service's.
+    let base = std::env::var_os("BROKER_TMPDIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    let dir = base.join(format!("broker-{pid}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
     let out = Command::new(&script)
         .arg("start")
