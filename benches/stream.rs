@@ -22,7 +22,9 @@
 //! service with that log filter (`info,moderato::stream=debug`: each batch's stage times), and
 //! `BENCH_SERVE_ARGS="-X consumer.fetch.wait.max.ms=10 ..."` passes it more arguments.
 //! `BROKER_TMPDIR=/dev/shm` runs the broker, and its log, in memory instead of under the target
-//! directory: on this machine the disk's write stalls otherwise dominate the latency's tail.
+//! directory: on this machine the disk's write stalls otherwise dominate the latency's tail. It
+//! needs about 1 GB free there (a container's default /dev/shm is 64 MiB), and each run leaves
+//! its broker's logs and TLS files behind in `broker-PID` (only the data is deleted).
 
 #[path = "../tests/common/kafka.rs"]
 #[allow(dead_code)]
@@ -42,7 +44,8 @@ use rdkafka::message::{Headers, Message, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Comments of typical length, English and Arabic, cycled.
+/// The examples, English and Arabic (180 characters on average, one of 970), cycled unless
+/// `--comments FILE` is given.
 const SAMPLES: &str = include_str!("../examples/comments.jsonl");
 
 struct Options {
@@ -91,7 +94,10 @@ fn options() -> Options {
                     o.guarantee = g.clone();
                 }
             }
-            "--comments" => o.comments = args.get(i + 1).cloned(),
+            "--comments" => {
+                let file = args.get(i + 1).filter(|f| !f.starts_with("--"));
+                o.comments = Some(file.expect("--comments needs a FILE").clone());
+            }
             _ => {}
         }
         i += 1;
@@ -125,7 +131,11 @@ fn texts(comments: Option<&str>) -> Vec<String> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["text"].as_str().map(str::to_string))
         .collect();
-    assert!(!texts.is_empty(), "no JSON line with a `text` field");
+    assert!(
+        !texts.is_empty(),
+        "{}: no JSON line with a `text` field",
+        comments.unwrap_or("examples/comments.jsonl")
+    );
     texts
 }
 
@@ -358,7 +368,7 @@ async fn main() {
         }
     );
     println!(
-        "  comments: {} distinct texts from {}, {:.0} characters on average",
+        "  comments: {} texts from {}, {:.0} characters on average",
         texts.len(),
         o.comments.as_deref().unwrap_or("examples/comments.jsonl"),
         chars as f64 / texts.len() as f64

@@ -48,13 +48,14 @@ struct Shared {
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
-/// Runs `scripts/broker start DIR` (DIR under the target directory) and reads the
+/// Runs `scripts/broker start DIR` (DIR under the target directory, or `BROKER_TMPDIR`) and reads the
 /// `NAME=VALUE` lines it prints.
 fn start_shared() -> Shared {
     let pid = std::process::id();
     // `BROKER_TMPDIR=/dev/shm` puts the broker (its log too) in memory, out of reach of this
     // machine's disk: what the stream bench uses to tell the disk's stalls from the service's.
     let base = std::env::var_os("BROKER_TMPDIR")
+        .filter(|d| !d.is_empty())
         .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
     let dir = base.join(format!("broker-{pid}"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/broker");
