@@ -301,15 +301,23 @@ pub(super) fn fit_head(
     let refit = learner.fit(&all, selection.c, None, &lbfgs);
     let (w, report) = (refit.weights, refit.report);
     bar.inc(1);
-    let rule = match spec.kind {
-        HeadKind::Binary => binary_rule(config, &tr, &selection, &layout.domain_cols, &w, &real),
-        HeadKind::Multiclass => multiclass_rule(&selection),
+    let (rule, cv_no_domain) = match spec.kind {
+        HeadKind::Binary => {
+            let (rule, score) =
+                binary_rule(config, &tr, &selection, &layout.domain_cols, &w, &real);
+            (rule, Some(score))
+        }
+        HeadKind::Multiclass => (multiclass_rule(&selection), None),
     };
+    if let Some(score) = cv_no_domain {
+        tracing::info!(head = %spec.name, cv_no_domain = score, "scored out of fold without a domain");
+    }
     let bias = fold_bias(&w, dim, outputs, &layout.target_cols);
     let (feature_cols, weights_out) =
         feature_weights(&w, &columns.buckets, outputs, featurizer.config().buckets());
     let record = serde_json::json!({
-        "c": selection.c, "cv": selection.score, "folds": k, "learner": chosen,
+        "c": selection.c, "cv": selection.score, "cv_no_domain": cv_no_domain,
+        "folds": k, "learner": chosen,
         "seed": config.solver.seed, "grid": selection.tried, "train_rows": tr.rows.len(),
         "features": dim, "iterations": report.iterations, "converged": report.converged,
     });
@@ -372,7 +380,9 @@ fn target_scripts(train: &Corpus, hi: usize, targets: &[String]) -> Vec<Vec<Stri
 
 /// A binary head's rule from out-of-fold margins of the `real` rows (augmentation left out):
 /// Platt and a threshold pooled over the data sets (scored without a domain), one calibration
-/// per data set (with its domain, whose bias `w` holds) and one per script.
+/// per data set (with its domain, whose bias `w` holds) and one per script. Also the mean
+/// macro-F1 over data sets of those rows scored as a new site is: the shared copy alone, with
+/// its script's calibration (fit on the same margins, so a little optimistic, like `cv`).
 fn binary_rule(
     config: &TrainConfig,
     tr: &Design,
@@ -380,7 +390,7 @@ fn binary_rule(
     domain_cols: &[Option<u32>],
     w: &[f64],
     real: &[usize],
-) -> Rule {
+) -> (Rule, f64) {
     let truth: Vec<bool> = tr.labels.iter().map(|&y| y == 1).collect();
     let raw = &selection.oof;
     let shared_raw = selection.oof_shared.as_ref().unwrap_or(raw);
@@ -421,13 +431,26 @@ fn binary_rule(
             calibrations.push(c);
         }
     }
-    Rule {
+    let flags: Vec<bool> = all
+        .iter()
+        .map(|&i| {
+            let name = tr.scripts[i].calibration_name();
+            let (p, t) = calibrations
+                .iter()
+                .find(|c| c.name == name)
+                .map_or((platt, threshold), |c| (c.platt, c.threshold));
+            crate::model::platt(shared_raw[i], p) >= t
+        })
+        .collect();
+    let no_domain = calibrate::mean_macro_f1(all, &flags, &truth, &tr.datasets);
+    let rule = Rule {
         platt,
         threshold,
         prior,
         calibrations,
         ..Rule::default()
-    }
+    };
+    (rule, no_domain)
 }
 
 /// A multiclass head's rule: the temperature and offsets that cross-validation fit.
