@@ -71,9 +71,10 @@ pub struct SolverConfig {
     /// (scaled β and 1, then both by 1/√(1+β²)). 0 trains one model per target in one table,
     /// as the SemEval baselines do; 1 shares half of every weight across targets.
     pub target_shared: f32,
-    /// Multiclass heads: `off`, one-vs-rest regressions (a stance head: one softmax
-    /// regression); `on`, NB-weighted one-vs-rest (NBSVM's log-count ratios, folded into the
-    /// weights); `auto`, plain and NB-weighted one-vs-rest both walk the C grid and the better
+    /// The learners cross-validation tries. `off`: plain logistic regression (a binary head's
+    /// sigmoid; one-vs-rest regressions for a multiclass head, one softmax for a stance head).
+    /// `on`: NB-weighted (NBSVM's log-count ratios, folded into the weights), one-vs-rest for a
+    /// multiclass head. `auto`: plain and NB-weighted both walk the C grid and the better
     /// out-of-fold score is refit (a stance head: softmax against plain one-vs-rest).
     pub nb: Learners,
     /// Drop hash buckets seen in fewer training comments than this (IDF set to 0).

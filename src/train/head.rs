@@ -238,7 +238,12 @@ pub(super) fn fit_head(
     let multiclass = spec.kind == HeadKind::Multiclass;
     let learners: Vec<(&str, &dyn Learner)> = match (config.solver.nb, multiclass, spec.conditioned)
     {
-        (_, false, _) | (Learners::Off, true, true) => vec![("softmax", &plain)],
+        // A binary head: the plain logistic regression, NB-weighted, or both (`auto`). The NB
+        // ratios of a data set's own feature copy come from that set's rows alone, since only
+        // they hold its columns.
+        (Learners::Off, false, _) | (Learners::Off, true, true) => vec![("softmax", &plain)],
+        (Learners::On, false, _) => vec![("NB", &ovr_nb)],
+        (Learners::Auto, false, _) => vec![("softmax", &plain), ("NB", &ovr_nb)],
         (Learners::Off, true, false) => vec![("one-vs-rest", &ovr_plain)],
         (Learners::On, true, _) => vec![("one-vs-rest NB", &ovr_nb)],
         (Learners::Auto, true, true) => vec![("softmax", &plain), ("one-vs-rest", &ovr_plain)],

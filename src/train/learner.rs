@@ -77,8 +77,9 @@ impl Learner for Plain<'_> {
 /// One binary logistic regression per class. With `nb`, feature `j` of class `k`'s problem is
 /// scaled by `r_k[j] = ln(p_j/‖p‖₁) − ln(q_j/‖q‖₁)`, with `p` (`q`) the smoothed count of rows
 /// of (not of) class `k` that hold the feature. A two-class head fits only the second class;
-/// the first keeps weight 0, so the softmax of its two outputs is that sigmoid. Binary problems
-/// converge in far fewer L-BFGS iterations than one softmax problem over all classes.
+/// the first keeps weight 0, so the softmax of its two outputs is that sigmoid. A binary head
+/// (one sigmoid output) is the one problem of its positive class. Binary problems converge in
+/// far fewer L-BFGS iterations than one softmax problem over all classes.
 pub(super) struct OneVsRest<'a> {
     /// The rows.
     pub(super) design: &'a Design,
@@ -103,6 +104,16 @@ impl OneVsRest<'_> {
             0..self.outputs
         }
     }
+
+    /// The label of the rows that are positive in output `class`'s problem: the class itself,
+    /// or 1 for a binary head, whose one sigmoid output is its positive class.
+    fn positive(&self, class: usize) -> u32 {
+        if self.outputs == 1 {
+            1
+        } else {
+            class as u32
+        }
+    }
 }
 
 impl OneVsRest<'_> {
@@ -119,7 +130,7 @@ impl OneVsRest<'_> {
         let d = self.design;
         let labels: Vec<u32> = picked
             .iter()
-            .map(|&i| u32::from(d.labels[i] as usize == class))
+            .map(|&i| u32::from(d.labels[i] == self.positive(class)))
             .collect();
         let ratio = self
             .nb
@@ -340,6 +351,40 @@ mod tests {
         );
         assert!(
             fit.weights[3] > 0.0 && fit.weights[1] < 0.0,
+            "{:?}",
+            fit.weights
+        );
+    }
+
+    #[test]
+    fn a_binary_heads_nb_fit_is_its_positive_class_problem() {
+        // One sigmoid output: the problem is label 1 against 0, so the column only positives
+        // hold gets a positive weight and the negatives' column a negative one, ratio folded in.
+        let mut rows = Rows::new();
+        let mut labels = Vec::new();
+        for i in 0..20u32 {
+            let y = i % 2;
+            rows.push([(y, 1.0), (2, 0.5)]);
+            labels.push(y);
+        }
+        let d = design(rows, labels, vec![0; 20]);
+        let config = config();
+        let nb = OneVsRest {
+            design: &d,
+            outputs: 1,
+            dim: 3,
+            weighting: Weighting {
+                config: &config,
+                per_target: false,
+            },
+            nb: true,
+            alpha: 1.0,
+        };
+        let all: Vec<usize> = (0..20).collect();
+        let fit = nb.fit(&all, 1.0, None, &Lbfgs::default());
+        assert_eq!(fit.weights.len(), 4, "3 weights and a bias");
+        assert!(
+            fit.weights[1] > 0.0 && fit.weights[0] < 0.0,
             "{:?}",
             fit.weights
         );
