@@ -224,6 +224,24 @@ pub fn macro_f1(truth: &[bool], pred: &[bool]) -> f64 {
     classification(&t, &p, &["no".to_string(), "yes".to_string()]).macro_f1
 }
 
+/// The mean over data sets of their macro-F1, for `flags[k]`, the decision on row `rows[k]`:
+/// what a pooled threshold is chosen for, so a large data set does not outweigh the others.
+pub fn mean_macro_f1(rows: &[usize], flags: &[bool], truth: &[bool], datasets: &[usize]) -> f64 {
+    let mut sets: Vec<usize> = rows.iter().map(|&i| datasets[i]).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    let classes = ["no".to_string(), "yes".to_string()];
+    let per_set = sets.iter().map(|&d| {
+        let (mut truth_d, mut pred_d) = (Vec::new(), Vec::new());
+        for (&i, &flag) in rows.iter().zip(flags).filter(|(&i, _)| datasets[i] == d) {
+            truth_d.push(usize::from(truth[i]));
+            pred_d.push(usize::from(flag));
+        }
+        crate::eval::metrics::classification(&truth_d, &pred_d, &classes).macro_f1
+    });
+    per_set.sum::<f64>() / sets.len().max(1) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,22 +266,4 @@ mod tests {
         }
         assert!(temperature(&raw, 2, &truth) > 5.0);
     }
-}
-
-/// The mean over data sets of their macro-F1, for `flags[k]`, the decision on row `rows[k]`:
-/// what a pooled threshold is chosen for, so a large data set does not outweigh the others.
-pub fn mean_macro_f1(rows: &[usize], flags: &[bool], truth: &[bool], datasets: &[usize]) -> f64 {
-    let mut sets: Vec<usize> = rows.iter().map(|&i| datasets[i]).collect();
-    sets.sort_unstable();
-    sets.dedup();
-    let classes = ["no".to_string(), "yes".to_string()];
-    let per_set = sets.iter().map(|&d| {
-        let (mut truth_d, mut pred_d) = (Vec::new(), Vec::new());
-        for (&i, &flag) in rows.iter().zip(flags).filter(|(&i, _)| datasets[i] == d) {
-            truth_d.push(usize::from(truth[i]));
-            pred_d.push(usize::from(flag));
-        }
-        crate::eval::metrics::classification(&truth_d, &pred_d, &classes).macro_f1
-    });
-    per_set.sum::<f64>() / sets.len().max(1) as f64
 }
