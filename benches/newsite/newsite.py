@@ -218,7 +218,7 @@ def main(argv=None) -> int:
     print(f"{'task (macro-F1 on dev)':<34}" + "".join(f"{h:>10}" for h in heads))
     for r in table:
         print(f"{r['task']:<34}" + "".join(f"{fmt(r[c]):>10}" for c in cols))
-    print(("0 labels: --model, which trained on every set, scored with no domain; "
+    print(("0 labels: the --model given, scored with no domain; "
            if a.model else "0 labels: trained without the set, scored with no domain; ")
           + "traffic: calibrated on "
           f"{a.traffic} of its train texts, labels unread (moderato calibrate --traffic); +N: "
