@@ -317,10 +317,9 @@ mod tests {
         assert!(r[0] > r[2] && r[2] > r[1], "{r:?}");
     }
 
-    #[test]
-    fn nb_weights_fold_the_ratio_into_the_table_layout() {
-        // Two separable classes on columns 0 and 1: the two-class head leaves output 0 at zero
-        // and puts the ratio-scaled weights in output 1, so its margins rank the classes.
+    /// An NB fit of `outputs` columns on two separable classes: class 0's rows hold column 0,
+    /// class 1's column 1, and every row column 2.
+    fn separable_nb_fit(outputs: usize) -> Fit {
         let mut rows = Rows::new();
         let mut labels = Vec::new();
         for i in 0..20u32 {
@@ -332,7 +331,7 @@ mod tests {
         let config = config();
         let nb = OneVsRest {
             design: &d,
-            outputs: 2,
+            outputs,
             dim: 3,
             weighting: Weighting {
                 config: &config,
@@ -342,7 +341,14 @@ mod tests {
             alpha: 1.0,
         };
         let all: Vec<usize> = (0..20).collect();
-        let fit = nb.fit(&all, 1.0, None, &Lbfgs::default());
+        nb.fit(&all, 1.0, None, &Lbfgs::default())
+    }
+
+    #[test]
+    fn nb_weights_fold_the_ratio_into_the_table_layout() {
+        // The two-class head leaves output 0 at zero and puts the ratio-scaled weights in
+        // output 1, so its margins rank the classes.
+        let fit = separable_nb_fit(2);
         assert_eq!(fit.weights.len(), 8);
         assert!(
             fit.weights.iter().step_by(2).all(|&w| w == 0.0),
@@ -360,28 +366,7 @@ mod tests {
     fn a_binary_heads_nb_fit_is_its_positive_class_problem() {
         // One sigmoid output: the problem is label 1 against 0, so the column only positives
         // hold gets a positive weight and the negatives' column a negative one, ratio folded in.
-        let mut rows = Rows::new();
-        let mut labels = Vec::new();
-        for i in 0..20u32 {
-            let y = i % 2;
-            rows.push([(y, 1.0), (2, 0.5)]);
-            labels.push(y);
-        }
-        let d = design(rows, labels, vec![0; 20]);
-        let config = config();
-        let nb = OneVsRest {
-            design: &d,
-            outputs: 1,
-            dim: 3,
-            weighting: Weighting {
-                config: &config,
-                per_target: false,
-            },
-            nb: true,
-            alpha: 1.0,
-        };
-        let all: Vec<usize> = (0..20).collect();
-        let fit = nb.fit(&all, 1.0, None, &Lbfgs::default());
+        let fit = separable_nb_fit(1);
         assert_eq!(fit.weights.len(), 4, "3 weights and a bias");
         assert!(
             fit.weights[1] > 0.0 && fit.weights[0] < 0.0,
