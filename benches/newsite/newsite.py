@@ -142,8 +142,9 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="target/newsite", help="models and decisions (outside git)")
     ap.add_argument("--sets", help="comma-separated data sets (default: every toxicity set)")
     ap.add_argument("--sizes", default="100,300,1000")
-    ap.add_argument("--model", help="score this model in place of the skip-one models (no training; "
-                    "each set is then in its training, so the columns measure calibration alone)")
+    ap.add_argument("--model", help="score this model in place of the skip-one models (no training). "
+                    "A model trained on every set measures calibration alone; one trained with "
+                    "--skip-dataset NAME, given with --sets NAME, is that set's skip-one model")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--traffic", type=int, default=1000,
                     help="unlabelled train texts of the traffic column")

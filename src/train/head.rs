@@ -239,7 +239,7 @@ pub(super) fn fit_head(
     let learners: Vec<(&str, &dyn Learner)> = match (config.solver.nb, multiclass, spec.conditioned)
     {
         // A binary head: the plain logistic regression, NB-weighted, or both (`auto`). The NB
-        // ratios of a data set's own feature copy come from that set's rows alone, since only
+        // counts of a data set's own feature copy come from that set's rows alone, since only
         // they hold its columns.
         (Learners::Off, false, _) | (Learners::Off, true, true) => vec![("softmax", &plain)],
         (Learners::On, false, _) => vec![("NB", &ovr_nb)],
@@ -387,7 +387,8 @@ fn target_scripts(train: &Corpus, hi: usize, targets: &[String]) -> Vec<Vec<Stri
 /// Platt and a threshold pooled over the data sets (scored without a domain), one calibration
 /// per data set (with its domain, whose bias `w` holds) and one per script. Also the mean
 /// macro-F1 over data sets of those rows scored as a new site is: the shared copy alone, with
-/// its script's calibration (fit on the same margins, so a little optimistic, like `cv`).
+/// its script's calibration (fit on the same margins, so a little optimistic, like `cv`). Rows
+/// of a script the head has no calibration for, which scoring skips, count with the pooled one.
 fn binary_rule(
     config: &TrainConfig,
     tr: &Design,

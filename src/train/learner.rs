@@ -83,7 +83,7 @@ impl Learner for Plain<'_> {
 pub(super) struct OneVsRest<'a> {
     /// The rows.
     pub(super) design: &'a Design,
-    /// Classes (output columns).
+    /// Output columns: one per class, or 1 for a binary head.
     pub(super) outputs: usize,
     /// Feature columns.
     pub(super) dim: usize,
